@@ -1,1 +1,519 @@
-//! Trainer (being written).
+//! The minibatch trainer: epochs of shuffled minibatches, validation accuracy after each
+//! epoch, the best parameters kept, observer hooks, and atomic safetensors checkpoints.
+//!
+//! One step is: forward (probed) -> loss + L2 (0.5 * reg * sum W^2 over decayed params) ->
+//! backward (probed) -> optional global-norm clipping -> [`Observer::on_step`] (gradients
+//! and pre-update weights visible) -> update. The run is deterministic for a seed: the
+//! shuffle order comes from `seed`, and layers own their own seeded generators.
+
+use crate::data::Dataset;
+use crate::losses::Loss;
+use crate::nn::{Mode, NoProbe, Probe, Sequential};
+use crate::optim::{clip_global_norm, decayed_lr, global_norm, update, Slots, UpdateConfig};
+use crate::tensor::{permutation, Float, Tensor};
+use ndarray::{Array2, Axis, Ix2, IxDyn};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// How to train.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainConfig {
+    /// Passes over the training set.
+    pub epochs: usize,
+    /// Examples per minibatch (the last batch of an epoch may be smaller).
+    pub batch_size: usize,
+    /// Update rule and learning rate.
+    pub update: UpdateConfig,
+    /// L2 strength `reg` in `0.5 * reg * sum(W^2)` (CS231n convention).
+    pub weight_decay: f64,
+    /// Clip the global gradient norm to this value; 0 = off.
+    pub clip_grad_norm: f64,
+    /// Multiply the learning rate by this after every epoch (1 = constant).
+    pub lr_decay: f64,
+    /// The loss.
+    pub loss: Loss,
+    /// Seed of the shuffle order.
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            epochs: 10,
+            batch_size: 64,
+            update: UpdateConfig::new(crate::optim::Rule::Adam, 1e-3),
+            weight_decay: 0.0,
+            clip_grad_norm: 0.0,
+            lr_decay: 1.0,
+            loss: Loss::Softmax,
+            seed: 0,
+        }
+    }
+}
+
+/// What the trainer tells observers after each backward pass (before the update).
+#[derive(Clone, Debug)]
+pub struct StepInfo {
+    /// Epoch, from 0.
+    pub epoch: usize,
+    /// Global step, from 0.
+    pub step: usize,
+    /// Data loss of this minibatch (without the L2 term).
+    pub loss: f64,
+    /// Learning rate used for this update.
+    pub lr: f64,
+    /// Global gradient norm before clipping.
+    pub grad_norm: f64,
+    /// Examples in this minibatch.
+    pub batch_size: usize,
+}
+
+/// What the trainer reports after each epoch.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct EpochInfo {
+    /// Epoch, from 0.
+    pub epoch: usize,
+    /// Mean minibatch data loss over the epoch.
+    pub train_loss: f64,
+    /// Accuracy on the training set, measured in eval mode at the end of the epoch.
+    pub train_acc: f64,
+    /// Accuracy on the validation set (NaN when there is none).
+    pub val_acc: f64,
+    /// Mean data loss on the validation set (NaN when there is none).
+    pub val_loss: f64,
+    /// Learning rate used during the epoch.
+    pub lr: f64,
+    /// Wall-clock seconds of the epoch's training steps.
+    pub seconds: f64,
+}
+
+/// Hooks into training. Every method has a do-nothing default.
+pub trait Observer<F: Float> {
+    /// Before the first step.
+    fn on_start(&mut self, _model: &Sequential<F>, _train: &Dataset) {}
+    /// A probe to receive every layer's output and input gradient during `step`, or
+    /// `None` to run the step unprobed (the cheap default).
+    fn probe(&mut self, _step: usize) -> Option<&mut dyn Probe<F>> {
+        None
+    }
+    /// After the backward pass of a step, before the update: `model`'s params hold this
+    /// step's gradients and the pre-update values.
+    fn on_step(&mut self, _info: &StepInfo, _model: &Sequential<F>) {}
+    /// After an epoch's evaluation.
+    fn on_epoch(&mut self, _info: &EpochInfo, _model: &Sequential<F>) {}
+    /// Return true to stop training after the current step.
+    fn should_stop(&self) -> bool {
+        false
+    }
+}
+
+/// An observer that does nothing.
+pub struct NoObserver;
+impl<F: Float> Observer<F> for NoObserver {}
+
+/// The outcome of [`fit`].
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TrainReport {
+    /// One entry per completed epoch.
+    pub history: Vec<EpochInfo>,
+    /// Best validation accuracy seen (training accuracy when there is no validation set).
+    pub best_val_acc: f64,
+    /// Epoch of the best accuracy; the model holds that epoch's parameters on return.
+    pub best_epoch: usize,
+    /// Steps taken.
+    pub steps: usize,
+    /// Set when the loss became NaN or infinite: the step at which it happened.
+    pub diverged_at_step: Option<usize>,
+    /// Total seconds spent in training steps.
+    pub seconds: f64,
+}
+
+/// Take a minibatch of `data` at `idx` as a tensor of the model's float type, shaped
+/// (B, feature_shape...).
+pub fn batch<F: Float>(data: &Dataset, idx: &[usize]) -> (Tensor<F>, Vec<usize>) {
+    let mut shape = vec![idx.len()];
+    shape.extend_from_slice(&data.feature_shape);
+    let d = data.dim();
+    let mut flat = Vec::with_capacity(idx.len() * d);
+    for &i in idx {
+        flat.extend(data.x.row(i).iter().map(|&v| F::from_f64c(v as f64)));
+    }
+    let x = if shape.iter().skip(1).product::<usize>() == d {
+        Tensor::from_shape_vec(IxDyn(&shape), flat)
+    } else {
+        Tensor::from_shape_vec(IxDyn(&[idx.len(), d]), flat)
+    };
+    (x.expect("batch shape matches data"), idx.iter().map(|&i| data.y[i]).collect())
+}
+
+fn scores_2d<F: Float>(t: Tensor<F>) -> Array2<F> {
+    t.into_dimensionality::<Ix2>().expect("the model's output must be (N, C) scores")
+}
+
+/// Accuracy and mean loss of `model` on `data` in eval mode, in batches of 512.
+pub fn evaluate<F: Float>(model: &mut Sequential<F>, data: &Dataset, loss: Loss) -> (f64, f64) {
+    if data.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    let mut correct = 0usize;
+    let mut total_loss = 0.0;
+    let idx: Vec<usize> = (0..data.len()).collect();
+    for chunk in idx.chunks(512) {
+        let (x, y) = batch::<F>(data, chunk);
+        let scores = scores_2d(model.forward(x, Mode::Eval));
+        let (l, _) = loss.classify(&scores, &y);
+        total_loss += l.to_f64c() * chunk.len() as f64;
+        for (row, &yi) in scores.outer_iter().zip(&y) {
+            if argmax(row.iter().copied()) == yi {
+                correct += 1;
+            }
+        }
+    }
+    (correct as f64 / data.len() as f64, total_loss / data.len() as f64)
+}
+
+/// Predicted classes for every row of `data`, in eval mode.
+pub fn predict<F: Float>(model: &mut Sequential<F>, data: &Dataset) -> Vec<usize> {
+    let idx: Vec<usize> = (0..data.len()).collect();
+    let mut out = Vec::with_capacity(data.len());
+    for chunk in idx.chunks(512) {
+        let (x, _) = batch::<F>(data, chunk);
+        let scores = scores_2d(model.forward(x, Mode::Eval));
+        out.extend(scores.outer_iter().map(|r| argmax(r.iter().copied())));
+    }
+    out
+}
+
+fn argmax<F: Float>(it: impl Iterator<Item = F>) -> usize {
+    let mut best = (0, F::neg_infinity());
+    for (i, v) in it.enumerate() {
+        if v > best.1 {
+            best = (i, v);
+        }
+    }
+    best.0
+}
+
+/// Train `model` on `train`, evaluating on `val` after each epoch, and leave the model
+/// with the parameters of the best epoch.
+pub fn fit<F: Float>(
+    model: &mut Sequential<F>,
+    train: &Dataset,
+    val: &Dataset,
+    cfg: &TrainConfig,
+    observer: &mut dyn Observer<F>,
+) -> TrainReport {
+    assert!(cfg.batch_size > 0, "batch_size must be positive");
+    let mut slots: Vec<Slots<F>> = model.params_mut().iter().map(|p| Slots::zeros_like(&p.value)).collect();
+    let mut rng = crate::tensor::rng(cfg.seed);
+    let reg = F::from_f64c(cfg.weight_decay);
+    let mut report = TrainReport {
+        history: Vec::new(),
+        best_val_acc: f64::NEG_INFINITY,
+        best_epoch: 0,
+        steps: 0,
+        diverged_at_step: None,
+        seconds: 0.0,
+    };
+    let mut best: Option<Vec<Tensor<F>>> = None;
+    observer.on_start(model, train);
+    'epochs: for epoch in 0..cfg.epochs {
+        let lr = decayed_lr(cfg.update.lr, cfg.lr_decay, epoch);
+        let ucfg = UpdateConfig { lr, ..cfg.update };
+        let order = permutation(train.len(), &mut rng);
+        let start = std::time::Instant::now();
+        let mut loss_sum = 0.0;
+        let mut batches = 0usize;
+        for idx in order.chunks(cfg.batch_size) {
+            let step = report.steps;
+            let (x, y) = batch::<F>(train, idx);
+            let mut no_probe = NoProbe;
+            let loss = {
+                let probe: &mut dyn Probe<F> = match observer.probe(step) {
+                    Some(p) => p,
+                    None => &mut no_probe,
+                };
+                let scores = scores_2d(model.forward_probed(x, Mode::Train, probe));
+                let (loss, dscores) = cfg.loss.classify(&scores, &y);
+                model.backward_probed(dscores.into_dyn(), probe);
+                loss.to_f64c()
+            };
+            if cfg.weight_decay > 0.0 {
+                for p in model.params_mut().into_iter().filter(|p| p.decay) {
+                    // d/dW of 0.5 * reg * sum(W^2) is reg * W
+                    p.grad.zip_mut_with(&p.value, |g, &w| *g += reg * w);
+                }
+            }
+            let grad_norm = if cfg.clip_grad_norm > 0.0 {
+                let mut params = model.params_mut();
+                let mut grads: Vec<&mut Tensor<F>> = params.iter_mut().map(|p| &mut p.grad).collect();
+                clip_global_norm(&mut grads, cfg.clip_grad_norm)
+            } else {
+                global_norm(model.params().iter().map(|(_, p)| &p.grad))
+            };
+            let info = StepInfo { epoch, step, loss, lr, grad_norm, batch_size: idx.len() };
+            observer.on_step(&info, model);
+            report.steps += 1;
+            if !loss.is_finite() || !grad_norm.is_finite() {
+                report.diverged_at_step = Some(step);
+                report.seconds += start.elapsed().as_secs_f64();
+                break 'epochs;
+            }
+            for (p, s) in model.params_mut().into_iter().zip(slots.iter_mut()) {
+                update(&mut p.value, &p.grad, s, &ucfg);
+            }
+            loss_sum += loss;
+            batches += 1;
+            if observer.should_stop() {
+                break;
+            }
+        }
+        let seconds = start.elapsed().as_secs_f64();
+        report.seconds += seconds;
+        let (train_acc, _) = evaluate(model, train, cfg.loss);
+        let (val_acc, val_loss) = evaluate(model, val, cfg.loss);
+        let info = EpochInfo {
+            epoch,
+            train_loss: loss_sum / batches.max(1) as f64,
+            train_acc,
+            val_acc,
+            val_loss,
+            lr,
+            seconds,
+        };
+        let score = if val.is_empty() { train_acc } else { val_acc };
+        if score > report.best_val_acc {
+            report.best_val_acc = score;
+            report.best_epoch = epoch;
+            best = Some(model.named_tensors().into_iter().map(|(_, t)| t.clone()).collect());
+        }
+        observer.on_epoch(&info, model);
+        report.history.push(info);
+        if observer.should_stop() {
+            break;
+        }
+    }
+    if let Some(best) = best {
+        let mut it = best.into_iter();
+        model.load_named(|_| it.next()).expect("same model, same tensors");
+    }
+    report
+}
+
+/// Classification accuracy of predictions against labels.
+pub fn accuracy(pred: &[usize], y: &[usize]) -> f64 {
+    if y.is_empty() {
+        return f64::NAN;
+    }
+    pred.iter().zip(y).filter(|(a, b)| a == b).count() as f64 / y.len() as f64
+}
+
+/// Write `bytes` to `path` atomically: a temporary file in the same directory, flushed to
+/// disk, then renamed over `path`. A crash leaves either the old file or the new one.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().ok_or_else(|| std::io::Error::other("checkpoint path has no file name"))?;
+    let tmp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Save every parameter and buffer of `model` to a safetensors file at `path` (f32 or
+/// f64, matching `F`), atomically. `metadata` goes into the file's `__metadata__`.
+pub fn save_checkpoint<F: Float>(
+    model: &Sequential<F>,
+    path: &Path,
+    metadata: HashMap<String, String>,
+) -> Result<(), CheckpointError> {
+    use safetensors::tensor::TensorView;
+    let dtype = if F::NAME == "f32" { safetensors::Dtype::F32 } else { safetensors::Dtype::F64 };
+    let tensors = model.named_tensors();
+    let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = tensors
+        .iter()
+        .map(|(name, t)| {
+            let b: Vec<u8> = if F::NAME == "f32" {
+                t.iter().flat_map(|v| (v.to_f64c() as f32).to_le_bytes()).collect()
+            } else {
+                t.iter().flat_map(|v| v.to_f64c().to_le_bytes()).collect()
+            };
+            (name.clone(), b, t.shape().to_vec())
+        })
+        .collect();
+    let views: Vec<(String, TensorView)> = bytes
+        .iter()
+        .map(|(n, b, s)| (n.clone(), TensorView::new(dtype, s.clone(), b).expect("sizes are consistent")))
+        .collect();
+    let data = safetensors::serialize(views, Some(metadata))
+        .map_err(|e| CheckpointError::Format { path: path.display().to_string(), detail: e.to_string() })?;
+    write_atomic(path, &data).map_err(|e| CheckpointError::Io { path: path.display().to_string(), source: e })
+}
+
+/// Load a checkpoint written by [`save_checkpoint`] into a model of the same architecture.
+/// Nothing in the model changes when the file does not fit.
+pub fn load_checkpoint<F: Float>(model: &mut Sequential<F>, path: &Path) -> Result<(), CheckpointError> {
+    let p = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| CheckpointError::Io { path: p.clone(), source: e })?;
+    let st = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| CheckpointError::Format { path: p.clone(), detail: e.to_string() })?;
+    let mut err = None;
+    let result = model.load_named(|name| {
+        let view = st.tensor(name).ok()?;
+        let vals: Vec<F> = match view.dtype() {
+            safetensors::Dtype::F32 => view
+                .data()
+                .chunks_exact(4)
+                .map(|c| F::from_f64c(f32::from_le_bytes(c.try_into().unwrap()) as f64))
+                .collect(),
+            safetensors::Dtype::F64 => {
+                view.data().chunks_exact(8).map(|c| F::from_f64c(f64::from_le_bytes(c.try_into().unwrap()))).collect()
+            }
+            other => {
+                err = Some(format!("tensor `{name}` has dtype {other:?}; expected F32 or F64"));
+                return None;
+            }
+        };
+        Tensor::from_shape_vec(IxDyn(view.shape()), vals).ok()
+    });
+    if let Some(detail) = err {
+        return Err(CheckpointError::Format { path: p, detail });
+    }
+    result.map_err(|detail| CheckpointError::Format { path: p, detail })
+}
+
+/// Why a checkpoint could not be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// Reading or writing the file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file is not a valid checkpoint for this model.
+    #[error("{path}: {detail}")]
+    Format {
+        /// The file.
+        path: String,
+        /// What does not fit.
+        detail: String,
+    },
+}
+
+/// Mean of `x` over the batch axis for an (N, D) array (helper for observers).
+pub fn batch_mean<F: Float>(x: &Array2<F>) -> ndarray::Array1<F> {
+    x.mean_axis(Axis(0)).unwrap_or_else(|| ndarray::Array1::zeros(x.ncols()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::{Activation, MlpSpec};
+    use crate::optim::Rule;
+    use crate::tensor::Init;
+
+    fn blobs(n: usize, seed: u64) -> Dataset {
+        // Three well-separated Gaussian blobs in 2-D.
+        let mut r = crate::tensor::rng(seed);
+        let centers = [(-3.0, 0.0), (3.0, 0.0), (0.0, 3.0)];
+        let noise: Array2<f32> = crate::tensor::randn((n, 2), 0.5, &mut r);
+        let y: Vec<usize> = (0..n).map(|i| i % 3).collect();
+        let x = Array2::from_shape_fn((n, 2), |(i, j)| {
+            let c = centers[y[i]];
+            (if j == 0 { c.0 } else { c.1 }) as f32 + noise[[i, j]]
+        });
+        Dataset { name: "blobs".into(), x, y, classes: 3, feature_shape: vec![2] }
+    }
+
+    fn spec() -> MlpSpec {
+        MlpSpec {
+            input_dim: 2,
+            hidden: vec![16],
+            output_dim: 3,
+            activation: Activation::Relu,
+            init: Init::He,
+            bias_init: 0.0,
+            batchnorm: false,
+            dropout_keep: None,
+        }
+    }
+
+    #[test]
+    fn learns_blobs_and_is_deterministic() {
+        let data = blobs(300, 1);
+        let (tr, va) = data.split(0.2, 0);
+        let cfg = TrainConfig {
+            epochs: 5,
+            batch_size: 32,
+            update: UpdateConfig::new(Rule::Adam, 1e-2),
+            ..Default::default()
+        };
+        let mut m1 = spec().build::<f32>(0);
+        let r1 = fit(&mut m1, &tr, &va, &cfg, &mut NoObserver);
+        assert!(r1.best_val_acc > 0.95, "{:?}", r1.history);
+        let mut m2 = spec().build::<f32>(0);
+        let r2 = fit(&mut m2, &tr, &va, &cfg, &mut NoObserver);
+        let l1: Vec<f64> = r1.history.iter().map(|h| h.train_loss).collect();
+        let l2: Vec<f64> = r2.history.iter().map(|h| h.train_loss).collect();
+        assert_eq!(l1, l2);
+    }
+
+    #[test]
+    fn keeps_the_best_epoch_parameters() {
+        let data = blobs(150, 2);
+        let (tr, va) = data.split(0.3, 0);
+        let cfg =
+            TrainConfig { epochs: 4, batch_size: 16, update: UpdateConfig::new(Rule::Sgd, 0.05), ..Default::default() };
+        let mut m = spec().build::<f64>(3);
+        let r = fit(&mut m, &tr, &va, &cfg, &mut NoObserver);
+        let (acc, _) = evaluate(&mut m, &va, Loss::Softmax);
+        assert_eq!(acc, r.best_val_acc);
+    }
+
+    #[test]
+    fn divergence_is_reported_not_hidden() {
+        let data = blobs(90, 3);
+        let cfg =
+            TrainConfig { epochs: 3, batch_size: 30, update: UpdateConfig::new(Rule::Sgd, 1e30), ..Default::default() };
+        let mut m = spec().build::<f32>(0);
+        let r = fit(&mut m, &data, &data.subset(&[]), &cfg, &mut NoObserver);
+        assert!(r.diverged_at_step.is_some(), "{r:?}");
+    }
+
+    #[test]
+    fn checkpoint_round_trip_and_bad_files() {
+        let dir = std::env::temp_dir().join(format!("leaky-ckpt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("m.safetensors");
+        let m = spec().build::<f32>(5);
+        save_checkpoint(&m, &path, HashMap::from([("note".to_string(), "test".to_string())])).unwrap();
+        let mut m2 = spec().build::<f32>(6);
+        load_checkpoint(&mut m2, &path).unwrap();
+        for ((_, a), (_, b)) in m.named_tensors().iter().zip(m2.named_tensors().iter()) {
+            assert_eq!(a, b);
+        }
+        let mut wider = MlpSpec { hidden: vec![8], ..spec() }.build::<f32>(0);
+        let e = load_checkpoint(&mut wider, &path).unwrap_err().to_string();
+        assert!(e.contains("shape") && e.contains("m.safetensors"), "{e}");
+        std::fs::write(dir.join("junk.safetensors"), b"not a checkpoint").unwrap();
+        let e = load_checkpoint(&mut m2, &dir.join("junk.safetensors")).unwrap_err().to_string();
+        assert!(e.contains("junk.safetensors"), "{e}");
+        let leftovers: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+            .collect();
+        assert!(leftovers.is_empty());
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}
