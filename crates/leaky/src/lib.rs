@@ -6,6 +6,7 @@
 
 #![warn(missing_docs)]
 
+pub mod checks;
 pub mod data;
 pub mod gradcheck;
 pub mod layers;
