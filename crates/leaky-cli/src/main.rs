@@ -1,1 +1,71 @@
-fn main() {}
+//! `leaky`: train networks from TOML experiments and check every gradient by hand.
+//!
+//! Exit status: 0 success, 1 the run itself failed (e.g. the loss diverged, a gradient
+//! check failed), 2 bad input (a file, a key, a value).
+
+mod config;
+mod experiment;
+mod gradcheck_cmd;
+mod train_cmd;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Backprop is a leaky abstraction: leaky trains small networks with hand-written forward
+/// and backward passes, checks every gradient, and shows where learning breaks.
+#[derive(Parser)]
+#[command(name = "leaky", version, about, long_about = None, propagate_version = true)]
+#[command(
+    after_help = "Examples:\n  leaky train examples/digits.toml\n  leaky train examples/digits.toml --save digits.safetensors\n  leaky gradcheck\n\nExit status: 0 ok, 1 the run failed (diverged, a check failed), 2 bad input."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train the network an experiment file describes, with a progress bar per epoch.
+    Train(train_cmd::TrainArgs),
+    /// Check every layer's and loss's backward pass against numerical gradients (f64).
+    Gradcheck(gradcheck_cmd::GradcheckArgs),
+}
+
+/// How a command failed: bad input (exit 2) or a failed run (exit 1).
+#[derive(Debug)]
+pub enum Failure {
+    /// The user's input is wrong: a file, a key, a value.
+    BadInput(anyhow::Error),
+    /// The input was fine but the run failed.
+    Run(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::BadInput(e)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Train(a) => train_cmd::run(a),
+        Command::Gradcheck(a) => gradcheck_cmd::run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::BadInput(e)) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Run(e)) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Paths printed in messages.
+pub fn show(p: &std::path::Path) -> String {
+    p.display().to_string()
+}

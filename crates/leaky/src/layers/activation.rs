@@ -4,7 +4,7 @@
 //!
 //! | op | forward | local gradient | where the gradient dies |
 //! |---|---|---|---|
-//! | relu | max(0, x) | 1[x > 0] | every x <= 0 (a unit that is never positive is dead) |
+//! | relu | max(0, x) | 1\[x > 0\] | every x <= 0 (a unit that is never positive is dead) |
 //! | leaky_relu | x if x > 0 else a*x | 1 or a | nowhere |
 //! | sigmoid | z = 1/(1+e^-x) | z(1-z) <= 0.25 | \|x\| large: z(1-z) ~ 0 (saturation) |
 //! | tanh | t = tanh(x) | 1 - t^2 <= 1 | \|x\| large |

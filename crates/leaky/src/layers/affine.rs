@@ -19,7 +19,7 @@ pub struct AffineCache<F> {
 /// Flatten (N, d_1, ..., d_k) to (N, D) without copying when `x` is contiguous.
 pub fn flatten<F: Float>(x: Tensor<F>) -> Array2<F> {
     let n = x.shape().first().copied().unwrap_or(1);
-    let d = if n == 0 { 0 } else { x.len() / n };
+    let d = x.len().checked_div(n).unwrap_or(0);
     let x = if x.is_standard_layout() { x } else { x.as_standard_layout().into_owned() };
     x.into_shape_with_order((n, d)).expect("contiguous reshape")
 }

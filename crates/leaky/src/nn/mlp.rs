@@ -1,4 +1,4 @@
-//! The multilayer perceptron builder: affine -> [batchnorm] -> activation, repeated, then
+//! The multilayer perceptron builder: affine -> \[batchnorm\] -> activation, repeated, then
 //! a final affine producing class scores.
 
 use crate::layers::activation::Nonlinearity;

@@ -1,0 +1,318 @@
+//! The experiment file (`leaky train FILE.toml`, `leaky doctor FILE.toml`).
+//!
+//! Every key has a default; an unknown key, a wrong type or an impossible value is an
+//! error that names the file and the key. The format is fixed by DESIGN.md.
+
+use anyhow::{bail, Context, Result};
+use leaky::losses::Loss;
+use leaky::nn::Activation;
+use leaky::optim::Rule;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// A whole experiment.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Experiment {
+    /// Seed of every random choice (init, shuffling, split, dropout).
+    pub seed: u64,
+    /// `[data]`
+    pub data: DataConfig,
+    /// `[model]`
+    pub model: ModelConfig,
+    /// `[train]`
+    pub train: TrainSection,
+    /// `[rl]`
+    pub rl: RlConfig,
+}
+
+/// `[data]`
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// `digits | spiral | adding | copy | chars | csv:PATH | npy:X,Y | idx:IMAGES,LABELS | text:PATH`
+    pub dataset: String,
+    /// Standardise features with the training split's mean and std.
+    pub normalize: bool,
+    /// Share of examples held out for validation, in [0, 1).
+    pub val_fraction: f64,
+    /// Sequence length (sequence tasks only).
+    pub seq_len: usize,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig { dataset: "digits".into(), normalize: true, val_fraction: 0.2, seq_len: 20 }
+    }
+}
+
+/// Network families.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    /// Multilayer perceptron.
+    Mlp,
+    /// Vanilla (tanh) recurrent network.
+    Rnn,
+    /// Long short-term memory network.
+    Lstm,
+    /// Deep Q-network (reinforcement learning).
+    Dqn,
+}
+
+/// Weight init schemes as written in TOML.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum InitName {
+    /// N(0, init_std^2)
+    Normal,
+    /// Xavier/Glorot
+    Xavier,
+    /// He/Kaiming
+    He,
+}
+
+/// `[model]`
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    /// `mlp | rnn | lstm | dqn`
+    pub kind: ModelKind,
+    /// Hidden layer widths.
+    pub hidden: Vec<usize>,
+    /// `relu | leaky_relu | sigmoid | tanh`
+    pub activation: Activation,
+    /// `normal | xavier | he`
+    pub init: InitName,
+    /// Standard deviation when `init = "normal"`.
+    pub init_std: f64,
+    /// Initial bias value.
+    pub bias_init: f64,
+    /// Batch norm after each hidden affine layer.
+    pub batchnorm: bool,
+    /// Spectral radius to scale Whh to at init (rnn/lstm; 0 = the init's own scale).
+    pub whh_radius: f64,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            kind: ModelKind::Mlp,
+            hidden: vec![100, 100],
+            activation: Activation::Relu,
+            init: InitName::He,
+            init_std: 0.01,
+            bias_init: 0.0,
+            batchnorm: false,
+            whh_radius: 0.0,
+        }
+    }
+}
+
+/// `[train]`
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainSection {
+    /// `softmax | svm | mse | huber | clipped_mse`
+    pub loss: Loss,
+    /// `sgd | momentum | rmsprop | adam`
+    pub optimizer: Rule,
+    /// Learning rate.
+    pub lr: f64,
+    /// Minibatch size.
+    pub batch_size: usize,
+    /// Passes over the training data.
+    pub epochs: usize,
+    /// L2 strength (0.5 * reg * sum W^2).
+    pub weight_decay: f64,
+    /// Global gradient-norm clip (0 = off).
+    pub clip_grad_norm: f64,
+    /// Learning-rate multiplier per epoch (1 = constant).
+    pub lr_decay: f64,
+}
+
+impl Default for TrainSection {
+    fn default() -> Self {
+        TrainSection {
+            loss: Loss::Softmax,
+            optimizer: Rule::Adam,
+            lr: 1e-3,
+            batch_size: 64,
+            epochs: 10,
+            weight_decay: 0.0,
+            clip_grad_norm: 0.0,
+            lr_decay: 1.0,
+        }
+    }
+}
+
+/// TD losses of the DQN.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TdLoss {
+    /// Huber loss of the TD error.
+    Huber,
+    /// Square of clip_by_value(delta, -1, 1): the bug.
+    ClippedDelta,
+    /// Plain squared error.
+    Mse,
+    /// Squared error whose gradient is clipped to [-1, 1].
+    GradClip,
+}
+
+/// `[rl]`
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RlConfig {
+    /// Environment (only `cartpole`).
+    pub env: String,
+    /// TD loss.
+    pub td_loss: TdLoss,
+    /// Episodes to train.
+    pub episodes: usize,
+    /// Discount factor.
+    pub gamma: f64,
+    /// Multiply every reward by this.
+    pub reward_scale: f64,
+    /// Steps between target-network copies.
+    pub target_update: usize,
+}
+
+impl Default for RlConfig {
+    fn default() -> Self {
+        RlConfig {
+            env: "cartpole".into(),
+            td_loss: TdLoss::Huber,
+            episodes: 300,
+            gamma: 0.99,
+            reward_scale: 1.0,
+            target_update: 500,
+        }
+    }
+}
+
+/// Read, parse and validate an experiment file.
+pub fn load(path: &Path) -> Result<Experiment> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    parse(&text).with_context(|| format!("{} is not a valid experiment", path.display()))
+}
+
+/// Parse and validate experiment text.
+pub fn parse(text: &str) -> Result<Experiment> {
+    let exp: Experiment = toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))?;
+    exp.validate()?;
+    Ok(exp)
+}
+
+fn positive(key: &str, v: f64) -> Result<()> {
+    if !(v.is_finite() && v > 0.0) {
+        bail!("`{key}` = {v}: must be a positive number");
+    }
+    Ok(())
+}
+
+fn non_negative(key: &str, v: f64) -> Result<()> {
+    if !(v.is_finite() && v >= 0.0) {
+        bail!("`{key}` = {v}: must be zero or positive");
+    }
+    Ok(())
+}
+
+impl Experiment {
+    /// Check every value that the types alone do not rule out; errors name the key.
+    pub fn validate(&self) -> Result<()> {
+        let d = &self.data;
+        if d.dataset.trim().is_empty() {
+            bail!("`data.dataset` is empty: use digits, spiral, adding, copy, chars, csv:PATH, npy:X.npy,Y.npy, idx:IMAGES,LABELS or text:PATH");
+        }
+        if !(d.val_fraction.is_finite() && (0.0..1.0).contains(&d.val_fraction)) {
+            bail!("`data.val_fraction` = {}: must be in [0, 1)", d.val_fraction);
+        }
+        if d.seq_len == 0 {
+            bail!("`data.seq_len` = 0: must be at least 1");
+        }
+        let m = &self.model;
+        if m.hidden.is_empty() && m.kind != ModelKind::Mlp {
+            bail!("`model.hidden` is empty: {:?} models need one entry, the hidden size", m.kind);
+        }
+        if let Some(i) = m.hidden.iter().position(|&h| h == 0) {
+            bail!("`model.hidden[{i}]` = 0: every layer needs at least one unit");
+        }
+        if m.init == InitName::Normal {
+            positive("model.init_std", m.init_std)?;
+        }
+        if !m.bias_init.is_finite() {
+            bail!("`model.bias_init` = {}: must be a finite number", m.bias_init);
+        }
+        non_negative("model.whh_radius", m.whh_radius)?;
+        let t = &self.train;
+        positive("train.lr", t.lr)?;
+        if t.batch_size == 0 {
+            bail!("`train.batch_size` = 0: must be at least 1");
+        }
+        if t.epochs == 0 {
+            bail!("`train.epochs` = 0: must be at least 1");
+        }
+        non_negative("train.weight_decay", t.weight_decay)?;
+        non_negative("train.clip_grad_norm", t.clip_grad_norm)?;
+        positive("train.lr_decay", t.lr_decay)?;
+        let r = &self.rl;
+        if r.env != "cartpole" {
+            bail!("`rl.env` = {:?}: the only environment is \"cartpole\"", r.env);
+        }
+        if r.episodes == 0 {
+            bail!("`rl.episodes` = 0: must be at least 1");
+        }
+        if !(r.gamma.is_finite() && (0.0..=1.0).contains(&r.gamma)) {
+            bail!("`rl.gamma` = {}: must be in [0, 1]", r.gamma);
+        }
+        positive("rl.reward_scale", r.reward_scale)?;
+        if r.target_update == 0 {
+            bail!("`rl.target_update` = 0: must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// The weight init scheme as the library's type.
+    pub fn init(&self) -> leaky::tensor::Init {
+        match self.model.init {
+            InitName::Normal => leaky::tensor::Init::Normal { std: self.model.init_std },
+            InitName::Xavier => leaky::tensor::Init::Xavier,
+            InitName::He => leaky::tensor::Init::He,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_all_defaults() {
+        assert_eq!(parse("").unwrap(), Experiment::default());
+    }
+
+    #[test]
+    fn design_example_parses() {
+        let text = include_str!("../../../examples/digits.toml");
+        parse(text).unwrap();
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = format!("{:#}", parse("[train]\nlrr = 0.1\n").unwrap_err());
+        assert!(e.contains("lrr"), "{e}");
+        let e = format!("{:#}", parse("[train]\nlr = \"fast\"\n").unwrap_err());
+        assert!(e.contains("lr"), "{e}");
+        let e = format!("{:#}", parse("[train]\nlr = -1.0\n").unwrap_err());
+        assert!(e.contains("train.lr"), "{e}");
+        let e = format!("{:#}", parse("[model]\nactivation = \"swish\"\n").unwrap_err());
+        assert!(e.contains("swish") || e.contains("activation"), "{e}");
+        let e = format!("{:#}", parse("[data]\nval_fraction = 1.5\n").unwrap_err());
+        assert!(e.contains("data.val_fraction"), "{e}");
+        let e = format!("{:#}", parse("[model]\nhidden = [10, 0]\n").unwrap_err());
+        assert!(e.contains("model.hidden[1]"), "{e}");
+        let e = format!("{:#}", parse("seed = 1\n[bogus]\n").unwrap_err());
+        assert!(e.contains("bogus"), "{e}");
+    }
+}

@@ -1,0 +1,73 @@
+//! From an [`Experiment`] to data and a model: the first arrow of
+//! config -> data + model -> trainer.
+
+use crate::config::{Experiment, ModelKind};
+use anyhow::{bail, Result};
+use leaky::data::{Dataset, Standardizer};
+use leaky::nn::{MlpSpec, Sequential};
+use leaky::train::TrainConfig;
+
+/// Training and validation splits, ready to train on.
+pub struct Prepared {
+    /// Training split (standardised when `data.normalize`).
+    pub train: Dataset,
+    /// Validation split (standardised with the training statistics).
+    pub val: Dataset,
+}
+
+/// Load the data set, validate it, split it and standardise it as the experiment says.
+pub fn prepare_data(exp: &Experiment) -> Result<Prepared> {
+    let data = leaky::data::load(&exp.data.dataset, exp.seed)
+        .map_err(|e| anyhow::anyhow!("data.dataset = {:?}: {e}", exp.data.dataset))?;
+    if data.len() < 2 {
+        bail!("data.dataset = {:?}: {} example(s); need at least 2", exp.data.dataset, data.len());
+    }
+    let (mut train, mut val) = data.split(exp.data.val_fraction, exp.seed);
+    if exp.data.normalize {
+        let s = Standardizer::fit(&train.x);
+        s.apply(&mut train.x);
+        s.apply(&mut val.x);
+    }
+    Ok(Prepared { train, val })
+}
+
+/// The MLP the experiment describes, for data with `input_dim` features and `classes`
+/// classes.
+pub fn mlp_spec(exp: &Experiment, input_dim: usize, classes: usize) -> MlpSpec {
+    MlpSpec {
+        input_dim,
+        hidden: exp.model.hidden.clone(),
+        output_dim: classes,
+        activation: exp.model.activation,
+        init: exp.init(),
+        bias_init: exp.model.bias_init,
+        batchnorm: exp.model.batchnorm,
+        dropout_keep: None,
+    }
+}
+
+/// Build the model the experiment describes.
+pub fn build_model(exp: &Experiment, data: &Prepared) -> Result<Sequential<f32>> {
+    match exp.model.kind {
+        ModelKind::Mlp => Ok(mlp_spec(exp, data.train.dim(), data.train.classes).build(exp.seed)),
+        other => bail!(
+            "model.kind = {:?}: not available in this version of leaky (only \"mlp\" trains so far)",
+            format!("{other:?}").to_lowercase()
+        ),
+    }
+}
+
+/// The trainer's settings from `[train]`.
+pub fn train_config(exp: &Experiment) -> TrainConfig {
+    let t = &exp.train;
+    TrainConfig {
+        epochs: t.epochs,
+        batch_size: t.batch_size,
+        update: leaky::optim::UpdateConfig::new(t.optimizer, t.lr),
+        weight_decay: t.weight_decay,
+        clip_grad_norm: t.clip_grad_norm,
+        lr_decay: t.lr_decay,
+        loss: t.loss,
+        seed: exp.seed,
+    }
+}

@@ -1,0 +1,161 @@
+//! `leaky train FILE.toml`
+
+use crate::experiment::{build_model, prepare_data, train_config};
+use crate::{config, show, Failure};
+use anyhow::anyhow;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use leaky::nn::Sequential;
+use leaky::train::{fit, EpochInfo, Observer, StepInfo};
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+/// Arguments of `leaky train`.
+#[derive(Args)]
+pub struct TrainArgs {
+    /// The experiment file (TOML; see examples/digits.toml).
+    pub file: PathBuf,
+    /// Save the best parameters to this safetensors file (written atomically).
+    #[arg(long, value_name = "FILE")]
+    pub save: Option<PathBuf>,
+    /// Write the run's history (per-epoch loss and accuracy) as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Print only the final summary.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+struct Progress {
+    bar: Option<ProgressBar>,
+    epochs: usize,
+    steps_per_epoch: u64,
+    quiet: bool,
+    loss_sum: f64,
+    steps: usize,
+}
+
+impl Progress {
+    fn new_bar(&self, epoch: usize) -> Option<ProgressBar> {
+        if self.quiet {
+            return None;
+        }
+        let bar = ProgressBar::new(self.steps_per_epoch);
+        bar.set_style(
+            ProgressStyle::with_template("epoch {prefix:>7} [{bar:30}] {pos:>4}/{len:4} {msg}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(format!("{}/{}", epoch + 1, self.epochs));
+        Some(bar)
+    }
+}
+
+impl Observer<f32> for Progress {
+    fn on_step(&mut self, info: &StepInfo, _model: &Sequential<f32>) {
+        if self.bar.is_none() && !self.quiet {
+            self.bar = self.new_bar(info.epoch);
+        }
+        self.loss_sum += info.loss;
+        self.steps += 1;
+        if let Some(bar) = &self.bar {
+            bar.inc(1);
+            bar.set_message(format!("loss {:.4}", self.loss_sum / self.steps as f64));
+        }
+    }
+
+    fn on_epoch(&mut self, info: &EpochInfo, _model: &Sequential<f32>) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+        self.loss_sum = 0.0;
+        self.steps = 0;
+        if !self.quiet {
+            println!(
+                "epoch {:>3}/{}  loss {:.4}  train acc {:>6.2}%  val acc {:>6.2}%  ({:.2}s)",
+                info.epoch + 1,
+                self.epochs,
+                info.train_loss,
+                100.0 * info.train_acc,
+                100.0 * info.val_acc,
+                info.seconds
+            );
+        }
+    }
+}
+
+/// Run `leaky train`.
+pub fn run(args: TrainArgs) -> Result<(), Failure> {
+    let exp = config::load(&args.file)?;
+    let data = prepare_data(&exp).map_err(|e| anyhow!("{}: {e:#}", show(&args.file)))?;
+    let mut model = build_model(&exp, &data).map_err(|e| anyhow!("{}: {e:#}", show(&args.file)))?;
+    let cfg = train_config(&exp);
+    if !args.quiet {
+        println!(
+            "{}: {} ({} train / {} val examples, {} features, {} classes)",
+            show(&args.file),
+            exp.data.dataset,
+            data.train.len(),
+            data.val.len(),
+            data.train.dim(),
+            data.train.classes
+        );
+        println!("model ({} parameters):\n{}", model.num_params(), model.summary());
+        println!(
+            "training: {} epochs, batch {}, {} lr {}, loss {}",
+            cfg.epochs,
+            cfg.batch_size,
+            cfg.update.rule.name(),
+            cfg.update.lr,
+            cfg.loss.name()
+        );
+    }
+    let mut progress = Progress {
+        bar: None,
+        epochs: cfg.epochs,
+        steps_per_epoch: data.train.len().div_ceil(cfg.batch_size) as u64,
+        quiet: args.quiet,
+        loss_sum: 0.0,
+        steps: 0,
+    };
+    let report = fit(&mut model, &data.train, &data.val, &cfg, &mut progress);
+    if let Some(bar) = progress.bar.take() {
+        bar.finish_and_clear();
+    }
+    let best = &report.history.get(report.best_epoch);
+    println!(
+        "done: best val acc {:.2}% at epoch {} of {}; {} steps in {:.2}s",
+        100.0 * report.best_val_acc.max(0.0),
+        report.best_epoch + 1,
+        report.history.len(),
+        report.steps,
+        report.seconds
+    );
+    if let Some(path) = &args.json {
+        let doc = serde_json::json!({
+            "version": 1,
+            "run": {"file": show(&args.file), "experiment": exp},
+            "metrics": {"best_val_acc": report.best_val_acc, "best_epoch": report.best_epoch, "steps": report.steps,
+                        "seconds": report.seconds, "diverged_at_step": report.diverged_at_step},
+            "history": report.history,
+        });
+        let text = serde_json::to_string_pretty(&doc).expect("serialisable");
+        leaky::train::write_atomic(path, text.as_bytes())
+            .map_err(|e| Failure::Run(anyhow!("cannot write {}: {e}", show(path))))?;
+    }
+    if let Some(step) = report.diverged_at_step {
+        return Err(Failure::Run(anyhow!(
+            "the loss became NaN or infinite at step {step}; lower train.lr or set train.clip_grad_norm"
+        )));
+    }
+    if let Some(path) = &args.save {
+        let meta = HashMap::from([
+            ("experiment".to_string(), show(&args.file)),
+            ("best_val_acc".to_string(), format!("{:.6}", report.best_val_acc)),
+            ("model".to_string(), model.summary()),
+        ]);
+        leaky::train::save_checkpoint(&model, path, meta).map_err(|e| Failure::Run(anyhow!("{e}")))?;
+        println!("saved {} (best epoch {})", show(path), best.map(|b| b.epoch + 1).unwrap_or(0));
+    }
+    Ok(())
+}

@@ -1,0 +1,117 @@
+//! End-to-end tests of the `leaky` binary: real runs, real files, real exit codes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn leaky(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_leaky"))
+        .args(args)
+        .current_dir(repo_root())
+        .output()
+        .expect("the leaky binary runs")
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("leaky-cli-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn train_digits_reaches_97_percent_and_saves_a_checkpoint() {
+    let dir = scratch("digits");
+    let json = dir.join("run.json");
+    let ckpt = dir.join("digits.safetensors");
+    let o =
+        leaky(&["train", "examples/digits.toml", "--json", json.to_str().unwrap(), "--save", ckpt.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let acc = doc["metrics"]["best_val_acc"].as_f64().unwrap();
+    assert!(acc >= 0.97, "best validation accuracy {acc}");
+    let history = doc["history"].as_array().unwrap();
+    let first = history.first().unwrap()["train_loss"].as_f64().unwrap();
+    let last = history.last().unwrap()["train_loss"].as_f64().unwrap();
+    assert!(last < first / 5.0, "loss went from {first} to {last}");
+    assert!(std::fs::metadata(&ckpt).unwrap().len() > 1000);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+fn expect_bad_input(args: &[&str], needles: &[&str]) {
+    let o = leaky(args);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "args {args:?}: {err}");
+    for n in needles {
+        assert!(err.contains(n), "args {args:?}: expected {n:?} in: {err}");
+    }
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn bad_experiment_files_exit_2_and_name_the_problem() {
+    let dir = scratch("toml");
+    let cases: &[(&str, &str, &[&str])] = &[
+        ("unknown_key.toml", "[train]\nlearning_rate = 0.1\n", &["unknown_key.toml", "learning_rate"]),
+        ("wrong_type.toml", "[train]\nepochs = \"ten\"\n", &["wrong_type.toml", "epochs"]),
+        ("bad_value.toml", "[train]\nlr = 0.0\n", &["bad_value.toml", "train.lr"]),
+        ("bad_enum.toml", "[model]\nactivation = \"swish\"\n", &["bad_enum.toml", "swish"]),
+        ("not_toml.toml", "seed = = 3\n[[[\n", &["not_toml.toml"]),
+        ("bad_data.toml", "[data]\ndataset = \"mnist\"\n", &["bad_data.toml", "mnist"]),
+        ("missing_csv.toml", "[data]\ndataset = \"csv:/nonexistent/x.csv\"\n", &["/nonexistent/x.csv"]),
+    ];
+    for (name, text, needles) in cases {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        expect_bad_input(&["train", p.to_str().unwrap()], needles);
+    }
+    expect_bad_input(&["train", "/nonexistent/experiment.toml"], &["/nonexistent/experiment.toml"]);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn bad_data_files_exit_2_and_name_the_file() {
+    let dir = scratch("data");
+    let csv = dir.join("ragged.csv");
+    std::fs::write(&csv, "1,2,3,0\n4,5,1\n").unwrap();
+    let nan = dir.join("nan.csv");
+    std::fs::write(&nan, "1,2,0\nnan,5,1\n").unwrap();
+    for (file, needle) in [(&csv, "ragged.csv"), (&nan, "nan.csv")] {
+        let exp = dir.join("e.toml");
+        std::fs::write(&exp, format!("[data]\ndataset = \"csv:{}\"\n", file.display())).unwrap();
+        expect_bad_input(&["train", exp.to_str().unwrap()], &[needle]);
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn gradcheck_passes_and_writes_json() {
+    let dir = scratch("gradcheck");
+    let json = dir.join("g.json");
+    let o = leaky(&["gradcheck", "--json", json.to_str().unwrap()]);
+    assert!(o.status.success(), "{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    for layer in ["affine", "relu", "sigmoid", "tanh", "softmax_loss", "huber_loss", "clipped_mse_loss", "gather"] {
+        assert!(out.contains(layer), "{layer} missing from the table:\n{out}");
+    }
+    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let checks = doc["checks"].as_array().unwrap();
+    assert!(checks.iter().all(|c| c["report"]["max_rel_error"].as_f64().unwrap() <= 1e-7));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn help_reads_well() {
+    let o = leaky(&["--help"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success());
+    for s in ["train", "gradcheck", "Exit status"] {
+        assert!(out.contains(s), "{out}");
+    }
+}
