@@ -1,9 +1,156 @@
 //! Data sets: the bundled UCI digits, synthetic tasks, and loaders for CSV, `.npy` and
 //! IDX files. Every loader returns a [`Dataset`] or a [`DataError`] that names the file
 //! and the problem; none panics on bad input.
+//!
+//! | spec                | what                                                        | `feature_shape`   |
+//! |---------------------|-------------------------------------------------------------|-------------------|
+//! | `digits`            | bundled UCI digits, 1797 examples, 10 classes, values 0..16 | `[8, 8]`          |
+//! | `spiral`            | CS231n spiral, 100 points x 3 classes, 2-D                  | `[2]`             |
+//! | `spiral:P,K`        | the same with P points per class and K classes              | `[2]`             |
+//! | `csv:PATH`          | [`load_csv`]: numeric CSV, label in the last column         | `[D]`             |
+//! | `npy:X.npy,Y.npy`   | [`load_npy`]: X (N, ...) float/int, Y (N,) int              | X's trailing axes |
+//! | `idx:IMAGES,LABELS` | [`load_idx`]: MNIST IDX files, optionally gzipped           | `[rows, cols]`    |
+//!
+//! Loaders keep the raw scale of the values (digits 0..16, IDX pixels 0..255); scaling is
+//! the [`Standardizer`]'s job, so the unnormalised case stays reproducible.
 
 use crate::tensor::permutation;
 use ndarray::{Array1, Array2, Axis};
+use std::io::Read;
+use std::path::Path;
+
+mod csv;
+mod digits;
+mod idx;
+mod npy;
+mod spiral;
+
+pub use csv::load_csv;
+pub use digits::digits;
+pub use idx::load_idx;
+pub use npy::load_npy;
+pub use spiral::spiral;
+
+/// Labels must be below this. A label in the millions is almost always the wrong column
+/// read as the label, and `classes = max label + 1` would then size every one-hot
+/// matrix and output layer downstream in the millions.
+pub const MAX_CLASSES: usize = 100_000;
+
+/// The specs [`load`] understands, for error messages.
+const VALID_SPECS: &str = "digits, spiral, spiral:POINTS,CLASSES, csv:PATH, npy:X.npy,Y.npy, idx:IMAGES,LABELS";
+
+/// Load the data set named by `spec` (the experiment file's `data.dataset`); see the
+/// module docs for the table of specs. `seed` only matters for synthetic data (`spiral`).
+/// Paths are taken relative to the current directory; `npy:` and `idx:` paths are
+/// separated by the first comma, so the first path cannot contain one.
+///
+/// Sequence tasks (`adding`, `copy`, `chars`, `text:PATH`) are not provided here and give a
+/// [`DataError::Spec`].
+pub fn load(spec: &str, seed: u64) -> Result<Dataset, DataError> {
+    let spec = spec.trim();
+    let (kind, arg) = match spec.split_once(':') {
+        Some((k, a)) => (k, Some(a)),
+        None => (spec, None),
+    };
+    let ds = match (kind, arg) {
+        ("digits", None) => digits(),
+        ("spiral", None) => spiral(100, 3, 0.2, seed),
+        ("spiral", Some(a)) => {
+            let (p, k) = parse_spiral_args(a)?;
+            spiral(p, k, 0.2, seed)
+        }
+        ("csv", Some(a)) => load_csv(Path::new(non_empty(a, "csv", "csv:train.csv")?))?,
+        ("npy", Some(a)) => {
+            let (x, y) = two_paths(a, "npy", "npy:X.npy,Y.npy")?;
+            load_npy(Path::new(x), Path::new(y))?
+        }
+        ("idx", Some(a)) => {
+            let (x, y) = two_paths(a, "idx", "idx:train-images-idx3-ubyte.gz,train-labels-idx1-ubyte.gz")?;
+            load_idx(Path::new(x), Path::new(y))?
+        }
+        ("adding" | "copy" | "chars" | "text", _) => {
+            return Err(DataError::Spec(format!("`{kind}` is a sequence task; not available yet")));
+        }
+        ("csv" | "npy" | "idx", None) => {
+            return Err(DataError::Spec(format!(
+                "data set `{spec}` needs paths after `{kind}:` (valid: {VALID_SPECS})"
+            )));
+        }
+        _ => return Err(DataError::Spec(format!("unknown data set `{spec}`; valid: {VALID_SPECS}"))),
+    };
+    ds.validate()?;
+    Ok(ds)
+}
+
+fn parse_spiral_args(a: &str) -> Result<(usize, usize), DataError> {
+    let bad = || {
+        DataError::Spec(format!(
+            "`spiral:{a}`: expected `spiral:POINTS,CLASSES` with positive integers, e.g. `spiral:100,3`"
+        ))
+    };
+    let (p, k) = a.split_once(',').ok_or_else(bad)?;
+    let p: usize = p.trim().parse().map_err(|_| bad())?;
+    let k: usize = k.trim().parse().map_err(|_| bad())?;
+    // A cap well above any demo keeps a typo such as `spiral:1000000,1000` from
+    // allocating gigabytes.
+    let total = p.saturating_mul(k);
+    if p == 0 || k == 0 || total > 10_000_000 || k > MAX_CLASSES {
+        return Err(bad());
+    }
+    Ok((p, k))
+}
+
+fn non_empty<'a>(a: &'a str, kind: &str, example: &str) -> Result<&'a str, DataError> {
+    let a = a.trim();
+    if a.is_empty() {
+        return Err(DataError::Spec(format!("`{kind}:` needs a path, e.g. `{example}`")));
+    }
+    Ok(a)
+}
+
+fn two_paths<'a>(a: &'a str, kind: &str, example: &str) -> Result<(&'a str, &'a str), DataError> {
+    match a.split_once(',') {
+        Some((x, y)) if !x.trim().is_empty() && !y.trim().is_empty() => Ok((x.trim(), y.trim())),
+        _ => Err(DataError::Spec(format!("`{kind}:{a}` needs two comma-separated paths, e.g. `{example}`"))),
+    }
+}
+
+/// A [`DataError::Format`] for `path`.
+pub(crate) fn format_err(path: &Path, detail: impl Into<String>) -> DataError {
+    DataError::Format { path: path.display().to_string(), detail: detail.into() }
+}
+
+/// The whole file, or a [`DataError::Io`] naming it.
+pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, DataError> {
+    std::fs::read(path).map_err(|source| DataError::Io { path: path.display().to_string(), source })
+}
+
+/// Decompress `bytes` when they start with the gzip magic; otherwise return them as they
+/// are. Sniffing the bytes rather than the extension accepts both `x.gz` files that were
+/// already unpacked by a browser and gzipped files without the suffix.
+pub(crate) fn gunzip_if_gzip(path: &Path, bytes: Vec<u8>) -> Result<Vec<u8>, DataError> {
+    if !bytes.starts_with(&[0x1f, 0x8b]) {
+        return Ok(bytes);
+    }
+    let mut out = Vec::new();
+    flate2::read::MultiGzDecoder::new(&bytes[..]).read_to_end(&mut out).map_err(|e| {
+        format_err(path, format!("gzip data is corrupt or truncated ({} compressed bytes): {e}", bytes.len()))
+    })?;
+    Ok(out)
+}
+
+/// `max label + 1`, or 0 for no labels.
+pub(crate) fn classes_of(y: &[usize]) -> usize {
+    y.iter().max().map_or(0, |&m| m + 1)
+}
+
+/// A shape as Python writes it, e.g. `(4, 2, 3)` or `(4,)`, for messages.
+pub(crate) fn shape_str(shape: &[usize]) -> String {
+    match shape {
+        [n] => format!("({n},)"),
+        _ => format!("({})", shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
+    }
+}
 
 /// A classification data set held in memory as f32 features.
 #[derive(Clone, Debug)]
@@ -84,11 +231,25 @@ impl Dataset {
 
     /// Check that every value is finite and every label is in range; the error names the
     /// first bad row and column.
+    ///
+    /// Also checks that `x` has one row per label and that `feature_shape` multiplies out
+    /// to D.
     pub fn validate(&self) -> Result<(), DataError> {
         if self.x.nrows() != self.y.len() {
             return Err(DataError::Format {
                 path: self.name.clone(),
                 detail: format!("{} feature rows but {} labels", self.x.nrows(), self.y.len()),
+            });
+        }
+        if self.feature_shape.iter().product::<usize>() != self.x.ncols() {
+            return Err(DataError::Format {
+                path: self.name.clone(),
+                detail: format!(
+                    "feature shape {:?} has {} elements but examples have {} features",
+                    self.feature_shape,
+                    self.feature_shape.iter().product::<usize>(),
+                    self.x.ncols()
+                ),
             });
         }
         for (i, row) in self.x.outer_iter().enumerate() {
@@ -110,7 +271,8 @@ impl Dataset {
 }
 
 /// Per-feature standardisation `(x - mean) / std`, fitted on training data and applied
-/// to any split. Features with std below 1e-8 are only centred.
+/// to any split. Features with std below 1e-8 are only centred, and fitting on zero rows
+/// gives the identity (mean 0, std 1).
 #[derive(Clone, Debug)]
 pub struct Standardizer {
     /// Per-feature mean, (D,).
@@ -123,7 +285,9 @@ impl Standardizer {
     /// Fit on `x`: (N, D).
     pub fn fit(x: &Array2<f32>) -> Self {
         let mean = x.mean_axis(Axis(0)).unwrap_or_else(|| Array1::zeros(x.ncols()));
-        let std = x.std_axis(Axis(0), 0.0).mapv(|s| if s < 1e-8 { 1.0 } else { s });
+        // With zero rows std_axis is 0/0 = NaN; a NaN std would silently poison every
+        // feature it is applied to, so it falls back to 1 like a constant feature.
+        let std = x.std_axis(Axis(0), 0.0).mapv(|s| if s.is_finite() && s >= 1e-8 { s } else { 1.0 });
         Standardizer { mean, std }
     }
 
@@ -133,5 +297,172 @@ impl Standardizer {
             row -= &self.mean;
             row /= &self.std;
         }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testutil {
+    use std::path::{Path, PathBuf};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A fresh directory under the system temp dir, removed on drop. The name joins the
+    /// tag, the process id and a counter, so parallel tests and test runs never collide.
+    pub(crate) struct TempDir(PathBuf);
+
+    impl TempDir {
+        pub(crate) fn new(tag: &str) -> Self {
+            static NEXT: AtomicUsize = AtomicUsize::new(0);
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let dir = std::env::temp_dir().join(format!("leaky-test-{tag}-{}-{n}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            TempDir(dir)
+        }
+
+        pub(crate) fn path(&self) -> &Path {
+            &self.0
+        }
+
+        /// Write `bytes` to `name` inside the directory and return its path.
+        pub(crate) fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
+            let p = self.0.join(name);
+            std::fs::write(&p, bytes).unwrap();
+            p
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testutil::TempDir;
+    use super::*;
+    use ndarray::array;
+
+    fn spec_err(spec: &str) -> String {
+        match load(spec, 0) {
+            Err(DataError::Spec(m)) => m,
+            other => panic!("{spec}: expected a Spec error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn load_dispatches_every_spec() {
+        assert_eq!(load("digits", 0).unwrap().len(), 1797);
+        let s = load(" spiral ", 5).unwrap();
+        assert_eq!((s.len(), s.classes), (300, 3));
+        assert_eq!(s.x, spiral(100, 3, 0.2, 5).x);
+        let s = load("spiral:20,4", 5).unwrap();
+        assert_eq!((s.len(), s.classes), (80, 4));
+
+        let dir = TempDir::new("load");
+        let csv = dir.write("d.csv", b"1,2,0\n3,4,1\n");
+        assert_eq!(load(&format!("csv:{}", csv.display()), 0).unwrap().len(), 2);
+        let img = dir.write("img.idx", &[0, 0, 8, 3, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 2, 9, 8]);
+        let lab = dir.write("lab.idx", &[0, 0, 8, 1, 0, 0, 0, 1, 4]);
+        let ds = load(&format!("idx:{}, {}", img.display(), lab.display()), 0).unwrap();
+        assert_eq!((ds.feature_shape.clone(), ds.y.clone()), (vec![1, 2], vec![4]));
+        let fix = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/npy");
+        let ds =
+            load(&format!("npy:{},{}", fix.join("x_f4_3d.npy").display(), fix.join("y_i8.npy").display()), 0).unwrap();
+        assert_eq!(ds.feature_shape, vec![2, 3]);
+    }
+
+    #[test]
+    fn load_spec_errors() {
+        let e = spec_err("mnist");
+        assert!(
+            e.contains("unknown data set `mnist`") && e.contains("digits") && e.contains("idx:IMAGES,LABELS"),
+            "{e}"
+        );
+        for task in ["adding", "copy", "chars"] {
+            assert_eq!(spec_err(task), format!("`{task}` is a sequence task; not available yet"));
+        }
+        assert_eq!(spec_err("text:corpus.txt"), "`text` is a sequence task; not available yet");
+        assert_eq!(spec_err("text"), "`text` is a sequence task; not available yet");
+        assert!(spec_err("csv:").contains("needs a path"));
+        assert!(spec_err("csv").contains("needs paths"));
+        assert!(spec_err("npy:x.npy").contains("two comma-separated paths"));
+        assert!(spec_err("idx:a,").contains("two comma-separated paths"));
+        assert!(spec_err("spiral:10").contains("spiral:POINTS,CLASSES"));
+        assert!(spec_err("spiral:0,3").contains("positive integers"));
+        assert!(spec_err("spiral:100000,100000").contains("spiral:POINTS,CLASSES"));
+        // File errors pass through with the file named.
+        let e = load("csv:/definitely/not/here.csv", 0).unwrap_err();
+        assert!(matches!(e, DataError::Io { .. }) && e.to_string().contains("/definitely/not/here.csv"), "{e}");
+    }
+
+    #[test]
+    fn split_sizes_and_determinism() {
+        let ds = digits();
+        let (tr, va) = ds.split(0.2, 1);
+        assert_eq!((tr.len(), va.len()), (1438, 359)); // round(359.4) = 359
+        assert_eq!(tr.dim(), 64);
+        assert_eq!(tr.feature_shape, vec![8, 8]);
+        assert_eq!(tr.classes, 10);
+        let (tr2, va2) = ds.split(0.2, 1);
+        assert_eq!((tr.y.clone(), va.y.clone()), (tr2.y, va2.y));
+        assert_eq!(tr.x, tr2.x);
+        let (tr3, _) = ds.split(0.2, 2);
+        assert_ne!(tr.y, tr3.y);
+        // Together the parts are the whole set: every example appears exactly once.
+        let mut sums: Vec<i64> = tr.x.rows().into_iter().chain(va.x.rows()).map(|r| r.sum() as i64).collect();
+        let mut want: Vec<i64> = ds.x.rows().into_iter().map(|r| r.sum() as i64).collect();
+        sums.sort();
+        want.sort();
+        assert_eq!(sums, want);
+        assert_eq!(ds.split(0.0, 0).1.len(), 0);
+        assert_eq!(ds.split(0.5, 0).1.len(), 899); // round(898.5) rounds half away from zero
+    }
+
+    #[test]
+    fn standardizer_centres_and_scales() {
+        let ds = digits();
+        let (mut tr, _) = ds.split(0.2, 0);
+        let st = Standardizer::fit(&tr.x);
+        st.apply(&mut tr.x);
+        for (j, col) in tr.x.columns().into_iter().enumerate() {
+            let m = col.mean().unwrap();
+            let s = col.std(0.0);
+            assert!(m.abs() < 1e-4, "feature {j}: mean {m}");
+            // Digits has always-zero pixels (e.g. corners): those are only centred.
+            assert!((s - 1.0).abs() < 1e-3 || s == 0.0, "feature {j}: std {s}");
+        }
+        let constant = tr.x.columns().into_iter().filter(|c| c.std(0.0) == 0.0).count();
+        assert!(constant > 0 && constant < 64);
+
+        let x = array![[1.0f32, 5.0], [3.0, 5.0]];
+        let st = Standardizer::fit(&x);
+        assert_eq!(st.mean.to_vec(), vec![2.0, 5.0]);
+        assert_eq!(st.std.to_vec(), vec![1.0, 1.0]);
+        let mut y = x.clone();
+        st.apply(&mut y);
+        assert_eq!(y, array![[-1.0, 0.0], [1.0, 0.0]]);
+        // No rows: the identity rather than NaN.
+        let st = Standardizer::fit(&Array2::zeros((0, 3)));
+        assert_eq!((st.mean.to_vec(), st.std.to_vec()), (vec![0.0; 3], vec![1.0; 3]));
+    }
+
+    #[test]
+    fn validate_names_the_problem() {
+        let mut ds = spiral(3, 2, 0.1, 0);
+        ds.validate().unwrap();
+        ds.x[[4, 1]] = f32::NAN;
+        let e = ds.validate().unwrap_err().to_string();
+        assert!(e.contains("spiral: example 4, feature 1 is NaN"), "{e}");
+        let mut ds = spiral(3, 2, 0.1, 0);
+        ds.y[2] = 2;
+        assert!(ds.validate().unwrap_err().to_string().contains("example 2 has label 2 but there are 2 classes"));
+        let mut ds = spiral(3, 2, 0.1, 0);
+        ds.feature_shape = vec![3];
+        assert!(ds
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("feature shape [3] has 3 elements but examples have 2"));
     }
 }
