@@ -13,10 +13,12 @@
 //!   f32 inputs cast from the fixture and must agree to [`F32_TOL`] = 1e-4.
 
 use leaky::gradcheck::rel_error;
+use leaky::layers::conv::ConvCache;
+use leaky::layers::pool::PoolCache;
 use leaky::optim::{update, Rule, Slots, UpdateConfig};
 use leaky::tensor::cast;
 use leaky::{Float, Tensor};
-use ndarray::{Array, Array1, Array2, ArrayD, Dimension, IxDyn};
+use ndarray::{Array, Array1, Array2, Array4, ArrayD, Dimension, IxDyn};
 use serde_json::Value;
 
 /// Tolerance for f64 runs (all quantities).
@@ -254,4 +256,178 @@ fn optim_case<F: Float>() {
 fn golden_optim() {
     optim_case::<f64>();
     optim_case::<f32>();
+}
+
+// ---------------------------------------------------------------------------------------
+// 2. convolution (naive and fast)
+// ---------------------------------------------------------------------------------------
+
+const CONV: &str = include_str!("fixtures/conv.json");
+
+fn conv_case<F: Float>() {
+    use leaky::layers::conv::{backward_fast, backward_naive, forward_fast, forward_naive, ConvParam};
+    let fx = parse(CONV);
+    let t = F::NAME;
+    for (key, case) in fx["cases"].as_object().expect("conv cases") {
+        let conv = ConvParam {
+            stride: case["stride"].as_u64().expect("stride") as usize,
+            pad: case["pad"].as_u64().expect("pad") as usize,
+        };
+        let x: Array4<F> = arr_as(&case["x"]);
+        let w: Array4<F> = arr_as(&case["w"]);
+        let b: Array1<F> = arr_as(&case["b"]);
+        let dout: Array4<F> = arr_as(&case["dout"]);
+        type Fwd<F> = fn(&Array4<F>, &Array4<F>, &Array1<F>, ConvParam) -> (Array4<F>, ConvCache<F>);
+        type Bwd<F> = fn(&Array4<F>, &ConvCache<F>, &Array4<F>) -> (Array4<F>, Array4<F>, Array1<F>);
+        let impls: [(&str, Fwd<F>, Bwd<F>); 2] =
+            [("naive", forward_naive::<F>, backward_naive::<F>), ("fast", forward_fast::<F>, backward_fast::<F>)];
+        for (which, fwd, bwd) in impls {
+            let (out, cache) = fwd(&x, &w, &b, conv);
+            check(&format!("conv {key} forward_{which} {t}"), &out, &case["out"], tol::<F>());
+            if t == "f64" {
+                let (dx, dw, db) = bwd(&dout, &cache, &w);
+                check(&format!("conv {key} backward_{which} dx {t}"), &dx, &case["dx"], F64_TOL);
+                check(&format!("conv {key} backward_{which} dw {t}"), &dw, &case["dw"], F64_TOL);
+                check(&format!("conv {key} backward_{which} db {t}"), &db, &case["db"], F64_TOL);
+            }
+        }
+    }
+}
+
+#[test]
+fn golden_conv() {
+    conv_case::<f64>();
+    conv_case::<f32>();
+}
+
+// ---------------------------------------------------------------------------------------
+// 3. max pooling (naive and fast)
+// ---------------------------------------------------------------------------------------
+
+const POOL: &str = include_str!("fixtures/pool.json");
+
+fn pool_case<F: Float>() {
+    use leaky::layers::pool::{backward_fast, backward_naive, forward_fast, forward_naive, PoolParam};
+    let fx = parse(POOL);
+    let t = F::NAME;
+    for (key, case) in fx["cases"].as_object().expect("pool cases") {
+        let pool = PoolParam {
+            height: case["height"].as_u64().expect("height") as usize,
+            width: case["width"].as_u64().expect("width") as usize,
+            stride: case["stride"].as_u64().expect("stride") as usize,
+        };
+        let x: Array4<F> = arr_as(&case["x"]);
+        let dout: Array4<F> = arr_as(&case["dout"]);
+        type Fwd<F> = fn(&Array4<F>, PoolParam) -> (Array4<F>, PoolCache<F>);
+        type Bwd<F> = fn(&Array4<F>, &PoolCache<F>) -> Array4<F>;
+        let impls: [(&str, Fwd<F>, Bwd<F>); 2] =
+            [("naive", forward_naive::<F>, backward_naive::<F>), ("fast", forward_fast::<F>, backward_fast::<F>)];
+        for (which, fwd, bwd) in impls {
+            let (out, cache) = fwd(&x, pool);
+            check(&format!("pool {key} forward_{which} {t}"), &out, &case["out"], tol::<F>());
+            if t == "f64" {
+                let dx = bwd(&dout, &cache);
+                check(&format!("pool {key} backward_{which} dx {t}"), &dx, &case["dx"], F64_TOL);
+            }
+        }
+    }
+}
+
+#[test]
+fn golden_pool() {
+    pool_case::<f64>();
+    pool_case::<f32>();
+}
+
+// ---------------------------------------------------------------------------------------
+// 4. batch norm and layer norm
+// ---------------------------------------------------------------------------------------
+
+const BATCHNORM: &str = include_str!("fixtures/batchnorm.json");
+const LAYERNORM: &str = include_str!("fixtures/layernorm.json");
+
+fn batchnorm_case<F: Float>() {
+    use leaky::layers::batchnorm::{backward, backward_alt, forward, BnParam};
+    use leaky::nn::Mode;
+    let fx = parse(BATCHNORM);
+    let t = F::NAME;
+    let x: Array2<F> = arr_as(&fx["x"]);
+    let gamma: Array1<F> = arr_as(&fx["gamma"]);
+    let beta: Array1<F> = arr_as(&fx["beta"]);
+    let d = gamma.len();
+
+    let mut param = BnParam::<F>::new(d);
+    assert_eq!(param.eps, num(&fx["eps"]), "BnParam::new eps");
+    assert_eq!(param.momentum, num(&fx["momentum"]), "BnParam::new momentum");
+    assert!(param.running_mean.iter().chain(param.running_var.iter()).all(|v| *v == F::zero()), "zero init");
+
+    let (out, cache) = forward(&x, &gamma, &beta, &mut param, Mode::Train);
+    check(&format!("batchnorm train forward {t}"), &out, &fx["out"], tol::<F>());
+    if t == "f64" {
+        let dout: Array2<F> = arr_as(&fx["dout"]);
+        let (dx, dgamma, dbeta) = backward(&dout, &cache);
+        check("batchnorm backward dx f64", &dx, &fx["dx"], F64_TOL);
+        check("batchnorm backward dgamma f64", &dgamma, &fx["dgamma"], F64_TOL);
+        check("batchnorm backward dbeta f64", &dbeta, &fx["dbeta"], F64_TOL);
+        let (dx2, dgamma2, dbeta2) = backward_alt(&dout, &cache);
+        check("batchnorm backward_alt dx f64", &dx2, &fx["dx"], F64_TOL);
+        check("batchnorm backward_alt dgamma f64", &dgamma2, &fx["dgamma"], F64_TOL);
+        check("batchnorm backward_alt dbeta f64", &dbeta2, &fx["dbeta"], F64_TOL);
+        let (dx, dx2): (Array2<f64>, Array2<f64>) = (cast(&dx), cast(&dx2));
+        report("batchnorm backward vs backward_alt dx f64", rel_error(&dx, &dx2), F64_TOL);
+    }
+
+    // Three training calls from zero running statistics, then evaluation.
+    let mut param = BnParam::<F>::new(d);
+    for (k, step) in fx["train_steps"].as_array().expect("train steps").iter().enumerate() {
+        let xk: Array2<F> = arr_as(&step["x"]);
+        let (out, _) = forward(&xk, &gamma, &beta, &mut param, Mode::Train);
+        let k = k + 1;
+        check(&format!("batchnorm train call {k} forward {t}"), &out, &step["out"], tol::<F>());
+        check(
+            &format!("batchnorm train call {k} running_mean {t}"),
+            &param.running_mean,
+            &step["running_mean"],
+            tol::<F>(),
+        );
+        check(
+            &format!("batchnorm train call {k} running_var {t}"),
+            &param.running_var,
+            &step["running_var"],
+            tol::<F>(),
+        );
+    }
+    let x_eval: Array2<F> = arr_as(&fx["x_eval"]);
+    let (out, _) = forward(&x_eval, &gamma, &beta, &mut param, Mode::Eval);
+    check(&format!("batchnorm eval forward {t}"), &out, &fx["out_eval"], tol::<F>());
+}
+
+#[test]
+fn golden_batchnorm() {
+    batchnorm_case::<f64>();
+    batchnorm_case::<f32>();
+}
+
+fn layernorm_case<F: Float>() {
+    use leaky::layers::layernorm::{backward, forward};
+    let fx = parse(LAYERNORM);
+    let t = F::NAME;
+    let x: Array2<F> = arr_as(&fx["x"]);
+    let gamma: Array1<F> = arr_as(&fx["gamma"]);
+    let beta: Array1<F> = arr_as(&fx["beta"]);
+    let (out, cache) = forward(&x, &gamma, &beta, num(&fx["eps"]));
+    check(&format!("layernorm forward {t}"), &out, &fx["out"], tol::<F>());
+    if t == "f64" {
+        let dout: Array2<F> = arr_as(&fx["dout"]);
+        let (dx, dgamma, dbeta) = backward(&dout, &cache);
+        check("layernorm backward dx f64", &dx, &fx["dx"], F64_TOL);
+        check("layernorm backward dgamma f64", &dgamma, &fx["dgamma"], F64_TOL);
+        check("layernorm backward dbeta f64", &dbeta, &fx["dbeta"], F64_TOL);
+    }
+}
+
+#[test]
+fn golden_layernorm() {
+    layernorm_case::<f64>();
+    layernorm_case::<f32>();
 }
