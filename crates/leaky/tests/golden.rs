@@ -86,7 +86,7 @@ fn check_scalar<F: Float>(what: &str, got: F, want: &Value, tol: f64) {
 
 fn report(what: &str, e: f64, tol: f64) {
     let status = if e < tol { "OK  " } else { "FAIL" };
-    println!("{status} {what:<40} rel_error {e:.1e}");
+    println!("{status} {what:<46} rel_error {e:.1e}");
     assert!(e < tol, "{what}: rel_error {e:.3e} is not below {tol:.0e}");
 }
 
