@@ -129,21 +129,41 @@ pub fn numerical_gradient<D: Dimension>(
 
 /// Numerical gradient of `sum(f(x) * dout)` with respect to `x`, for an array-valued
 /// `f`. `dout` has the shape of `f(x)`; the result has the shape of `x`.
+///
+/// As CS231n's `eval_numerical_gradient_array`, the outputs are differenced element by
+/// element before weighting and summing (`sum((f(x+h) - f(x-h)) * dout) / 2h`): rounding
+/// then scales with each output element instead of with the whole sum, which keeps small
+/// gradient entries measurable.
 pub fn numerical_gradient_array<D: Dimension, E: Dimension>(
     mut f: impl FnMut(&Array<f64, D>) -> Array<f64, E>,
     x: &Array<f64, D>,
     dout: &Array<f64, E>,
     h: f64,
 ) -> NumericalGradient<D> {
-    numerical_gradient(
-        |x| {
-            let y = f(x);
-            assert_eq!(y.shape(), dout.shape(), "numerical_gradient_array: dout shape differs from f(x)");
-            y.iter().zip(dout.iter()).map(|(a, b)| a * b).sum()
-        },
-        x,
-        h,
-    )
+    let mut xs = x.as_standard_layout().into_owned();
+    let y0 = f(&xs);
+    assert_eq!(y0.shape(), dout.shape(), "numerical_gradient_array: dout shape differs from f(x)");
+    let mut grad = Array::zeros(xs.raw_dim());
+    let mut kinks = Vec::new();
+    let weighted = |a: &Array<f64, E>, b: &Array<f64, E>| -> f64 {
+        a.iter().zip(b.iter()).zip(dout.iter()).map(|((p, q), d)| (p - q) * d).sum()
+    };
+    for i in 0..xs.len() {
+        let old = flat(&xs, i);
+        set_flat(&mut xs, i, old + h);
+        let yp = f(&xs);
+        set_flat(&mut xs, i, old - h);
+        let ym = f(&xs);
+        set_flat(&mut xs, i, old);
+        set_flat(&mut grad, i, weighted(&yp, &ym) / (2.0 * h));
+        // One-sided slopes from element-wise differences, as in `is_kink`.
+        let right = weighted(&yp, &y0) / h;
+        let left = weighted(&y0, &ym) / h;
+        if (right - left).abs() > KINK_TOLERANCE * (right.abs() + left.abs()) + KINK_FLOOR {
+            kinks.push(i);
+        }
+    }
+    NumericalGradient { grad, kinks }
 }
 
 fn flat<D: Dimension>(a: &Array<f64, D>, i: usize) -> f64 {
