@@ -6,6 +6,7 @@ use anyhow::{bail, Result};
 use leaky::data::{Dataset, Standardizer};
 use leaky::nn::{MlpSpec, Sequential};
 use leaky::train::TrainConfig;
+use std::path::Path;
 
 /// Training and validation splits, ready to train on.
 pub struct Prepared {
@@ -15,9 +16,38 @@ pub struct Prepared {
     pub val: Dataset,
 }
 
+/// Resolve the relative file paths of a data set spec (`csv:PATH`, `npy:X,Y`,
+/// `idx:IMAGES,LABELS`, `text:PATH`) against `base`, the experiment file's directory, so an
+/// experiment runs the same from any working directory (as Cargo resolves paths in
+/// Cargo.toml). Bundled names pass through unchanged.
+pub fn resolve_dataset(spec: &str, base: &Path) -> String {
+    let Some((kind, rest)) = spec.split_once(':') else { return spec.to_string() };
+    if !matches!(kind, "csv" | "npy" | "idx" | "text") {
+        return spec.to_string();
+    }
+    let resolve = |p: &str| {
+        let path = Path::new(p);
+        if path.is_absolute() || p.is_empty() {
+            p.to_string()
+        } else {
+            base.join(path).display().to_string()
+        }
+    };
+    let parts: Vec<String> = match kind {
+        "npy" | "idx" => match rest.split_once(',') {
+            Some((a, b)) => vec![resolve(a), resolve(b)],
+            None => vec![resolve(rest)],
+        },
+        _ => vec![resolve(rest)],
+    };
+    format!("{kind}:{}", parts.join(","))
+}
+
 /// Load the data set, validate it, split it and standardise it as the experiment says.
-pub fn prepare_data(exp: &Experiment) -> Result<Prepared> {
-    let data = leaky::data::load(&exp.data.dataset, exp.seed)
+/// Relative data paths are taken relative to `base` (the experiment file's directory).
+pub fn prepare_data(exp: &Experiment, base: &Path) -> Result<Prepared> {
+    let spec = resolve_dataset(&exp.data.dataset, base);
+    let data = leaky::data::load(&spec, exp.seed)
         .map_err(|e| anyhow::anyhow!("data.dataset = {:?}: {e}", exp.data.dataset))?;
     if data.len() < 2 {
         bail!("data.dataset = {:?}: {} example(s); need at least 2", exp.data.dataset, data.len());

@@ -87,7 +87,8 @@ impl Observer<f32> for Progress {
 /// Run `leaky train`.
 pub fn run(args: TrainArgs) -> Result<(), Failure> {
     let exp = config::load(&args.file)?;
-    let data = prepare_data(&exp).map_err(|e| anyhow!("{}: {e:#}", show(&args.file)))?;
+    let base = args.file.parent().unwrap_or(std::path::Path::new(""));
+    let data = prepare_data(&exp, base).map_err(|e| anyhow!("{}: {e:#}", show(&args.file)))?;
     let mut model = build_model(&exp, &data).map_err(|e| anyhow!("{}: {e:#}", show(&args.file)))?;
     let cfg = train_config(&exp);
     if !args.quiet {

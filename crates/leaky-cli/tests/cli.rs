@@ -82,11 +82,39 @@ fn bad_data_files_exit_2_and_name_the_file() {
     std::fs::write(&csv, "1,2,3,0\n4,5,1\n").unwrap();
     let nan = dir.join("nan.csv");
     std::fs::write(&nan, "1,2,0\nnan,5,1\n").unwrap();
-    for (file, needle) in [(&csv, "ragged.csv"), (&nan, "nan.csv")] {
+    let junk = dir.join("junk.bin");
+    std::fs::write(&junk, b"this is not an array file at all").unwrap();
+    let empty = dir.join("empty.csv");
+    std::fs::write(&empty, b"").unwrap();
+    let j = junk.display();
+    let specs = [
+        (format!("csv:{}", csv.display()), "ragged.csv"),
+        (format!("csv:{}", nan.display()), "nan.csv"),
+        (format!("csv:{}", empty.display()), "empty.csv"),
+        (format!("npy:{j},{j}"), "junk.bin"),
+        (format!("idx:{j},{j}"), "junk.bin"),
+    ];
+    for (spec, needle) in specs {
         let exp = dir.join("e.toml");
-        std::fs::write(&exp, format!("[data]\ndataset = \"csv:{}\"\n", file.display())).unwrap();
+        std::fs::write(&exp, format!("[data]\ndataset = \"{spec}\"\n")).unwrap();
         expect_bad_input(&["train", exp.to_str().unwrap()], &[needle]);
     }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn csv_paths_are_relative_to_the_experiment_file() {
+    let dir = scratch("relpath");
+    let mut rows = String::new();
+    for i in 0..60 {
+        let c = i % 3;
+        rows.push_str(&format!("{},{},{}\n", c as f64 * 3.0 + (i as f64 * 0.37).sin(), (i as f64 * 0.91).cos(), c));
+    }
+    std::fs::write(dir.join("points.csv"), rows).unwrap();
+    let exp = dir.join("e.toml");
+    std::fs::write(&exp, "[data]\ndataset = \"csv:points.csv\"\n[model]\nhidden = [8]\n[train]\nepochs = 2\n").unwrap();
+    let o = leaky(&["train", exp.to_str().unwrap(), "--quiet"]);
+    assert!(o.status.success(), "{}", stderr(&o));
     std::fs::remove_dir_all(&dir).ok();
 }
 
