@@ -14,7 +14,7 @@ use std::process::ExitCode;
 /// Backprop is a leaky abstraction: leaky trains small networks with hand-written forward
 /// and backward passes, checks every gradient, and shows where learning breaks.
 #[derive(Parser)]
-#[command(name = "leaky", version, about, long_about = None, propagate_version = true)]
+#[command(name = "leaky", version, propagate_version = true)]
 #[command(
     after_help = "Examples:\n  leaky train examples/digits.toml\n  leaky train examples/digits.toml --save digits.safetensors\n  leaky gradcheck\n\nExit status: 0 ok, 1 the run failed (diverged, a check failed), 2 bad input."
 )]
