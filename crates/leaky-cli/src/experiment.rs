@@ -53,6 +53,13 @@ pub fn prepare_data(exp: &Experiment, base: &Path) -> Result<Prepared> {
         bail!("data.dataset = {:?}: {} example(s); need at least 2", exp.data.dataset, data.len());
     }
     let (mut train, mut val) = data.split(exp.data.val_fraction, exp.seed);
+    if train.is_empty() {
+        bail!(
+            "data.val_fraction = {}: leaves no training examples out of {}; use a smaller fraction",
+            exp.data.val_fraction,
+            data.len()
+        );
+    }
     if exp.data.normalize {
         let s = Standardizer::fit(&train.x);
         s.apply(&mut train.x);
@@ -76,10 +83,37 @@ pub fn mlp_spec(exp: &Experiment, input_dim: usize, classes: usize) -> MlpSpec {
     }
 }
 
+/// The most parameters a model may have (400 MB of f32 weights): a larger `model.hidden`
+/// is almost always a typo, and would otherwise abort on allocation.
+pub const MAX_PARAMS: usize = 100_000_000;
+
+/// Count an MLP's parameters, naming the `model.hidden` entry that makes it too large.
+fn check_mlp_size(spec: &MlpSpec) -> Result<()> {
+    let mut total: usize = 0;
+    let mut d = spec.input_dim;
+    let widths = spec.hidden.iter().copied().chain(std::iter::once(spec.output_dim));
+    for (i, h) in widths.enumerate() {
+        let layer = d.checked_mul(h).and_then(|w| w.checked_add(h));
+        total = match layer.and_then(|l| total.checked_add(l)) {
+            Some(t) if t <= MAX_PARAMS => t,
+            _ if i < spec.hidden.len() => {
+                bail!("model.hidden[{i}] = {h}: the model would exceed {MAX_PARAMS} parameters")
+            }
+            _ => bail!("the output layer ({d} x {h}) would exceed {MAX_PARAMS} parameters"),
+        };
+        d = h;
+    }
+    Ok(())
+}
+
 /// Build the model the experiment describes.
 pub fn build_model(exp: &Experiment, data: &Prepared) -> Result<Sequential<f32>> {
     match exp.model.kind {
-        ModelKind::Mlp => Ok(mlp_spec(exp, data.train.dim(), data.train.classes).build(exp.seed)),
+        ModelKind::Mlp => {
+            let spec = mlp_spec(exp, data.train.dim(), data.train.classes);
+            check_mlp_size(&spec)?;
+            Ok(spec.build(exp.seed))
+        }
         other => bail!(
             "model.kind = {:?}: not available in this version of leaky (only \"mlp\" trains so far)",
             format!("{other:?}").to_lowercase()

@@ -84,9 +84,27 @@ impl Observer<f32> for Progress {
     }
 }
 
+/// Fail before training, not after, when an output file cannot be written there.
+pub fn check_output_path(flag: &str, path: &std::path::Path) -> anyhow::Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    if !dir.is_dir() {
+        anyhow::bail!("{flag} {}: directory {} does not exist", show(path), show(dir));
+    }
+    if path.is_dir() {
+        anyhow::bail!("{flag} {}: is a directory", show(path));
+    }
+    Ok(())
+}
+
 /// Run `leaky train`.
 pub fn run(args: TrainArgs) -> Result<(), Failure> {
     let exp = config::load(&args.file)?;
+    if let Some(p) = &args.save {
+        check_output_path("--save", p)?;
+    }
+    if let Some(p) = &args.json {
+        check_output_path("--json", p)?;
+    }
     let base = args.file.parent().unwrap_or(std::path::Path::new(""));
     let data = prepare_data(&exp, base).map_err(|e| anyhow!("{}: {e:#}", show(&args.file)))?;
     let mut model = build_model(&exp, &data).map_err(|e| anyhow!("{}: {e:#}", show(&args.file)))?;

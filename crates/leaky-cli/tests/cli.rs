@@ -72,6 +72,18 @@ fn bad_experiment_files_exit_2_and_name_the_problem() {
         expect_bad_input(&["train", p.to_str().unwrap()], needles);
     }
     expect_bad_input(&["train", "/nonexistent/experiment.toml"], &["/nonexistent/experiment.toml"]);
+    let ok = dir.join("ok.toml");
+    std::fs::write(&ok, "[train]\nepochs = 1\n").unwrap();
+    expect_bad_input(
+        &["train", ok.to_str().unwrap(), "--save", "/nonexistent/dir/m.safetensors"],
+        &["--save", "/nonexistent/dir"],
+    );
+    let huge = dir.join("huge.toml");
+    std::fs::write(&huge, "[model]\nhidden = [100, 10000000000]\n").unwrap();
+    expect_bad_input(&["train", huge.to_str().unwrap()], &["model.hidden[1]"]);
+    let all_val = dir.join("all_val.toml");
+    std::fs::write(&all_val, "[data]\nval_fraction = 0.9999\n").unwrap();
+    expect_bad_input(&["train", all_val.to_str().unwrap()], &["data.val_fraction"]);
     std::fs::remove_dir_all(&dir).ok();
 }
 

@@ -77,7 +77,14 @@ impl Verdict {
 /// `a` and `b` must have the same number of elements.
 pub fn rel_error<D: Dimension>(a: &Array<f64, D>, b: &Array<f64, D>) -> f64 {
     assert_eq!(a.len(), b.len(), "rel_error: sizes differ");
-    a.iter().zip(b.iter()).map(|(&x, &y)| elem_rel_error(x, y)).fold(0.0, f64::max)
+    // NaN anywhere makes the error NaN (f64::max would silently drop it).
+    a.iter().zip(b.iter()).map(|(&x, &y)| elem_rel_error(x, y)).fold(0.0, |m, e| {
+        if e.is_nan() || m.is_nan() {
+            f64::NAN
+        } else {
+            m.max(e)
+        }
+    })
 }
 
 /// The relative error of one pair of numbers (see [`rel_error`]).
@@ -221,13 +228,15 @@ pub fn compare<D: Dimension>(name: &str, analytic: &Array<f64, D>, numeric: &Num
             worst_index = i;
         }
     }
+    // Every element straddling a kink means nothing was verified: not a pass.
+    let verdict = if checked == 0 && !a.is_empty() { Verdict::Suspicious } else { Verdict::of(worst) };
     CheckReport {
         name: name.to_string(),
         checked,
         kinks: numeric.kinks.len(),
         max_rel_error: worst,
         worst_index,
-        verdict: Verdict::of(worst),
+        verdict,
     }
 }
 
@@ -352,6 +361,8 @@ mod tests {
         assert_eq!(Verdict::of(0.5), Verdict::Wrong);
         assert_eq!(Verdict::of(f64::NAN), Verdict::Wrong);
         assert_eq!(elem_rel_error(0.0, 0.0), 0.0);
+        assert!(rel_error(&array![1.0, f64::NAN], &array![1.0, 1.0]).is_nan());
+        assert!(rel_error(&array![f64::NAN, 1.0], &array![1.0, 1.0]).is_nan());
     }
 
     #[test]

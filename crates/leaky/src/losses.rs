@@ -142,7 +142,14 @@ pub fn clipped_mse_loss<F: Float, D: Dimension>(pred: &Array<F, D>, target: &Arr
     let mut grad = pred - target;
     let mut loss = F::zero();
     grad.mapv_inplace(|d| {
-        let c = d.max(-F::one()).min(F::one());
+        // Comparisons (not max/min) so a NaN error stays NaN in the loss and gradient.
+        let c = if d < -F::one() {
+            -F::one()
+        } else if d > F::one() {
+            F::one()
+        } else {
+            d
+        };
         loss += c * c;
         if d.abs() > F::one() {
             F::zero()

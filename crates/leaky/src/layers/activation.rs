@@ -27,7 +27,8 @@ pub struct ReluCache<F> {
 
 /// ReLU forward: `out = max(0, x)`. `x`: any shape.
 pub fn relu_forward<F: Float>(x: Tensor<F>) -> (Tensor<F>, ReluCache<F>) {
-    let out = x.mapv(|v| if v > F::zero() { v } else { F::zero() });
+    // `!(v <= 0)` keeps NaN as NaN (as numpy and PyTorch do) instead of hiding it as 0.
+    let out = x.mapv(|v| if !(v <= F::zero()) { v } else { F::zero() });
     (out, ReluCache { x })
 }
 
@@ -204,6 +205,16 @@ mod tests {
         let r = check_array("relu at kink", |x| relu_forward(x.clone()).0, &x, &dout, &relu_backward(&dout, &c));
         assert_eq!(r.kinks, 1);
         assert!(r.is_good());
+    }
+
+    #[test]
+    #[allow(clippy::neg_cmp_op_on_partial_ord)]
+    fn nan_stays_nan() {
+        let x = Tensor::from_shape_vec(IxDyn(&[2]), vec![f64::NAN, 1.0]).unwrap();
+        assert!(relu_forward(x.clone()).0[0].is_nan());
+        assert!(leaky_relu_forward(x.clone(), 0.01).0[0].is_nan());
+        assert!(sigmoid_forward(x.clone()).0[0].is_nan());
+        assert!(tanh_forward(x).0[0].is_nan());
     }
 
     #[test]

@@ -26,7 +26,16 @@ pub struct ClipCache<F> {
 /// Clip forward: `out = min(max(x, lo), hi)`. Requires `lo <= hi`.
 pub fn clip_forward<F: Float>(x: Tensor<F>, lo: F, hi: F) -> (Tensor<F>, ClipCache<F>) {
     assert!(lo <= hi, "clip: lo must not exceed hi");
-    let out = x.mapv(|v| v.max(lo).min(hi));
+    // Comparisons keep NaN as NaN; `max`/`min` would turn it into a bound.
+    let out = x.mapv(|v| {
+        if v < lo {
+            lo
+        } else if v > hi {
+            hi
+        } else {
+            v
+        }
+    });
     (out, ClipCache { x, lo, hi })
 }
 
@@ -58,7 +67,15 @@ pub fn grad_clip_forward<F: Float>(x: Tensor<F>) -> Tensor<F> {
 /// Gradient-clip backward: `dx = min(max(dout, lo), hi)`.
 pub fn grad_clip_backward<F: Float>(dout: &Tensor<F>, lo: F, hi: F) -> Tensor<F> {
     assert!(lo <= hi, "grad_clip: lo must not exceed hi");
-    dout.mapv(|d| d.max(lo).min(hi))
+    dout.mapv(|d| {
+        if d < lo {
+            lo
+        } else if d > hi {
+            hi
+        } else {
+            d
+        }
+    })
 }
 
 #[cfg(test)]
@@ -89,6 +106,29 @@ mod tests {
         assert_eq!(out.as_slice().unwrap(), &[-1.0, -1.0, 0.5, 1.0, 1.0]);
         assert_eq!(clip_backward(&dout, &c).as_slice().unwrap(), &[0.0, 1.0, 1.0, 1.0, 0.0]);
         assert_eq!(clip_zeroed_fraction(&c), 0.4);
+    }
+
+    #[test]
+    fn nan_stays_nan() {
+        let x = Tensor::from_shape_vec(IxDyn(&[2]), vec![f64::NAN, 3.0]).unwrap();
+        let (out, _) = clip_forward(x.clone(), -1.0, 1.0);
+        assert!(out[0].is_nan());
+        assert_eq!(out[1], 1.0);
+        assert!(grad_clip_backward(&x, -1.0, 1.0)[0].is_nan());
+    }
+
+    #[test]
+    fn grad_clip_of_the_error_term_equals_the_huber_gradient() {
+        // Per-sample loss 0.5 d^2 has error term d; clipping that term backward gives
+        // clip(d, -1, 1), which is n times the gradient of mean Huber(d).
+        let d: Tensor<f64> = randn(IxDyn(&[50]), 2.0, &mut rng(9));
+        let clipped = grad_clip_backward(&d, -1.0, 1.0);
+        let d1 = d.clone().into_dimensionality::<ndarray::Ix1>().unwrap();
+        let (_, huber) = crate::losses::huber_loss(&d1, &ndarray::Array1::zeros(50), 1.0);
+        for (a, b) in clipped.iter().zip(huber.iter()) {
+            assert!((a - 50.0 * b).abs() < 1e-12, "{a} vs {}", 50.0 * b);
+        }
+        assert!(d.iter().any(|v| v.abs() > 1.0), "some errors must lie beyond the clip");
     }
 
     #[test]
