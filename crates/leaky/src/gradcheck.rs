@@ -101,10 +101,23 @@ pub struct NumericalGradient<D: Dimension> {
     pub kinks: Vec<usize>,
 }
 
-fn is_kink(f_plus: f64, f0: f64, f_minus: f64, h: f64) -> bool {
-    let right = (f_plus - f0) / h;
-    let left = (f0 - f_minus) / h;
+/// First test: do the one-sided slopes `right = (f+ - f0)/h` and `left = (f0 - f-)/h`
+/// disagree? Both arguments are the *changes* `f+ - f0` and `f0 - f-`.
+fn slopes_disagree(up: f64, down: f64, h: f64) -> bool {
+    let (right, left) = (up / h, down / h);
     (right - left).abs() > KINK_TOLERANCE * (right.abs() + left.abs()) + KINK_FLOOR
+}
+
+/// The smaller step of the second kink test, as a fraction of h.
+const KINK_STEP_RATIO: f64 = 0.1;
+
+/// Second test, run only when the first fires: on a smooth function the slope gap
+/// `right - left` is about `h f''`, so a step of `h/10` gives a tenth of the gap; across a
+/// kink it does not (a kink within h/10 keeps most of the gap, one farther away drops out
+/// of the small step entirely). `gap_h` and `gap_small` are the gaps at steps h and h/10.
+fn gap_is_not_curvature(gap_h: f64, gap_small: f64) -> bool {
+    let expected = gap_h * KINK_STEP_RATIO;
+    (gap_small - expected).abs() > 0.5 * expected.abs()
 }
 
 /// Numerical gradient of a scalar function `f` at `x` (centred differences, step `h`).
@@ -127,8 +140,15 @@ pub fn numerical_gradient<D: Dimension>(
         let fm = f(&xs);
         set_flat(&mut xs, i, old);
         set_flat(&mut grad, i, (fp - fm) / (2.0 * h));
-        if is_kink(fp, f0, fm, h) {
-            kinks.push(i);
+        if slopes_disagree(fp - f0, f0 - fm, h) {
+            set_flat(&mut xs, i, old + h * KINK_STEP_RATIO);
+            let fp2 = f(&xs);
+            set_flat(&mut xs, i, old - h * KINK_STEP_RATIO);
+            let fm2 = f(&xs);
+            set_flat(&mut xs, i, old);
+            if gap_is_not_curvature((fp - 2.0 * f0 + fm) / h, (fp2 - 2.0 * f0 + fm2) / (h * KINK_STEP_RATIO)) {
+                kinks.push(i);
+            }
         }
     }
     NumericalGradient { grad, kinks }
@@ -163,11 +183,17 @@ pub fn numerical_gradient_array<D: Dimension, E: Dimension>(
         let ym = f(&xs);
         set_flat(&mut xs, i, old);
         set_flat(&mut grad, i, weighted(&yp, &ym) / (2.0 * h));
-        // One-sided slopes from element-wise differences, as in `is_kink`.
-        let right = weighted(&yp, &y0) / h;
-        let left = weighted(&y0, &ym) / h;
-        if (right - left).abs() > KINK_TOLERANCE * (right.abs() + left.abs()) + KINK_FLOOR {
-            kinks.push(i);
+        let (up, down) = (weighted(&yp, &y0), weighted(&y0, &ym));
+        if slopes_disagree(up, down, h) {
+            set_flat(&mut xs, i, old + h * KINK_STEP_RATIO);
+            let yp2 = f(&xs);
+            set_flat(&mut xs, i, old - h * KINK_STEP_RATIO);
+            let ym2 = f(&xs);
+            set_flat(&mut xs, i, old);
+            let gap_half = (weighted(&yp2, &y0) - weighted(&y0, &ym2)) / (h * KINK_STEP_RATIO);
+            if gap_is_not_curvature((up - down) / h, gap_half) {
+                kinks.push(i);
+            }
         }
     }
     NumericalGradient { grad, kinks }
@@ -303,13 +329,15 @@ pub fn sparse_check<D: Dimension>(
             let fm = f(&xs);
             set_flat(&mut xs, i, old);
             let numeric = (fp - fm) / (2.0 * h);
-            SpotCheck {
-                index: i,
-                numeric,
-                analytic: a[i],
-                rel_error: elem_rel_error(numeric, a[i]),
-                kink: is_kink(fp, f0, fm, h),
-            }
+            let kink = slopes_disagree(fp - f0, f0 - fm, h) && {
+                set_flat(&mut xs, i, old + h * KINK_STEP_RATIO);
+                let fp2 = f(&xs);
+                set_flat(&mut xs, i, old - h * KINK_STEP_RATIO);
+                let fm2 = f(&xs);
+                set_flat(&mut xs, i, old);
+                gap_is_not_curvature((fp - 2.0 * f0 + fm) / h, (fp2 - 2.0 * f0 + fm2) / (h * KINK_STEP_RATIO))
+            };
+            SpotCheck { index: i, numeric, analytic: a[i], rel_error: elem_rel_error(numeric, a[i]), kink }
         })
         .collect()
 }
@@ -341,6 +369,14 @@ mod tests {
         assert!(r.is_good(), "{r:?}");
         assert_eq!(r.kinks, 1);
         assert_eq!(r.checked, 2);
+    }
+
+    #[test]
+    fn curvature_is_not_a_kink() {
+        // x^2 at 0 has slope gap 2h between the one-sided slopes: smooth, not a kink.
+        let x = array![0.0, 1e-7];
+        let g = numerical_gradient(|x: &Array1<f64>| x.mapv(|v| 1e3 * v * v).sum(), &x, H);
+        assert!(g.kinks.is_empty(), "{:?}", g.kinks);
     }
 
     #[test]
