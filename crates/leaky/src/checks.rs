@@ -175,7 +175,7 @@ fn model_checks(s: &mut Suite, activation: Activation, batchnorm: bool) {
     let y = [0usize, 2, 1, 1, 0];
     let reg = 0.1;
     let model = format!("mlp({}{})", activation.name(), if batchnorm { ", batchnorm" } else { "" });
-    let mut loss_of = |net: &mut Sequential<f64>| -> f64 {
+    let loss_of = |net: &mut Sequential<f64>| -> f64 {
         let scores = affine::as_2d(net.forward(x.clone(), Mode::Train));
         let l2: f64 =
             net.params().iter().filter(|(_, p)| p.decay).map(|(_, p)| p.value.iter().map(|v| v * v).sum::<f64>()).sum();

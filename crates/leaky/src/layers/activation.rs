@@ -27,8 +27,8 @@ pub struct ReluCache<F> {
 
 /// ReLU forward: `out = max(0, x)`. `x`: any shape.
 pub fn relu_forward<F: Float>(x: Tensor<F>) -> (Tensor<F>, ReluCache<F>) {
-    // `!(v <= 0)` keeps NaN as NaN (as numpy and PyTorch do) instead of hiding it as 0.
-    let out = x.mapv(|v| if !(v <= F::zero()) { v } else { F::zero() });
+    // NaN stays NaN (as in numpy and PyTorch) instead of being hidden as 0.
+    let out = x.mapv(|v| if v.is_nan() || v > F::zero() { v } else { F::zero() });
     (out, ReluCache { x })
 }
 
@@ -208,7 +208,6 @@ mod tests {
     }
 
     #[test]
-    #[allow(clippy::neg_cmp_op_on_partial_ord)]
     fn nan_stays_nan() {
         let x = Tensor::from_shape_vec(IxDyn(&[2]), vec![f64::NAN, 1.0]).unwrap();
         assert!(relu_forward(x.clone()).0[0].is_nan());
