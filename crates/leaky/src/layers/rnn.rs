@@ -28,7 +28,7 @@
 //! does not include the separate gradient carried by the cell state `c_t`.
 
 use crate::tensor::{matmul, matmul_acc, Float};
-use ndarray::{s, Array1, Array2, Array3, ArrayView2, ArrayViewMut2, Axis, Zip};
+use ndarray::{s, Array1, Array2, Array3, ArrayView2, ArrayViewMut2, Axis, CowArray, Ix2, Zip};
 
 /// `(dx, dprev_h, dwx, dwh, db)` of one RNN step: (N, D), (N, H), (D, H), (H, H), (H,).
 pub type StepGrads<F> = (Array2<F>, Array2<F>, Array2<F>, Array2<F>, Array1<F>);
@@ -262,7 +262,7 @@ pub fn backward_with_norms<F: Float>(
 // ---------------------------------------------------------------------------------------
 
 /// Apply the gate nonlinearities in place to `a` (N, 4H): sigmoid on the i, f, o blocks,
-/// tanh on the g block; then `c = f * prev_c + i * g` and `tanh_c = tanh(c)`; return
+/// tanh on the g block; then write `c = f * prev_c + i * g`, `tanh_c = tanh(c)` and
 /// `next_h = o * tanh_c`. `prev_c`, `c`, `tanh_c`, `next_h`: (N, H).
 fn lstm_cell<F: Float>(
     mut a: ArrayViewMut2<F>,
@@ -584,9 +584,12 @@ pub struct TemporalAffineCache<F> {
 }
 
 /// View (A, B, C) as (A*B, C), copying only if `a` is not in standard layout.
-fn rows<F: Float>(a: &Array3<F>) -> Array2<F> {
+fn rows<F: Float>(a: &Array3<F>) -> CowArray<'_, F, Ix2> {
     let (p, q, r) = a.dim();
-    a.as_standard_layout().into_owned().into_shape_with_order((p * q, r)).expect("contiguous reshape")
+    match a.view().into_shape_with_order((p * q, r)) {
+        Ok(v) => v.into(),
+        Err(_) => a.as_standard_layout().into_owned().into_shape_with_order((p * q, r)).expect("contiguous").into(),
+    }
 }
 
 /// The same affine map at every time step (CS231n `temporal_affine_forward`):
@@ -1023,6 +1026,21 @@ mod tests {
             assert_smooth(&check_array("temporal_affine dw", |w| temporal_affine_forward(&x, w, &b).0, &w, &dout, &dw));
             assert_smooth(&check_array("temporal_affine db", |b| temporal_affine_forward(&x, &w, b).0, &b, &dout, &db));
         }
+    }
+
+    #[test]
+    fn temporal_affine_takes_a_non_contiguous_input() {
+        let mut r = rng(15);
+        let xt: Array3<f64> = randn((4, 2, 3), 1.0, &mut r);
+        let x = xt.permuted_axes([1, 0, 2]);
+        assert!(!x.is_standard_layout());
+        let w: Array2<f64> = randn((3, 2), 1.0, &mut r);
+        let b: Array1<f64> = randn(2, 1.0, &mut r);
+        let (out, cache) = temporal_affine_forward(&x, &w, &b);
+        let (want, _) = temporal_affine_forward(&x.as_standard_layout().into_owned(), &w, &b);
+        assert_eq!(out, want);
+        let (dx, _, _) = temporal_affine_backward(&out, &cache, &w);
+        assert_eq!(dx.dim(), (2, 4, 3));
     }
 
     #[test]
