@@ -8,12 +8,12 @@
 use crate::gradcheck::{check_array, check_scalar, CheckReport};
 use crate::layers::conv::ConvParam;
 use crate::layers::pool::PoolParam;
-use crate::layers::{activation, affine, batchnorm, clip, conv, dropout, gather, layernorm, pool};
+use crate::layers::{activation, affine, batchnorm, clip, conv, dropout, gather, layernorm, pool, rnn};
 use crate::losses;
 use crate::nn::{Activation, MlpSpec, Mode, Sequential};
 use crate::tensor::Init;
 use crate::tensor::{randn, rng, Rng64, Tensor};
-use ndarray::{Array1, Array2, Array4, IxDyn};
+use ndarray::{Array1, Array2, Array3, Array4, IxDyn};
 use serde::Serialize;
 
 /// One checked input of one layer or loss.
@@ -72,6 +72,14 @@ pub fn run_all(seed: u64) -> Vec<LayerCheck> {
     }
     model_checks(&mut s, Activation::Tanh, true);
     model_checks(&mut s, Activation::Relu, false);
+    // The recurrent layers draw after all of the above, so the inputs above stay the same.
+    for n in [1usize, 3] {
+        rnn_checks(&mut s, n);
+        lstm_checks(&mut s, n);
+        embedding_checks(&mut s, n);
+        temporal_affine_checks(&mut s, n);
+        temporal_softmax_loss_checks(&mut s, n);
+    }
     s.out
 }
 
@@ -324,6 +332,88 @@ fn pool_checks(s: &mut Suite, n: usize) {
     let (_, c) = pool::forward_fast(&x, pp);
     let r = check_array("maxpool_fast dx", |x| pool::forward_fast(x, pp).0, &x, &dout, &pool::backward_fast(&dout, &c));
     s.add("maxpool_fast", "dx", &x, r);
+}
+
+// Recurrent layers: sequences of T = 5 steps. Weights are drawn with std 0.3 (0.2 for the
+// 4H-wide LSTM weights) so pre-activations stay O(1), away from the flat tails of tanh and
+// sigmoid, and gradient elements are O(1e-2..1).
+
+/// The forward pass of a recurrent layer: `(x, h0, wx, wh, b) -> (h, cache)`.
+type SeqForward<C> = fn(&Array3<f64>, &Array2<f64>, &Array2<f64>, &Array2<f64>, &Array1<f64>) -> (Array3<f64>, C);
+/// The backward pass of a recurrent layer: `(dh, cache, wx, wh) -> (dx, dh0, dwx, dwh, db)`.
+type SeqBackward<C> = fn(&Array3<f64>, &C, &Array2<f64>, &Array2<f64>) -> rnn::SequenceGrads<f64>;
+
+/// The five gradients of a recurrent layer with `gates` blocks of H columns in its weights.
+fn sequence_checks<C>(s: &mut Suite, layer: &str, n: usize, gates: usize, fwd: SeqForward<C>, bwd: SeqBackward<C>) {
+    // H = 3 for the LSTM: its weight gradients have 4H^2 + 4HD elements, each a sum over
+    // N*T terms, and the more elements, the likelier one cancels by chance to a size the
+    // centred difference cannot resolve to 1e-7 (some seeds other than 0 still do).
+    let (t, d, h) = (5usize, 3usize, if gates == 1 { 4usize } else { 3 });
+    let w_std = if gates == 1 { 0.3 } else { 0.2 };
+    let x: Array3<f64> = randn((n, t, d), 1.0, &mut s.rng);
+    let h0: Array2<f64> = randn((n, h), 1.0, &mut s.rng);
+    let wx: Array2<f64> = randn((d, gates * h), w_std, &mut s.rng);
+    let wh: Array2<f64> = randn((h, gates * h), w_std, &mut s.rng);
+    let b: Array1<f64> = randn(gates * h, 0.5, &mut s.rng);
+    let dh: Array3<f64> = randn((n, t, h), 1.0, &mut s.rng);
+    let (_, cache) = fwd(&x, &h0, &wx, &wh, &b);
+    let (dx, dh0, dwx, dwh, db) = bwd(&dh, &cache, &wx, &wh);
+    let r = check_array(&format!("{layer} dx"), |v| fwd(v, &h0, &wx, &wh, &b).0, &x, &dh, &dx);
+    s.add(layer, "dx", &x, r);
+    let r = check_array(&format!("{layer} dh0"), |v| fwd(&x, v, &wx, &wh, &b).0, &h0, &dh, &dh0);
+    s.add(layer, "dh0", &h0, r);
+    let r = check_array(&format!("{layer} dwx"), |v| fwd(&x, &h0, v, &wh, &b).0, &wx, &dh, &dwx);
+    s.add(layer, "dwx", &wx, r);
+    let r = check_array(&format!("{layer} dwh"), |v| fwd(&x, &h0, &wx, v, &b).0, &wh, &dh, &dwh);
+    s.add(layer, "dwh", &wh, r);
+    let r = check_array(&format!("{layer} db"), |v| fwd(&x, &h0, &wx, &wh, v).0, &b, &dh, &db);
+    s.add(layer, "db", &b, r);
+}
+
+fn rnn_checks(s: &mut Suite, n: usize) {
+    sequence_checks(s, "rnn", n, 1, rnn::forward::<f64>, rnn::backward::<f64>);
+}
+
+fn lstm_checks(s: &mut Suite, n: usize) {
+    sequence_checks(s, "lstm", n, 4, rnn::lstm_forward::<f64>, rnn::lstm_backward::<f64>);
+}
+
+fn embedding_checks(s: &mut Suite, n: usize) {
+    // Ids repeat (within and across rows) so the scatter-add is exercised.
+    let (t, v, d) = (5usize, 4usize, 3usize);
+    let ids = Array2::from_shape_fn((n, t), |(i, j)| (2 * i + 3 * j) % v);
+    let w: Array2<f64> = randn((v, d), 1.0, &mut s.rng);
+    let dout: Array3<f64> = randn((n, t, d), 1.0, &mut s.rng);
+    let (_, c) = rnn::embedding_forward(&ids, &w);
+    let dw = rnn::embedding_backward(&dout, &c);
+    let r = check_array("embedding dw", |w| rnn::embedding_forward(&ids, w).0, &w, &dout, &dw);
+    s.add("embedding", "dw", &w, r);
+}
+
+fn temporal_affine_checks(s: &mut Suite, n: usize) {
+    let x: Array3<f64> = randn((n, 5, 3), 1.0, &mut s.rng);
+    let w: Array2<f64> = randn((3, 4), 1.0, &mut s.rng);
+    let b: Array1<f64> = randn(4, 1.0, &mut s.rng);
+    let dout: Array3<f64> = randn((n, 5, 4), 1.0, &mut s.rng);
+    let (_, c) = rnn::temporal_affine_forward(&x, &w, &b);
+    let (dx, dw, db) = rnn::temporal_affine_backward(&dout, &c, &w);
+    let r = check_array("temporal_affine dx", |x| rnn::temporal_affine_forward(x, &w, &b).0, &x, &dout, &dx);
+    s.add("temporal_affine", "dx", &x, r);
+    let r = check_array("temporal_affine dw", |w| rnn::temporal_affine_forward(&x, w, &b).0, &w, &dout, &dw);
+    s.add("temporal_affine", "dw", &w, r);
+    let r = check_array("temporal_affine db", |b| rnn::temporal_affine_forward(&x, &w, b).0, &b, &dout, &db);
+    s.add("temporal_affine", "db", &b, r);
+}
+
+fn temporal_softmax_loss_checks(s: &mut Suite, n: usize) {
+    // Some mask entries are false: those steps add nothing to the loss.
+    let (t, v) = (5usize, 4usize);
+    let x: Array3<f64> = randn((n, t, v), 1.0, &mut s.rng);
+    let y = Array2::from_shape_fn((n, t), |(i, j)| (3 * i + j + 1) % v);
+    let mask = Array2::from_shape_fn((n, t), |(i, j)| (i + j) % 3 != 2);
+    let (_, dx) = rnn::temporal_softmax_loss(&x, &y, &mask);
+    let r = check_scalar("temporal_softmax_loss", |x| rnn::temporal_softmax_loss(x, &y, &mask).0, &x, &dx);
+    s.add("temporal_softmax_loss", "dx", &x, r);
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use leaky::layers::pool::PoolCache;
 use leaky::optim::{update, Rule, Slots, UpdateConfig};
 use leaky::tensor::cast;
 use leaky::{Float, Tensor};
-use ndarray::{Array, Array1, Array2, Array4, ArrayD, Dimension, IxDyn};
+use ndarray::{Array, Array1, Array2, Array3, Array4, ArrayD, Dimension, IxDyn};
 use serde_json::Value;
 
 /// Tolerance for f64 runs (all quantities).
@@ -430,4 +430,159 @@ fn layernorm_case<F: Float>() {
 fn golden_layernorm() {
     layernorm_case::<f64>();
     layernorm_case::<f32>();
+}
+
+// ---------------------------------------------------------------------------------------
+// 7. recurrent layers and the spectral radius
+// ---------------------------------------------------------------------------------------
+
+const RNN: &str = include_str!("fixtures/rnn.json");
+
+/// `{"shape": [N, T], "data": [...]}` of non-negative integers (ids, labels, a 0/1 mask).
+fn int_arr(v: &Value) -> Array2<usize> {
+    arr(v).into_dimensionality().expect("a 2-D integer array").mapv(|x| x as usize)
+}
+
+fn rnn_case<F: Float>() {
+    use leaky::layers::rnn::{backward_with_norms, forward, step_backward, step_forward};
+    let fx = parse(RNN);
+    let t = F::NAME;
+    let st = &fx["rnn_step"];
+    let (x, prev_h): (Array2<F>, Array2<F>) = (arr_as(&st["x"]), arr_as(&st["prev_h"]));
+    let (wx, wh, b): (Array2<F>, Array2<F>, Array1<F>) = (arr_as(&st["wx"]), arr_as(&st["wh"]), arr_as(&st["b"]));
+    let (next_h, cache) = step_forward(&x, &prev_h, &wx, &wh, &b);
+    check(&format!("rnn step_forward {t}"), &next_h, &st["next_h"], tol::<F>());
+    if t == "f64" {
+        let (dx, dprev_h, dwx, dwh, db) = step_backward(&arr_as(&st["dnext_h"]), &cache, &wx, &wh);
+        check("rnn step_backward dx f64", &dx, &st["dx"], F64_TOL);
+        check("rnn step_backward dprev_h f64", &dprev_h, &st["dprev_h"], F64_TOL);
+        check("rnn step_backward dwx f64", &dwx, &st["dwx"], F64_TOL);
+        check("rnn step_backward dwh f64", &dwh, &st["dwh"], F64_TOL);
+        check("rnn step_backward db f64", &db, &st["db"], F64_TOL);
+    }
+    for (key, case) in fx["rnn"]["cases"].as_object().expect("rnn cases") {
+        let x: Array3<F> = arr_as(&case["x"]);
+        let h0: Array2<F> = arr_as(&case["h0"]);
+        let (wx, wh, b): (Array2<F>, Array2<F>, Array1<F>) =
+            (arr_as(&case["wx"]), arr_as(&case["wh"]), arr_as(&case["b"]));
+        let (h, cache) = forward(&x, &h0, &wx, &wh, &b);
+        check(&format!("rnn {key} forward {t}"), &h, &case["h"], tol::<F>());
+        if t == "f64" {
+            let ((dx, dh0, dwx, dwh, db), norms) = backward_with_norms(&arr_as(&case["dh"]), &cache, &wx, &wh);
+            check(&format!("rnn {key} backward dx f64"), &dx, &case["dx"], F64_TOL);
+            check(&format!("rnn {key} backward dh0 f64"), &dh0, &case["dh0"], F64_TOL);
+            check(&format!("rnn {key} backward dwx f64"), &dwx, &case["dwx"], F64_TOL);
+            check(&format!("rnn {key} backward dwh f64"), &dwh, &case["dwh"], F64_TOL);
+            check(&format!("rnn {key} backward db f64"), &db, &case["db"], F64_TOL);
+            check(&format!("rnn {key} backward norms f64"), &Array1::from(norms), &case["norms"], F64_TOL);
+        }
+    }
+}
+
+#[test]
+fn golden_rnn() {
+    rnn_case::<f64>();
+    rnn_case::<f32>();
+}
+
+fn lstm_case<F: Float>() {
+    use leaky::layers::rnn::{lstm_backward_with_norms, lstm_forward, lstm_step_backward, lstm_step_forward};
+    let fx = parse(RNN);
+    let t = F::NAME;
+    let st = &fx["lstm_step"];
+    let (x, prev_h, prev_c): (Array2<F>, Array2<F>, Array2<F>) =
+        (arr_as(&st["x"]), arr_as(&st["prev_h"]), arr_as(&st["prev_c"]));
+    let (wx, wh, b): (Array2<F>, Array2<F>, Array1<F>) = (arr_as(&st["wx"]), arr_as(&st["wh"]), arr_as(&st["b"]));
+    let (next_h, next_c, cache) = lstm_step_forward(&x, &prev_h, &prev_c, &wx, &wh, &b);
+    check(&format!("lstm step_forward next_h {t}"), &next_h, &st["next_h"], tol::<F>());
+    check(&format!("lstm step_forward next_c {t}"), &next_c, &st["next_c"], tol::<F>());
+    if t == "f64" {
+        let (dnh, dnc): (Array2<F>, Array2<F>) = (arr_as(&st["dnext_h"]), arr_as(&st["dnext_c"]));
+        let (dx, dprev_h, dprev_c, dwx, dwh, db) = lstm_step_backward(&dnh, &dnc, &cache, &wx, &wh);
+        check("lstm step_backward dx f64", &dx, &st["dx"], F64_TOL);
+        check("lstm step_backward dprev_h f64", &dprev_h, &st["dprev_h"], F64_TOL);
+        check("lstm step_backward dprev_c f64", &dprev_c, &st["dprev_c"], F64_TOL);
+        check("lstm step_backward dwx f64", &dwx, &st["dwx"], F64_TOL);
+        check("lstm step_backward dwh f64", &dwh, &st["dwh"], F64_TOL);
+        check("lstm step_backward db f64", &db, &st["db"], F64_TOL);
+    }
+    for (key, case) in fx["lstm"]["cases"].as_object().expect("lstm cases") {
+        let x: Array3<F> = arr_as(&case["x"]);
+        let h0: Array2<F> = arr_as(&case["h0"]);
+        let (wx, wh, b): (Array2<F>, Array2<F>, Array1<F>) =
+            (arr_as(&case["wx"]), arr_as(&case["wh"]), arr_as(&case["b"]));
+        let (h, cache) = lstm_forward(&x, &h0, &wx, &wh, &b);
+        check(&format!("lstm {key} forward {t}"), &h, &case["h"], tol::<F>());
+        if t == "f64" {
+            let ((dx, dh0, dwx, dwh, db), norms) = lstm_backward_with_norms(&arr_as(&case["dh"]), &cache, &wx, &wh);
+            check(&format!("lstm {key} backward dx f64"), &dx, &case["dx"], F64_TOL);
+            check(&format!("lstm {key} backward dh0 f64"), &dh0, &case["dh0"], F64_TOL);
+            check(&format!("lstm {key} backward dwx f64"), &dwx, &case["dwx"], F64_TOL);
+            check(&format!("lstm {key} backward dwh f64"), &dwh, &case["dwh"], F64_TOL);
+            check(&format!("lstm {key} backward db f64"), &db, &case["db"], F64_TOL);
+            check(&format!("lstm {key} backward norms f64"), &Array1::from(norms), &case["norms"], F64_TOL);
+        }
+    }
+}
+
+#[test]
+fn golden_lstm() {
+    lstm_case::<f64>();
+    lstm_case::<f32>();
+}
+
+fn word_level_case<F: Float>() {
+    use leaky::layers::rnn::{
+        embedding_backward, embedding_forward, temporal_affine_backward, temporal_affine_forward, temporal_softmax_loss,
+    };
+    let fx = parse(RNN);
+    let t = F::NAME;
+
+    let e = &fx["embedding"];
+    let ids = int_arr(&e["x"]);
+    let (out, cache) = embedding_forward(&ids, &arr_as::<F, _>(&e["w"]));
+    check(&format!("embedding forward {t}"), &out, &e["out"], tol::<F>());
+    if t == "f64" {
+        let dw = embedding_backward(&arr_as::<F, _>(&e["dout"]), &cache);
+        check("embedding backward dw f64", &dw, &e["dw"], F64_TOL);
+    }
+
+    let a = &fx["temporal_affine"];
+    let w: Array2<F> = arr_as(&a["w"]);
+    let (out, cache) = temporal_affine_forward(&arr_as(&a["x"]), &w, &arr_as(&a["b"]));
+    check(&format!("temporal_affine forward {t}"), &out, &a["out"], tol::<F>());
+    if t == "f64" {
+        let (dx, dw, db) = temporal_affine_backward(&arr_as(&a["dout"]), &cache, &w);
+        check("temporal_affine backward dx f64", &dx, &a["dx"], F64_TOL);
+        check("temporal_affine backward dw f64", &dw, &a["dw"], F64_TOL);
+        check("temporal_affine backward db f64", &db, &a["db"], F64_TOL);
+    }
+
+    let l = &fx["temporal_softmax_loss"];
+    let mask = int_arr(&l["mask"]).mapv(|m| m == 1);
+    assert!(mask.iter().any(|m| !m), "the fixture masks some steps out");
+    let (loss, dx) = temporal_softmax_loss(&arr_as::<F, _>(&l["x"]), &int_arr(&l["y"]), &mask);
+    check_scalar(&format!("temporal_softmax_loss loss {t}"), loss, &l["loss"], tol::<F>());
+    if t == "f64" {
+        check("temporal_softmax_loss dx f64", &dx, &l["dx"], F64_TOL);
+    }
+}
+
+#[test]
+fn golden_word_level_layers() {
+    word_level_case::<f64>();
+    word_level_case::<f32>();
+}
+
+#[test]
+fn golden_spectral_radius() {
+    use leaky::nn::spectral::{largest_singular_value, spectral_radius};
+    let fx = parse(RNN);
+    let s = &fx["spectral"];
+    let w: Array2<f64> = arr_as(&s["w"]);
+    let rho = spectral_radius(&w);
+    let sigma = largest_singular_value(&w);
+    println!("spectral radius {rho:.17} (numpy {:.17}), largest singular value {sigma:.17}", num(&s["radius"]));
+    check_scalar("spectral radius of randn(5, 5) f64", rho, &s["radius"], F64_TOL);
+    check_scalar("largest singular value of randn(5, 5) f64", sigma, &s["largest_singular_value"], F64_TOL);
 }

@@ -24,6 +24,7 @@ pub mod dropout;
 pub mod gather;
 pub mod layernorm;
 pub mod pool;
+pub mod rnn;
 
 #[cfg(test)]
 pub(crate) mod testutil {
