@@ -23,6 +23,7 @@ mod csv;
 mod digits;
 mod idx;
 mod npy;
+pub mod seq;
 mod spiral;
 
 pub use csv::load_csv;
