@@ -6,8 +6,10 @@
 //! and pre-update weights visible) -> update. The run is deterministic for a seed: the
 //! shuffle order comes from `seed`, and layers own their own seeded generators.
 
+use crate::data::seq::SeqDataset;
 use crate::data::Dataset;
 use crate::losses::Loss;
+use crate::nn::seq::{seq_batch, SeqModel};
 use crate::nn::{Mode, NoProbe, Probe, Sequential};
 use crate::optim::{clip_global_norm, decayed_lr, global_norm, update, Slots, UpdateConfig};
 use crate::tensor::{permutation, Float, Tensor};
@@ -118,8 +120,11 @@ pub struct TrainReport {
     pub history: Vec<EpochInfo>,
     /// Best validation accuracy seen (training accuracy when there is no validation set).
     pub best_val_acc: f64,
-    /// Epoch of the best accuracy; the model holds that epoch's parameters on return.
+    /// Epoch of the best accuracy (sequence models: of the lowest validation loss); the
+    /// model holds that epoch's parameters on return.
     pub best_epoch: usize,
+    /// Validation loss at the best epoch.
+    pub best_val_loss: f64,
     /// Steps taken.
     pub steps: usize,
     /// Set when the loss became NaN or infinite: the step at which it happened.
@@ -211,6 +216,7 @@ pub fn fit<F: Float>(
         history: Vec::new(),
         best_val_acc: f64::NEG_INFINITY,
         best_epoch: 0,
+        best_val_loss: f64::NAN,
         steps: 0,
         diverged_at_step: None,
         seconds: 0.0,
@@ -285,6 +291,7 @@ pub fn fit<F: Float>(
         if score > report.best_val_acc {
             report.best_val_acc = score;
             report.best_epoch = epoch;
+            report.best_val_loss = val_loss;
             best = Some(model.named_tensors().into_iter().map(|(_, t)| t.clone()).collect());
         }
         observer.on_epoch(&info, model);
@@ -296,6 +303,128 @@ pub fn fit<F: Float>(
     if let Some(best) = best {
         let mut it = best.into_iter();
         model.load_named(|_| it.next()).expect("same model, same tensors");
+    }
+    report
+}
+
+/// Hooks into sequence-model training ([`fit_seq`]); do-nothing defaults.
+pub trait SeqObserver<F: Float> {
+    /// After the backward pass of a step, before the update (gradients and the per-step
+    /// norms `model.bptt_norms()` are those of this step).
+    fn on_step(&mut self, _info: &StepInfo, _model: &SeqModel<F>) {}
+    /// After an epoch's evaluation.
+    fn on_epoch(&mut self, _info: &EpochInfo, _model: &SeqModel<F>) {}
+}
+
+impl<F: Float> SeqObserver<F> for NoObserver {}
+
+/// Mean loss and per-step accuracy (NaN for `Final` targets) of `model` on `data`, in
+/// batches of 256.
+pub fn evaluate_seq<F: Float>(model: &SeqModel<F>, data: &SeqDataset) -> (f64, f64) {
+    if data.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    let (mut loss, mut correct, mut counted) = (0.0, 0, 0);
+    let idx: Vec<usize> = (0..data.len()).collect();
+    for chunk in idx.chunks(256) {
+        let e = model.evaluate(&seq_batch::<F>(data, chunk));
+        loss += e.loss * chunk.len() as f64;
+        correct += e.correct;
+        counted += e.counted;
+    }
+    let acc = if counted == 0 { f64::NAN } else { correct as f64 / counted as f64 };
+    (loss / data.len() as f64, acc)
+}
+
+/// Train a recurrent [`SeqModel`] on `train`, evaluating on `val` after each epoch, and
+/// leave it with the parameters of the epoch with the lowest validation loss. The step is
+/// the same as [`fit`]'s: forward, loss, backward through time, L2, optional global-norm
+/// clipping (the remedy for exploding gradients), observer, update.
+pub fn fit_seq<F: Float>(
+    model: &mut SeqModel<F>,
+    train: &SeqDataset,
+    val: &SeqDataset,
+    cfg: &TrainConfig,
+    observer: &mut dyn SeqObserver<F>,
+) -> TrainReport {
+    assert!(cfg.batch_size > 0, "batch_size must be positive");
+    let mut slots: Vec<Slots<F>> = model.params().iter().map(|p| Slots::zeros_like(&p.value)).collect();
+    let mut rng = crate::tensor::rng(cfg.seed);
+    let reg = F::from_f64c(cfg.weight_decay);
+    let mut report = TrainReport {
+        history: Vec::new(),
+        best_val_acc: f64::NAN,
+        best_epoch: 0,
+        best_val_loss: f64::INFINITY,
+        steps: 0,
+        diverged_at_step: None,
+        seconds: 0.0,
+    };
+    let mut best: Option<Vec<Tensor<F>>> = None;
+    'epochs: for epoch in 0..cfg.epochs {
+        let lr = decayed_lr(cfg.update.lr, cfg.lr_decay, epoch);
+        let ucfg = UpdateConfig { lr, ..cfg.update };
+        let order = permutation(train.len(), &mut rng);
+        let start = std::time::Instant::now();
+        let (mut loss_sum, mut batches) = (0.0, 0usize);
+        for idx in order.chunks(cfg.batch_size) {
+            let step = report.steps;
+            let batch = seq_batch::<F>(train, idx);
+            let loss = model.forward_backward(&batch).loss;
+            if cfg.weight_decay > 0.0 {
+                for p in model.params_mut().into_iter().filter(|p| p.decay) {
+                    p.grad.zip_mut_with(&p.value, |g, &w| *g += reg * w);
+                }
+            }
+            let grad_norm = if cfg.clip_grad_norm > 0.0 {
+                let mut params = model.params_mut();
+                let mut grads: Vec<&mut Tensor<F>> = params.iter_mut().map(|p| &mut p.grad).collect();
+                clip_global_norm(&mut grads, cfg.clip_grad_norm)
+            } else {
+                global_norm(model.params().iter().map(|p| &p.grad))
+            };
+            observer.on_step(&StepInfo { epoch, step, loss, lr, grad_norm, batch_size: idx.len() }, model);
+            report.steps += 1;
+            if !loss.is_finite() || !grad_norm.is_finite() {
+                report.diverged_at_step = Some(step);
+                report.seconds += start.elapsed().as_secs_f64();
+                break 'epochs;
+            }
+            for (p, s) in model.params_mut().into_iter().zip(slots.iter_mut()) {
+                update(&mut p.value, &p.grad, s, &ucfg);
+            }
+            loss_sum += loss;
+            batches += 1;
+        }
+        let seconds = start.elapsed().as_secs_f64();
+        report.seconds += seconds;
+        // Training accuracy on at most 500 sequences keeps evaluation cheap.
+        let probe: Vec<usize> = (0..train.len().min(500)).collect();
+        let (_, train_acc) = evaluate_seq(model, &train.subset(&probe));
+        let (val_loss, val_acc) = evaluate_seq(model, val);
+        let info = EpochInfo {
+            epoch,
+            train_loss: loss_sum / batches.max(1) as f64,
+            train_acc,
+            val_acc,
+            val_loss,
+            lr,
+            seconds,
+        };
+        let score = if val.is_empty() { info.train_loss } else { val_loss };
+        if score < report.best_val_loss {
+            report.best_val_loss = score;
+            report.best_val_acc = val_acc;
+            report.best_epoch = epoch;
+            best = Some(model.params().iter().map(|p| p.value.clone()).collect());
+        }
+        observer.on_epoch(&info, model);
+        report.history.push(info);
+    }
+    if let Some(best) = best {
+        for (p, v) in model.params_mut().into_iter().zip(best) {
+            p.value = v;
+        }
     }
     report
 }

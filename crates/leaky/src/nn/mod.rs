@@ -6,6 +6,7 @@
 //! top of its free `forward`/`backward` functions.
 
 pub mod mlp;
+pub mod seq;
 pub mod spectral;
 
 use crate::tensor::{Float, Tensor};
