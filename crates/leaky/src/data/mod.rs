@@ -11,6 +11,9 @@
 //! | `npy:X.npy,Y.npy`   | [`load_npy`]: X (N, ...) float/int, Y (N,) int              | X's trailing axes |
 //! | `idx:IMAGES,LABELS` | [`load_idx`]: MNIST IDX files, optionally gzipped           | `[rows, cols]`    |
 //!
+//! Sequence tasks for the recurrent models (`adding`, `copy`, `chars`, `text:PATH`) load with
+//! [`load_seq`] into a [`seq::SeqDataset`]; see the [`seq`] module.
+//!
 //! Loaders keep the raw scale of the values (digits 0..16, IDX pixels 0..255); scaling is
 //! the [`Standardizer`]'s job, so the unnormalised case stays reproducible.
 
@@ -30,6 +33,7 @@ pub use csv::load_csv;
 pub use digits::digits;
 pub use idx::load_idx;
 pub use npy::load_npy;
+pub use seq::load_seq;
 pub use spiral::spiral;
 
 /// Labels must be below this. A label in the millions is almost always the wrong column
@@ -45,8 +49,8 @@ const VALID_SPECS: &str = "digits, spiral, spiral:POINTS,CLASSES, csv:PATH, npy:
 /// Paths are taken relative to the current directory; `npy:` and `idx:` paths are
 /// separated by the first comma, so the first path cannot contain one.
 ///
-/// Sequence tasks (`adding`, `copy`, `chars`, `text:PATH`) are not provided here and give a
-/// [`DataError::Spec`].
+/// Sequence tasks (`adding`, `copy`, `chars`, `text:PATH`) are loaded by [`load_seq`]; here
+/// they give a [`DataError::Spec`] saying to use a sequence model.
 pub fn load(spec: &str, seed: u64) -> Result<Dataset, DataError> {
     let spec = spec.trim();
     let (kind, arg) = match spec.split_once(':') {
@@ -70,7 +74,7 @@ pub fn load(spec: &str, seed: u64) -> Result<Dataset, DataError> {
             load_idx(Path::new(x), Path::new(y))?
         }
         ("adding" | "copy" | "chars" | "text", _) => {
-            return Err(DataError::Spec(format!("`{kind}` is a sequence task; not available yet")));
+            return Err(DataError::Spec(format!("`{kind}` is a sequence task: use model.kind = \"rnn\" or \"lstm\"")));
         }
         ("csv" | "npy" | "idx", None) => {
             return Err(DataError::Spec(format!(
@@ -380,11 +384,10 @@ mod tests {
             e.contains("unknown data set `mnist`") && e.contains("digits") && e.contains("idx:IMAGES,LABELS"),
             "{e}"
         );
-        for task in ["adding", "copy", "chars"] {
-            assert_eq!(spec_err(task), format!("`{task}` is a sequence task; not available yet"));
+        for task in ["adding", "copy", "chars", "text:corpus.txt", "text"] {
+            let kind = task.split(':').next().unwrap();
+            assert_eq!(spec_err(task), format!("`{kind}` is a sequence task: use model.kind = \"rnn\" or \"lstm\""));
         }
-        assert_eq!(spec_err("text:corpus.txt"), "`text` is a sequence task; not available yet");
-        assert_eq!(spec_err("text"), "`text` is a sequence task; not available yet");
         assert!(spec_err("csv:").contains("needs a path"));
         assert!(spec_err("csv").contains("needs paths"));
         assert!(spec_err("npy:x.npy").contains("two comma-separated paths"));
