@@ -2,7 +2,7 @@
 //!
 //! | loss | value | gradient w.r.t. the prediction |
 //! |---|---|---|
-//! | softmax | mean_i -log softmax(s_i)[y_i] | (softmax(s) - onehot(y)) / N |
+//! | softmax | mean_i -log softmax(s_i)\[y_i\] | (softmax(s) - onehot(y)) / N |
 //! | svm | mean_i sum_{j != y_i} max(0, s_ij - s_iy_i + 1) | +1/N per active margin, -count/N at y_i |
 //! | mse | mean (p - t)^2 | 2 (p - t) / n |
 //! | huber | mean h(d), h = d^2/2 for \|d\| <= delta else delta (\|d\| - delta/2) | clip(d, -delta, delta) / n |
