@@ -26,6 +26,7 @@
 
 pub mod checks;
 pub mod data;
+pub mod doctor;
 pub mod gradcheck;
 pub mod layers;
 pub mod losses;

@@ -1,0 +1,145 @@
+//! `exploding_gradient`: the gradient grows through depth (`axis: "depth"`) or back through
+//! time (`axis: "time"`, with Wh's spectral radius and the per-step growth). Same
+//! measurements as [`super::vanishing_gradient`], read in the other direction.
+
+use super::{
+    depth_samples, layer_where, persistent, radius_phrase, time_samples, with_depth_evidence, with_time_evidence,
+};
+use crate::doctor::finding::{Code, Finding, Severity};
+use crate::doctor::stats::{BpttStats, LayerStats};
+
+/// Depth: reported when the lowest layer's input-gradient RMS is at least this multiple of
+/// the highest layer's: three orders of magnitude (the mirror image of
+/// [`super::vanishing_gradient::DEPTH_VANISHING_RATIO`]; our cut-off). A step size that
+/// suits the top layers is then a thousand times too large for the bottom ones.
+pub const DEPTH_EXPLODING_RATIO: f64 = 1e3;
+
+/// Depth: at least this multiple (six orders of magnitude) is an error.
+pub const DEPTH_EXPLODING_ERROR_RATIO: f64 = 1e6;
+
+/// Time: reported when `||dL/dh_0|| / ||dL/dh_{T-1}||` is at least this. Pascanu, Mikolov &
+/// Bengio 2013 (Section 2.1): a spectral radius of Wh above 1 is necessary for the gradient to
+/// explode, growing exponentially in T; three decades is our cut-off, as for depth.
+pub const TIME_EXPLODING_RATIO: f64 = 1e3;
+
+/// Time: at least this multiple (six decades) is an error; a few more such steps overflow f32.
+pub const TIME_EXPLODING_ERROR_RATIO: f64 = 1e6;
+
+const FIX_CLIP: &str = "clip the gradient norm (train.clip_grad_norm = 5.0)";
+
+/// Findings for a gradient that explodes through depth (at most one) and back through time
+/// (one per recurrent layer).
+pub fn detect(layers: &[LayerStats], bptt: &[BpttStats]) -> Vec<Finding> {
+    let mut out = Vec::new();
+    out.extend(detect_depth(layers));
+    out.extend(detect_time(bptt));
+    out
+}
+
+/// The depth axis only.
+pub fn detect_depth(layers: &[LayerStats]) -> Option<Finding> {
+    let samples = depth_samples(layers);
+    let refs: Vec<_> = samples.iter().collect();
+    let (s, flagged) = persistent(&refs, |s| s.ratio >= DEPTH_EXPLODING_RATIO)?;
+    let severity = if persistent(&refs, |s| s.ratio >= DEPTH_EXPLODING_ERROR_RATIO).is_some() {
+        Severity::Error
+    } else {
+        Severity::Warning
+    };
+    let (bottom, top) = (s.bottom(), s.top());
+    let why = format!(
+        "The backward pass multiplies the gradient at every layer by W^T and the activation's local gradient; \
+         with weights this large it grew by ~{:.2} per layer, so layer {} receives {:.1e} times the gradient (RMS) \
+         at layer {} and one learning rate cannot suit both.",
+        s.per_layer_factor(),
+        bottom.0,
+        s.ratio,
+        top.0
+    );
+    let f = Finding::new(Code::ExplodingGradient, severity, layer_where(bottom.0, &bottom.1), Some(s.step), why);
+    Some(with_depth_evidence(f, s, samples.len(), flagged, DEPTH_EXPLODING_RATIO).fixes([
+        "use He init (model.init = \"he\")",
+        "add batch norm (model.batchnorm = true)",
+        FIX_CLIP,
+        "lower the learning rate (train.lr)",
+    ]))
+}
+
+/// The time axis only: one finding per recurrent layer.
+pub fn detect_time(bptt: &[BpttStats]) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for (layer, samples) in time_samples(bptt) {
+        let ratio = |b: &BpttStats| b.ratio().expect("time samples have a ratio");
+        let Some((b, flagged)) = persistent(&samples, |b| ratio(b) >= TIME_EXPLODING_RATIO) else {
+            continue;
+        };
+        let severity = if persistent(&samples, |b| ratio(b) >= TIME_EXPLODING_ERROR_RATIO).is_some() {
+            Severity::Error
+        } else {
+            Severity::Warning
+        };
+        let g = b.growth_per_step().expect("time samples have a ratio");
+        let t = b.norms_per_t.len();
+        let why = format!(
+            "Back through time every step multiplies the gradient by {} Wh^T{}; it grew by ~{g:.2} per step, so h_0 \
+             receives {:.1e} times the gradient at h_{} and one update can throw the weights far away (Pascanu et al. 2013).",
+            if b.kind == "lstm" { "the gates and" } else { "diag(1-h^2)" },
+            radius_phrase(b),
+            ratio(b),
+            t - 1
+        );
+        let f = Finding::new(Code::ExplodingGradient, severity, layer_where(layer, &b.kind), Some(b.step), why);
+        out.push(with_time_evidence(f, b, samples.len(), flagged, TIME_EXPLODING_RATIO).fixes([
+            FIX_CLIP,
+            "initialise Wh at spectral radius below 1 (model.whh_radius = 0.9)",
+            "use an LSTM (model.kind = \"lstm\")",
+        ]));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::doctor::detectors::testutil::{bptt, grad_layer};
+
+    fn net(step: usize, ratio: f64) -> Vec<LayerStats> {
+        vec![grad_layer(0, "affine", step, ratio), grad_layer(1, "relu", step, 2.0), grad_layer(2, "affine", step, 1.0)]
+    }
+
+    #[test]
+    fn depth_borderline() {
+        let k = 1.0 + 1e-6;
+        assert!(detect(&net(0, DEPTH_EXPLODING_RATIO / k), &[]).is_empty());
+        let f = detect(&net(0, DEPTH_EXPLODING_RATIO * k), &[]);
+        assert_eq!(f.len(), 1);
+        assert_eq!((f[0].code, f[0].severity), (Code::ExplodingGradient, Severity::Warning));
+        assert_eq!(f[0].where_, "layer 0 (affine)");
+        assert_eq!(f[0].text("axis"), Some("depth"));
+        assert_eq!(detect(&net(0, DEPTH_EXPLODING_ERROR_RATIO / k), &[])[0].severity, Severity::Warning);
+        assert_eq!(detect(&net(0, DEPTH_EXPLODING_ERROR_RATIO * k), &[])[0].severity, Severity::Error);
+        // A vanishing gradient is not exploding.
+        assert!(detect(&net(0, 1e-9), &[]).is_empty());
+    }
+
+    #[test]
+    fn time_borderline() {
+        let g_at = |r: f64| r.powf(1.0 / 9.0); // 10 steps
+        let k = 1.0 + 1e-6;
+        assert!(detect(&[], &[bptt(0, 10, g_at(TIME_EXPLODING_RATIO / k), 1.3)]).is_empty());
+        let f = detect(&[], &[bptt(2, 10, g_at(TIME_EXPLODING_RATIO * k), 1.3)]);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].severity, Severity::Warning);
+        assert_eq!(f[0].where_, "layer 1 (rnn)");
+        assert_eq!(f[0].text("axis"), Some("time"));
+        assert_eq!(f[0].number("whh_spectral_radius"), Some(1.3));
+        assert!(f[0].number("growth_per_step").unwrap() > 1.0);
+        assert_eq!(f[0].number("time_steps"), Some(10.0));
+        assert!(f[0].fix[0].contains("clip_grad_norm"));
+        assert_eq!(
+            detect(&[], &[bptt(0, 10, g_at(TIME_EXPLODING_ERROR_RATIO / k), 1.3)])[0].severity,
+            Severity::Warning
+        );
+        assert_eq!(detect(&[], &[bptt(0, 10, g_at(TIME_EXPLODING_ERROR_RATIO * k), 1.3)])[0].severity, Severity::Error);
+    }
+}

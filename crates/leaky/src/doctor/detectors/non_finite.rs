@@ -1,0 +1,86 @@
+//! `non_finite`: the first op, layer and pass (forward/backward) at which NaN or Inf
+//! appeared ([`NonFinite`], kept first-only by
+//! [`crate::doctor::stats::RecordedStats::record_non_finite`]). Always an error.
+
+use super::layer_where;
+use crate::doctor::finding::{Code, Finding, Severity};
+use crate::doctor::stats::{NonFinite, Pass};
+
+/// The finding for the first non-finite value, if there was one.
+pub fn detect(first: Option<&NonFinite>) -> Option<Finding> {
+    let nf = first?;
+    let where_ = match nf.layer_index {
+        Some(i) => layer_where(i, &nf.layer_kind),
+        None => nf.layer_kind.clone(),
+    };
+    let what = match (nf.nan_count > 0, nf.inf_count > 0) {
+        (true, true) => "NaN and Inf",
+        (true, false) => "NaN",
+        _ => "Inf",
+    };
+    let why = match nf.pass {
+        Pass::Forward => format!(
+            "{} produced {what} in the forward pass at step {}; the loss and every gradient computed from it are \
+             then non-finite too, and the update writes NaN into every weight it touches.",
+            nf.op, nf.step
+        ),
+        Pass::Backward => format!(
+            "The gradient became {what} at {} in the backward pass at step {}: products of large weights and \
+             gradients overflowed (an exploding gradient) or an inf-inf / 0*inf arose, and the update writes NaN \
+             into every weight it reaches.",
+            nf.op, nf.step
+        ),
+    };
+    Some(
+        Finding::new(Code::NonFinite, Severity::Error, where_, Some(nf.step), why)
+            .with("pass", nf.pass.as_str())
+            .with("op", nf.op.as_str())
+            .with("layer_kind", nf.layer_kind.as_str())
+            .with("layer_index", nf.layer_index.map(|i| i as f64).unwrap_or(f64::NAN))
+            .with("nan_count", nf.nan_count)
+            .with("inf_count", nf.inf_count)
+            .fixes([
+                "lower the learning rate (train.lr)",
+                "clip the gradient norm (train.clip_grad_norm = 5.0)",
+                "standardise inputs (data.normalize = true)",
+            ]),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_the_first_non_finite() {
+        assert!(detect(None).is_none());
+        let nf = NonFinite {
+            step: 12,
+            pass: Pass::Backward,
+            layer_index: Some(2),
+            layer_kind: "affine".into(),
+            op: "matmul".into(),
+            nan_count: 0,
+            inf_count: 3,
+        };
+        let f = detect(Some(&nf)).unwrap();
+        assert_eq!((f.code, f.severity, f.step), (Code::NonFinite, Severity::Error, Some(12)));
+        assert_eq!(f.where_, "layer 2 (affine)");
+        assert_eq!(f.text("pass"), Some("backward"));
+        assert_eq!(f.text("op"), Some("matmul"));
+        assert_eq!(f.number("layer_index"), Some(2.0));
+        assert!(f.why.contains("Inf") && f.why.contains("backward"));
+        let loss = NonFinite {
+            pass: Pass::Forward,
+            layer_index: None,
+            layer_kind: "loss".into(),
+            op: "softmax".into(),
+            nan_count: 1,
+            ..nf
+        };
+        let f = detect(Some(&loss)).unwrap();
+        assert_eq!(f.where_, "loss");
+        assert_eq!(f.evidence["layer_index"], serde_json::Value::Null);
+        assert!(f.why.contains("NaN") && f.why.contains("forward"));
+    }
+}

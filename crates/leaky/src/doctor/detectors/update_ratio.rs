@@ -1,0 +1,168 @@
+//! `update_ratio`: the update-to-weight ratio `|update| / |W|` of a weight matrix is far from
+//! ~1e-3 ([`ParamStats::update_ratio`]: the measured update when the recorder has it, else
+//! `lr * |dW|`).
+//!
+//! Each weight is judged on the **median** of its ratio over the sampled steps (so a ratio
+//! beyond a threshold at least half the time), on a log scale: `decades = log10(ratio /
+//! 1e-3)`. Biases and normalisation scales are not judged (they start at 0 or 1 and have no
+//! scale of their own).
+
+use super::{group_by, layer_where};
+use crate::doctor::finding::{Code, Finding, Severity};
+use crate::doctor::stats::ParamStats;
+
+/// The healthy update-to-weight ratio. CS231n, "Neural Networks Part 3: Learning and
+/// Evaluation", *Ratio of weights:updates*: "a rough heuristic is that this ratio should be
+/// somewhere around 1e-3".
+pub const UPDATE_RATIO_TARGET: f64 = 1e-3;
+
+/// More than this many decades **above** the target (ratio > ~3.2e-2) is a warning: each
+/// step moves a weight by several percent of itself (our cut-off around the CS231n heuristic).
+pub const UPDATE_RATIO_HIGH_DECADES: f64 = 1.5;
+
+/// More than this many decades above the target (ratio > ~0.32) is an error: a third of the
+/// weight per step overshoots, and pushes ReLU units negative on every example (dead units,
+/// Karpathy's "Yes you should understand backprop").
+pub const UPDATE_RATIO_ERROR_DECADES: f64 = 2.5;
+
+/// More than this many decades **below** the target (ratio < 1e-5) is a warning: the weights
+/// barely move, training stalls. Wider than the upper band because a slow weight is the
+/// milder failure, and because plain SGD's ratio legitimately falls as the gradient shrinks
+/// late in a converging run.
+pub const UPDATE_RATIO_LOW_DECADES: f64 = 2.0;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    }
+}
+
+/// Findings, one per weight whose median ratio is out of the band.
+pub fn detect(params: &[ParamStats]) -> Vec<Finding> {
+    let relevant = params.iter().filter(|p| p.is_weight && p.weight_norm > 0.0 && p.update_ratio().is_finite());
+    let mut out = Vec::new();
+    for ((layer, name), samples) in group_by(relevant, |p| (p.layer, p.name.clone()), |p| p.step) {
+        let decades = |p: &ParamStats| (p.update_ratio() / UPDATE_RATIO_TARGET).log10();
+        let ratio = median(samples.iter().map(|p| p.update_ratio()).collect());
+        // A zero update gives -inf decades: below any band.
+        let d = (ratio / UPDATE_RATIO_TARGET).log10();
+        let high = d > UPDATE_RATIO_HIGH_DECADES;
+        let low = d < -UPDATE_RATIO_LOW_DECADES;
+        if !high && !low {
+            continue;
+        }
+        let first = samples
+            .iter()
+            .find(
+                |p| if high { decades(p) > UPDATE_RATIO_HIGH_DECADES } else { decades(p) < -UPDATE_RATIO_LOW_DECADES },
+            )
+            .unwrap_or(&samples[0]);
+        let severity = if d > UPDATE_RATIO_ERROR_DECADES { Severity::Error } else { Severity::Warning };
+        let lr = first.lr;
+        // The learning rate that would bring the median ratio to the target (lr scales the update).
+        let suggested = if ratio > 0.0 { lr * UPDATE_RATIO_TARGET / ratio } else { lr * 10.0 };
+        let where_ = format!("{} {}", layer_where(layer, &first.layer_kind), name);
+        let (why, fixes) = if high {
+            (
+                format!(
+                    "Each step moves {name} by {ratio:.1e} of its own size (about 1e-3 is healthy): steps this large \
+                     overshoot, and can push ReLU units negative for every example, where their gradient is 0 forever."
+                ),
+                vec![
+                    format!("lower the learning rate (train.lr = {suggested:.0e})"),
+                    "clip the gradient norm (train.clip_grad_norm = 5.0)".to_string(),
+                ],
+            )
+        } else {
+            (
+                format!(
+                    "Each step moves {name} by only {ratio:.1e} of its own size (about 1e-3 is healthy): the gradient \
+                     reaches the weights but the steps are too small to change them, so training stalls."
+                ),
+                vec![
+                    format!("raise the learning rate (train.lr = {suggested:.0e})"),
+                    "use Adam (train.optimizer = \"adam\")".to_string(),
+                ],
+            )
+        };
+        out.push(
+            Finding::new(Code::UpdateRatio, severity, where_, Some(first.step), why)
+                .with("ratio", ratio)
+                .with("decades_from_target", d)
+                .with("target", UPDATE_RATIO_TARGET)
+                .with("direction", if high { "too_large" } else { "too_small" })
+                .with("lr", lr)
+                .with("weight_norm", first.weight_norm)
+                .with("grad_norm", first.grad_norm)
+                .with("update_measured", first.update_norm.is_some())
+                .with("samples", samples.len())
+                .fixes(fixes),
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A weight whose ratio is `r` (lr 1e-2, |W| = 10, |dW| = r * 1000).
+    fn w(step: usize, r: f64) -> ParamStats {
+        ParamStats {
+            layer: 0,
+            layer_kind: "affine".into(),
+            name: "W".into(),
+            step,
+            is_weight: true,
+            weight_norm: 10.0,
+            grad_norm: r * 1000.0,
+            lr: 1e-2,
+            update_norm: None,
+        }
+    }
+
+    fn at(decades: f64) -> f64 {
+        UPDATE_RATIO_TARGET * 10f64.powf(decades)
+    }
+
+    #[test]
+    fn borderline_bands() {
+        let e = 1e-6;
+        assert!(detect(&[w(0, 1e-3)]).is_empty());
+        assert!(detect(&[w(0, at(UPDATE_RATIO_HIGH_DECADES - e))]).is_empty());
+        let f = detect(&[w(3, at(UPDATE_RATIO_HIGH_DECADES + e))]);
+        assert_eq!((f[0].code, f[0].severity, f[0].step), (Code::UpdateRatio, Severity::Warning, Some(3)));
+        assert_eq!(f[0].where_, "layer 0 (affine) W");
+        assert_eq!(f[0].text("direction"), Some("too_large"));
+        assert!(f[0].fix[0].starts_with("lower the learning rate (train.lr = "));
+        assert_eq!(detect(&[w(0, at(UPDATE_RATIO_ERROR_DECADES - e))])[0].severity, Severity::Warning);
+        assert_eq!(detect(&[w(0, at(UPDATE_RATIO_ERROR_DECADES + e))])[0].severity, Severity::Error);
+        assert!(detect(&[w(0, at(-UPDATE_RATIO_LOW_DECADES + e))]).is_empty());
+        let s = detect(&[w(0, at(-UPDATE_RATIO_LOW_DECADES - e))]);
+        assert_eq!((s[0].severity, s[0].text("direction")), (Severity::Warning, Some("too_small")));
+        assert!(s[0].fix[0].starts_with("raise the learning rate (train.lr = "));
+        // lr 1e-2 at ratio 1e-5.00...: the suggestion brings it to 1e-3.
+        assert_eq!(s[0].fix[0], "raise the learning rate (train.lr = 1e0)");
+    }
+
+    #[test]
+    fn median_measured_update_and_biases() {
+        // Two of three samples far too large: the median is.
+        assert_eq!(detect(&[w(0, 1e-3), w(1, 0.1), w(2, 0.1)]).len(), 1);
+        assert!(detect(&[w(0, 1e-3), w(1, 1e-3), w(2, 0.1)]).is_empty());
+        // A measured update overrides lr*|dW| (Adam: small gradient, normal step).
+        let mut adam = w(0, 1e-8);
+        adam.update_norm = Some(1e-2);
+        assert!(detect(&[adam.clone()]).is_empty());
+        assert_eq!(adam.update_ratio(), 1e-3);
+        let mut b = w(0, 1.0);
+        b.is_weight = false;
+        let mut zero = w(0, 1.0);
+        zero.weight_norm = 0.0;
+        assert!(detect(&[b, zero]).is_empty());
+    }
+}

@@ -1,0 +1,136 @@
+//! `zero_gradient`: an op with flat regions (clip, step) sets the gradient of a large share
+//! of elements or samples to exactly zero while the loss is not zero: the clip_by_value bug
+//! of DQN implementations that clip the TD error instead of its gradient.
+//!
+//! The share is pooled over the sampled steps whose loss is not ~0 ([`FlatOpStats`]: zeroed
+//! and total counts are summed). Ops that zero gradients by design (relu, max-pool,
+//! [`crate::doctor::stats::FlatOp::zeroes_by_design`]) are not judged here; dead ReLUs are
+//! found per unit over a full pass by [`super::dead_relu`].
+
+use super::group_by;
+use crate::doctor::finding::{Code, Finding, Severity};
+use crate::doctor::stats::{FlatOp, FlatOpStats};
+
+/// A pooled zeroed share at least this large is a warning: a quarter of the error terms
+/// invisible to the optimiser (our cut-off; a clip that bites now and then on outliers
+/// stays below it).
+pub const ZERO_GRADIENT_WARN_SHARE: f64 = 0.25;
+
+/// A pooled zeroed share above this is an error: most of the elements get no gradient, and
+/// they are exactly the ones with the largest errors, which dominate the loss.
+pub const ZERO_GRADIENT_ERROR_SHARE: f64 = 0.5;
+
+/// Steps whose loss is at most this are left out: a zero gradient at a zero loss is
+/// convergence, not a bug.
+pub const ZERO_GRADIENT_MIN_LOSS: f64 = 1e-6;
+
+/// Findings, one per op (by `where`) with a large blocked share.
+pub fn detect(ops: &[FlatOpStats]) -> Vec<Finding> {
+    let relevant =
+        ops.iter().filter(|o| !o.op.zeroes_by_design() && o.loss.is_finite() && o.loss > ZERO_GRADIENT_MIN_LOSS);
+    let mut out = Vec::new();
+    for ((where_, op), samples) in group_by(relevant, |o| (o.where_.clone(), o.op.as_str()), |o| o.step) {
+        let zeroed: u64 = samples.iter().map(|o| o.zeroed).sum();
+        let total: u64 = samples.iter().map(|o| o.total).sum();
+        if total == 0 {
+            continue;
+        }
+        let share = zeroed as f64 / total as f64;
+        if share < ZERO_GRADIENT_WARN_SHARE {
+            continue;
+        }
+        let severity = if share > ZERO_GRADIENT_ERROR_SHARE { Severity::Error } else { Severity::Warning };
+        let first = samples.iter().find(|o| o.share() >= ZERO_GRADIENT_WARN_SHARE).unwrap_or(&samples[0]);
+        let mean_loss = samples.iter().map(|o| o.loss).sum::<f64>() / samples.len() as f64;
+        let rl = samples.iter().any(|o| o.rl);
+        let kind = samples[0].op;
+        let why = match kind {
+            FlatOp::Clip => format!(
+                "clip's gradient is exactly 0 outside [lo, hi]: {:.0}% of the elements were clipped and send no \
+                 gradient back although the loss is {}, so the largest errors, which matter most, are \
+                 the ones the optimiser never sees.",
+                100.0 * share,
+                super::sig3(mean_loss)
+            ),
+            _ => format!(
+                "{op}'s gradient is exactly 0 on its flat regions: {:.0}% of the elements send no gradient back \
+                 although the loss is {}.",
+                100.0 * share,
+                super::sig3(mean_loss)
+            ),
+        };
+        let fixes: Vec<&str> = match (kind, rl) {
+            (FlatOp::Clip, true) => vec![
+                "use the Huber loss, whose gradient is the clipped error (rl.td_loss = \"huber\")",
+                "clip the gradient instead of the value (rl.td_loss = \"grad_clip\")",
+                "scale rewards down (rl.reward_scale = 0.1)",
+            ],
+            (FlatOp::Clip, false) => vec![
+                "use the Huber loss, whose gradient is the clipped error (train.loss = \"huber\")",
+                "clip the gradient norm instead of the value (train.clip_grad_norm = 5.0)",
+            ],
+            _ => vec!["replace the flat op by a smooth surrogate (e.g. a sigmoid for a step)"],
+        };
+        out.push(
+            Finding::new(Code::ZeroGradient, severity, where_, Some(first.step), why)
+                .with("op", op)
+                .with("zeroed_share", share)
+                .with("zeroed", zeroed)
+                .with("total", total)
+                .with("mean_loss", mean_loss)
+                .with("max_step_share", samples.iter().map(|o| o.share()).fold(0.0, f64::max))
+                .with("samples", samples.len())
+                .with("threshold", ZERO_GRADIENT_WARN_SHARE)
+                .fixes(fixes),
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn clip(step: usize, zeroed: u64, total: u64, loss: f64) -> FlatOpStats {
+        FlatOpStats { op: FlatOp::Clip, where_: "td error (clip)".into(), rl: true, step, zeroed, total, loss }
+    }
+
+    #[test]
+    fn borderline_shares() {
+        // 10000 elements: 2499 zeroed is healthy, 2500 a warning, 5000 a warning, 5001 an error.
+        assert!(detect(&[clip(0, 2499, 10_000, 3.0)]).is_empty());
+        assert_eq!(detect(&[clip(0, 2500, 10_000, 3.0)])[0].severity, Severity::Warning);
+        assert_eq!(detect(&[clip(0, 5000, 10_000, 3.0)])[0].severity, Severity::Warning);
+        let f = detect(&[clip(7, 5001, 10_000, 3.0)]);
+        assert_eq!(f[0].severity, Severity::Error);
+        assert_eq!(f[0].code, Code::ZeroGradient);
+        assert_eq!(f[0].where_, "td error (clip)");
+        assert_eq!(f[0].step, Some(7));
+        assert_eq!(f[0].text("op"), Some("clip"));
+        assert_eq!(f[0].number("zeroed_share"), Some(0.5001));
+        assert!(f[0].fix[0].contains("rl.td_loss = \"huber\""));
+    }
+
+    #[test]
+    fn zero_loss_is_not_a_bug_and_shares_pool() {
+        assert!(detect(&[clip(0, 900, 1000, ZERO_GRADIENT_MIN_LOSS)]).is_empty());
+        assert_eq!(detect(&[clip(0, 900, 1000, ZERO_GRADIENT_MIN_LOSS * 1.01)]).len(), 1);
+        // 900 of 1000 at step 0, 0 of 3000 later: pooled 22.5% (healthy); first step found otherwise.
+        assert!(detect(&[clip(0, 900, 1000, 1.0), clip(10, 0, 3000, 1.0)]).is_empty());
+        let f = detect(&[clip(0, 0, 1000, 1.0), clip(10, 900, 1000, 1.0)]);
+        assert_eq!((f[0].step, f[0].severity), (Some(10), Severity::Warning));
+        assert_eq!(f[0].number("samples"), Some(2.0));
+    }
+
+    #[test]
+    fn ops_that_zero_by_design_are_skipped() {
+        let mut relu = clip(0, 990, 1000, 2.0);
+        relu.op = FlatOp::Relu;
+        let mut pool = clip(0, 750, 1000, 2.0);
+        pool.op = FlatOp::MaxPool;
+        assert!(detect(&[relu, pool]).is_empty());
+        let mut sup = clip(0, 990, 1000, 2.0);
+        sup.rl = false;
+        assert!(detect(&[sup])[0].fix[0].contains("train.loss = \"huber\""));
+    }
+}

@@ -1,0 +1,128 @@
+//! The doctor: recorded statistics -> detectors -> findings.
+//!
+//! Data flows one way (DESIGN.md):
+//!
+//! ```text
+//! trainer + layers --(Probe / Observer hooks)--> probes --> RecordedStats   (stats)
+//! RecordedStats --> one pure detector per finding code --> Vec<Finding>      (detectors)
+//! Vec<Finding> --> terminal / JSON (Report) / HTML                           (finding)
+//! ```
+//!
+//! * [`stats`] holds the recorded statistics: plain, serialisable data that probes fill
+//!   cheaply and incrementally (accumulators that take one value or tensor at a time and
+//!   never copy a tensor).
+//! * [`detectors`] has one file per finding code. Each detector is a **pure function** of
+//!   the statistics: no training, no sampling, no clock, no state. That is why every
+//!   threshold can be unit-tested on hand-made statistics just below and just above it, why
+//!   a run's statistics can be saved and re-diagnosed later (or with other thresholds), and
+//!   why the same code judges a TOML experiment and a model built in Rust.
+//! * [`finding`] is the output: [`Finding`] and the `--json` [`Report`], in the contract of
+//!   DESIGN.md ("Findings").
+//!
+//! ```
+//! use leaky::doctor::{diagnose, stats::{InitLoss, RecordedStats}, Code};
+//!
+//! let mut stats = RecordedStats::default();
+//! stats.init_loss = Some(InitLoss::softmax(9.0, 10)); // ln 10 = 2.30 expected
+//! let findings = diagnose(&stats);
+//! assert_eq!(findings[0].code, Code::BadInitLoss);
+//! assert_eq!(findings[0].to_json()["code"], "bad_init_loss");
+//! ```
+
+pub mod detectors;
+pub mod finding;
+pub mod stats;
+
+pub use finding::{Code, Evidence, Finding, Report, Severity};
+pub use stats::RecordedStats;
+
+/// Run every detector on `all` and return the findings sorted by severity (errors first),
+/// then by step (findings without a step, about the data, first), then by code and place.
+pub fn diagnose(all: &RecordedStats) -> Vec<Finding> {
+    let mut out = Vec::new();
+    out.extend(detectors::non_finite::detect(all.non_finite.as_ref()));
+    out.extend(detectors::unnormalized_input::detect(all.input.as_ref()));
+    out.extend(detectors::bad_init_loss::detect(all.init_loss.as_ref()));
+    out.extend(detectors::saturation::detect(&all.layers));
+    out.extend(detectors::vanishing_gradient::detect(&all.layers, &all.bptt));
+    out.extend(detectors::exploding_gradient::detect(&all.layers, &all.bptt));
+    out.extend(detectors::dead_relu::detect(&all.dead_units));
+    out.extend(detectors::zero_gradient::detect(&all.flat_ops));
+    out.extend(detectors::update_ratio::detect(&all.params));
+    sort_findings(&mut out);
+    out
+}
+
+/// Sort findings as [`diagnose`] does (stable).
+pub fn sort_findings(findings: &mut [Finding]) {
+    findings.sort_by(|a, b| {
+        (a.severity, a.step, a.code).cmp(&(b.severity, b.step, b.code)).then_with(|| a.where_.cmp(&b.where_))
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::detectors::testutil::{bptt, grad_layer};
+    use super::stats::*;
+    use super::*;
+
+    #[test]
+    fn healthy_statistics_give_no_findings() {
+        let mut acc = InputAccumulator::new(2);
+        acc.push_row([1.0, -1.0]);
+        acc.push_row([-1.0, 1.0]);
+        let s = RecordedStats {
+            init_loss: Some(InitLoss::softmax(2.5, 10)),
+            layers: vec![
+                grad_layer(0, "affine", 0, 0.5),
+                grad_layer(1, "relu", 0, 0.7),
+                grad_layer(2, "affine", 0, 1.0),
+            ],
+            bptt: vec![bptt(0, 20, 0.98, 0.95)],
+            input: Some(acc.finish()),
+            ..Default::default()
+        };
+        assert!(diagnose(&s).is_empty(), "{:?}", diagnose(&s));
+    }
+
+    #[test]
+    fn findings_are_sorted_by_severity_then_step() {
+        let mut s = RecordedStats {
+            init_loss: Some(InitLoss::softmax(9.0, 10)), // warning, step 0
+            bptt: vec![bptt(3, 11, 2.5, 1.4)],           // exploding in time (2.5^10 ~ 9.5e3): warning, step 3
+            ..Default::default()
+        };
+        s.input = Some(InputStats {
+            features: 4,
+            examples: 10,
+            feature_mean_abs_max: 9.0,
+            feature_mean_abs_mean: 5.0,
+            feature_std_min: 1.0,
+            feature_std_max: 1.0,
+            feature_std_mean: 1.0,
+            constant_features: 0,
+        }); // warning, no step
+        s.record_non_finite(NonFinite {
+            step: 40,
+            pass: Pass::Forward,
+            layer_index: Some(0),
+            layer_kind: "affine".into(),
+            op: "matmul".into(),
+            nan_count: 1,
+            inf_count: 0,
+        }); // error, step 40
+        let f = diagnose(&s);
+        let got: Vec<(Severity, Option<usize>, Code)> = f.iter().map(|f| (f.severity, f.step, f.code)).collect();
+        assert_eq!(
+            got,
+            [
+                (Severity::Error, Some(40), Code::NonFinite),
+                (Severity::Warning, None, Code::UnnormalizedInput),
+                (Severity::Warning, Some(0), Code::BadInitLoss),
+                (Severity::Warning, Some(3), Code::ExplodingGradient),
+            ]
+        );
+        let r = Report::new(serde_json::json!({}), f, serde_json::json!({}));
+        assert_eq!(r.worst(), Some(Severity::Error));
+    }
+}

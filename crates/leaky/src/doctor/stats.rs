@@ -1,0 +1,812 @@
+//! Recorded statistics: what the probes measure during training, and what the detectors
+//! read. Everything here is plain data (`Serialize`, `Deserialize`), so a run's statistics
+//! can be dumped, plotted in the HTML report, or written by hand in a test.
+//!
+//! The types are built to be filled **cheaply and incrementally** on the hot path: the
+//! accumulators ([`ActivationAccumulator`], [`Histogram`], [`DeadUnitPass`],
+//! [`InputAccumulator`]) take one value (or one tensor) at a time, keep O(bins + units)
+//! state, never copy a tensor, and turn into the summary record at the end of a step or
+//! pass. Sums are kept in `f64` whatever the model's float type.
+//!
+//! | record | filled from | per |
+//! |---|---|---|
+//! | [`LayerStats`] | `Probe::after_forward` (output) + `Probe::after_backward` (dL/dx) | layer, sampled step |
+//! | [`ParamStats`] | `Observer::on_step` (gradients and pre-update weights) | parameter, sampled step |
+//! | [`DeadUnitPass`] | a forward pass over the whole training set in eval mode | ReLU layer, pass |
+//! | [`BpttStats`] | the recurrent layers' `backward_with_norms` + [`crate::nn::spectral`] | recurrent layer, sampled step |
+//! | [`FlatOpStats`] | the backward of an op with flat regions (clip, step, relu, max-pool) | op, sampled step |
+//! | [`NonFinite`] | the first NaN/Inf a probe sees, forward or backward | run (first only) |
+//! | [`InitLoss`] | the loss of step 0 | run |
+//! | [`InputStats`] | the training features, before training | run |
+
+use crate::tensor::{Float, Tensor};
+use serde::{Deserialize, Serialize};
+
+/// Sigmoid outputs `z < SIGMOID_SATURATION_MARGIN` or `z > 1 - SIGMOID_SATURATION_MARGIN`
+/// count as saturated. There the local gradient z(1-z) is below 0.0099, under 4% of its
+/// maximum 0.25. (Our choice of cut-off; the phenomenon is Glorot & Bengio 2010, "Understanding
+/// the difficulty of training deep feedforward neural networks", Fig. 2: sigmoid units pinned
+/// at 0 or 1.)
+pub const SIGMOID_SATURATION_MARGIN: f64 = 0.01;
+
+/// Tanh outputs `|t| > TANH_SATURATION_LEVEL` count as saturated: the local gradient 1 - t^2
+/// is then below 0.0199, under 2% of its maximum 1 (same source and reasoning as
+/// [`SIGMOID_SATURATION_MARGIN`]).
+pub const TANH_SATURATION_LEVEL: f64 = 0.99;
+
+/// Number of equal-width bins of an activation [`Histogram`].
+pub const HISTOGRAM_BINS: usize = 20;
+
+/// The largest local gradient of an activation: 0.25 for sigmoid (z(1-z) at z = 1/2), 1 for
+/// tanh (1 - t^2 at t = 0), 1 for relu and leaky relu; `None` for other layer kinds.
+pub fn max_local_grad(kind: &str) -> Option<f64> {
+    match kind {
+        "sigmoid" => Some(0.25),
+        "tanh" | "relu" | "leaky_relu" => Some(1.0),
+        _ => None,
+    }
+}
+
+/// A fixed-bin histogram of values in `[lo, hi)`; values outside go to `below`/`above`,
+/// NaN to `nan` (the last bin includes `hi`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Histogram {
+    /// Lower edge of the first bin.
+    pub lo: f64,
+    /// Upper edge of the last bin.
+    pub hi: f64,
+    /// Counts per bin, `counts.len()` equal-width bins.
+    pub counts: Vec<u64>,
+    /// Values below `lo` (including -inf).
+    pub below: u64,
+    /// Values above `hi` (including +inf).
+    pub above: u64,
+    /// NaN values.
+    pub nan: u64,
+}
+
+impl Histogram {
+    /// An empty histogram of `bins` equal bins over `[lo, hi]`. Panics unless `lo < hi` and
+    /// `bins > 0`.
+    pub fn new(lo: f64, hi: f64, bins: usize) -> Self {
+        assert!(lo < hi && bins > 0, "histogram: need lo < hi and at least one bin");
+        Histogram { lo, hi, counts: vec![0; bins], below: 0, above: 0, nan: 0 }
+    }
+
+    /// The fixed range for a layer kind's outputs: sigmoid [0, 1], tanh [-1, 1], relu
+    /// [0, 5], anything else [-5, 5]; [`HISTOGRAM_BINS`] bins.
+    pub fn for_kind(kind: &str) -> Self {
+        let (lo, hi) = match kind {
+            "sigmoid" => (0.0, 1.0),
+            "tanh" => (-1.0, 1.0),
+            "relu" => (0.0, 5.0),
+            _ => (-5.0, 5.0),
+        };
+        Histogram::new(lo, hi, HISTOGRAM_BINS)
+    }
+
+    /// Count one value.
+    #[inline]
+    pub fn push(&mut self, v: f64) {
+        if v.is_nan() {
+            self.nan += 1;
+        } else if v < self.lo {
+            self.below += 1;
+        } else if v > self.hi {
+            self.above += 1;
+        } else {
+            let n = self.counts.len();
+            let i = ((v - self.lo) / (self.hi - self.lo) * n as f64) as usize;
+            self.counts[i.min(n - 1)] += 1;
+        }
+    }
+
+    /// All values counted.
+    pub fn total(&self) -> u64 {
+        self.counts.iter().sum::<u64>() + self.below + self.above + self.nan
+    }
+}
+
+/// Activation and gradient statistics of one layer at one sampled step.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LayerStats {
+    /// Position of the layer in the model (`Sequential::layers`).
+    pub index: usize,
+    /// The layer's kind, e.g. `"affine"`, `"sigmoid"`, `"relu"` (`Layer::kind`).
+    pub kind: String,
+    /// The training step.
+    pub step: usize,
+    /// Number of output elements summarised (batch x features).
+    pub count: u64,
+    /// Mean of the layer's outputs.
+    pub act_mean: f64,
+    /// Standard deviation of the layer's outputs (population).
+    pub act_std: f64,
+    /// Histogram of the outputs ([`Histogram::for_kind`]).
+    pub histogram: Histogram,
+    /// sigmoid/tanh: share of outputs in the saturated region ([`SIGMOID_SATURATION_MARGIN`],
+    /// [`TANH_SATURATION_LEVEL`]); `None` for other kinds.
+    pub saturated_fraction: Option<f64>,
+    /// relu: share of outputs exactly 0; `None` for other kinds.
+    pub zero_fraction: Option<f64>,
+    /// sigmoid/tanh/relu: mean local gradient over the outputs (z(1-z), 1-t^2, 1\[out>0\]);
+    /// compare with [`max_local_grad`].
+    pub mean_local_grad: Option<f64>,
+    /// ||dL/dx||: Frobenius norm over the batch of the gradient with respect to the layer's
+    /// **input**, when the backward pass was probed.
+    pub grad_in_norm: Option<f64>,
+    /// Number of elements of that input gradient (0 when not recorded), so that layers of
+    /// different widths compare by RMS (see [`LayerStats::grad_in_rms`]).
+    pub grad_in_count: u64,
+}
+
+impl LayerStats {
+    /// Root mean square of the input gradient, `grad_in_norm / sqrt(grad_in_count)`.
+    pub fn grad_in_rms(&self) -> Option<f64> {
+        match self.grad_in_norm {
+            Some(n) if self.grad_in_count > 0 => Some(n / (self.grad_in_count as f64).sqrt()),
+            _ => None,
+        }
+    }
+
+    /// Set the input-gradient norm from a sum of squares over `count` elements.
+    pub fn set_grad_in(&mut self, sum_sq: f64, count: u64) {
+        self.grad_in_norm = Some(sum_sq.sqrt());
+        self.grad_in_count = count;
+    }
+
+    /// Record the input gradient `dx` of this layer (one pass over it, no copy).
+    pub fn record_grad_in<F: Float>(&mut self, dx: &Tensor<F>) {
+        let s: f64 = dx.iter().map(|v| v.to_f64c() * v.to_f64c()).sum();
+        self.set_grad_in(s, dx.len() as u64);
+    }
+}
+
+/// Builds a [`LayerStats`] one output value at a time: O(bins) state, no copies.
+///
+/// The variance uses sums shifted by the first value, which avoids the cancellation of the
+/// naive sum-of-squares formula when the mean is large compared with the spread.
+#[derive(Clone, Debug)]
+pub struct ActivationAccumulator {
+    kind: String,
+    count: u64,
+    shift: Option<f64>,
+    sum: f64,
+    sum_sq: f64,
+    saturated: u64,
+    zeros: u64,
+    local_grad_sum: f64,
+    histogram: Histogram,
+}
+
+impl ActivationAccumulator {
+    /// An empty accumulator for a layer of kind `kind` (`Layer::kind`).
+    pub fn new(kind: &str) -> Self {
+        ActivationAccumulator {
+            kind: kind.to_string(),
+            count: 0,
+            shift: None,
+            sum: 0.0,
+            sum_sq: 0.0,
+            saturated: 0,
+            zeros: 0,
+            local_grad_sum: 0.0,
+            histogram: Histogram::for_kind(kind),
+        }
+    }
+
+    /// Count one output value.
+    #[inline]
+    pub fn push(&mut self, v: f64) {
+        self.count += 1;
+        self.histogram.push(v);
+        let shift = *self.shift.get_or_insert(v);
+        let d = v - shift;
+        self.sum += d;
+        self.sum_sq += d * d;
+        match self.kind.as_str() {
+            "sigmoid" => {
+                if !(SIGMOID_SATURATION_MARGIN..=1.0 - SIGMOID_SATURATION_MARGIN).contains(&v) {
+                    self.saturated += 1;
+                }
+                self.local_grad_sum += v * (1.0 - v);
+            }
+            "tanh" => {
+                if v.abs() > TANH_SATURATION_LEVEL {
+                    self.saturated += 1;
+                }
+                self.local_grad_sum += 1.0 - v * v;
+            }
+            "relu" => {
+                if v == 0.0 {
+                    self.zeros += 1;
+                } else if v > 0.0 {
+                    self.local_grad_sum += 1.0;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Count every element of a layer output.
+    pub fn push_tensor<F: Float>(&mut self, out: &Tensor<F>) {
+        for v in out.iter() {
+            self.push(v.to_f64c());
+        }
+    }
+
+    /// The summary for layer `index` at `step` (no input gradient yet: see
+    /// [`LayerStats::record_grad_in`]).
+    pub fn finish(self, index: usize, step: usize) -> LayerStats {
+        let n = self.count.max(1) as f64;
+        let mean_d = self.sum / n;
+        let var = (self.sum_sq / n - mean_d * mean_d).max(0.0);
+        let frac = |k: u64| k as f64 / n;
+        let (saturated_fraction, zero_fraction) = match self.kind.as_str() {
+            "sigmoid" | "tanh" => (Some(frac(self.saturated)), None),
+            "relu" => (None, Some(frac(self.zeros))),
+            _ => (None, None),
+        };
+        let mean_local_grad = match self.kind.as_str() {
+            "sigmoid" | "tanh" | "relu" => Some(self.local_grad_sum / n),
+            _ => None,
+        };
+        LayerStats {
+            index,
+            kind: self.kind,
+            step,
+            count: self.count,
+            act_mean: self.shift.unwrap_or(0.0) + mean_d,
+            act_std: var.sqrt(),
+            histogram: self.histogram,
+            saturated_fraction,
+            zero_fraction,
+            mean_local_grad,
+            grad_in_norm: None,
+            grad_in_count: 0,
+        }
+    }
+}
+
+/// One trainable parameter at one sampled step, read in `Observer::on_step` (gradients of
+/// this step, weights before the update).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ParamStats {
+    /// Index of the layer that owns it.
+    pub layer: usize,
+    /// That layer's kind.
+    pub layer_kind: String,
+    /// The parameter's name within the layer (`"W"`, `"b"`, `"Wh"`, ...).
+    pub name: String,
+    /// The training step.
+    pub step: usize,
+    /// Whether it is a weight matrix (`Param::decay`): only weights are judged by the
+    /// update-ratio detector; biases and norm scales start at 0 or 1 and have no scale of
+    /// their own to compare with.
+    pub is_weight: bool,
+    /// ||W|| (Frobenius) before the update.
+    pub weight_norm: f64,
+    /// ||dW|| (Frobenius) of this step's gradient.
+    pub grad_norm: f64,
+    /// Learning rate of this step.
+    pub lr: f64,
+    /// ||W_after - W_before|| when the recorder measured the update the optimiser actually
+    /// applied. With momentum, RMSProp or Adam the step is not lr*dW (Adam's is about lr per
+    /// element whatever the gradient's size), so a recorder that can should fill this.
+    pub update_norm: Option<f64>,
+}
+
+impl ParamStats {
+    /// The update-to-weight ratio `|update| / |W|`: `update_norm` when measured, else
+    /// `lr * |dW|` (exact for plain SGD). Infinite when `|W| = 0`.
+    pub fn update_ratio(&self) -> f64 {
+        self.update_norm.unwrap_or(self.lr * self.grad_norm) / self.weight_norm
+    }
+}
+
+/// "Ever fired" counts of a ReLU layer's units over a full pass of the training set: a unit
+/// is dead when its count is 0 after every example has been seen.
+///
+/// A unit is one column of the layer's output flattened to (N, units): a hidden unit of an
+/// MLP, or one (channel, y, x) position of a convolutional feature map.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeadUnitPass {
+    /// Index of the layer.
+    pub layer: usize,
+    /// Its kind (`"relu"`; other kinds are ignored by the detector).
+    pub kind: String,
+    /// The training step after which the pass was made.
+    pub step: usize,
+    /// Examples seen in the pass.
+    pub examples: u64,
+    /// For each unit, on how many examples its output was > 0.
+    pub fire_counts: Vec<u64>,
+}
+
+impl DeadUnitPass {
+    /// An empty pass over a layer of `units` units.
+    pub fn new(layer: usize, kind: &str, step: usize, units: usize) -> Self {
+        DeadUnitPass { layer, kind: kind.to_string(), step, examples: 0, fire_counts: vec![0; units] }
+    }
+
+    /// Count one batch of the layer's output, shaped (N, ...) with `units` elements per
+    /// example. Panics on another size.
+    pub fn observe<F: Float>(&mut self, out: &Tensor<F>) {
+        let n = out.shape().first().copied().unwrap_or(0);
+        let units = self.fire_counts.len();
+        assert_eq!(
+            out.len(),
+            n * units,
+            "dead-unit pass: the output has {} elements, expected {n} x {units}",
+            out.len()
+        );
+        for (i, v) in out.iter().enumerate() {
+            if *v > F::zero() {
+                self.fire_counts[i % units] += 1;
+            }
+        }
+        self.examples += n as u64;
+    }
+
+    /// Indices of the units that never fired.
+    pub fn dead_units(&self) -> Vec<usize> {
+        self.fire_counts.iter().enumerate().filter(|(_, &c)| c == 0).map(|(i, _)| i).collect()
+    }
+
+    /// Share of the units that never fired (0 for a layer without units).
+    pub fn dead_fraction(&self) -> f64 {
+        if self.fire_counts.is_empty() {
+            0.0
+        } else {
+            self.dead_units().len() as f64 / self.fire_counts.len() as f64
+        }
+    }
+}
+
+/// Back-propagation-through-time statistics of one recurrent layer at one sampled step.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BpttStats {
+    /// Index of the layer.
+    pub layer: usize,
+    /// Its kind (`"rnn"`, `"lstm"`).
+    pub kind: String,
+    /// The training step.
+    pub step: usize,
+    /// `norms_per_t[t] = ||dL/dh_t||`, the total gradient into each hidden state
+    /// (`layers::rnn::backward_with_norms`), t = 0..T.
+    pub norms_per_t: Vec<f64>,
+    /// Spectral radius of the recurrent matrix Wh ([`crate::nn::spectral::spectral_radius`]).
+    pub whh_spectral_radius: Option<f64>,
+    /// Largest singular value of Wh ([`crate::nn::spectral::largest_singular_value`]).
+    pub whh_largest_singular: Option<f64>,
+}
+
+impl BpttStats {
+    /// `||dL/dh_0|| / ||dL/dh_{T-1}||`: how much of the last step's gradient reaches the
+    /// first step. `None` for fewer than two steps, a zero last norm, or non-finite norms.
+    pub fn ratio(&self) -> Option<f64> {
+        let (first, last) = (*self.norms_per_t.first()?, *self.norms_per_t.last()?);
+        let ok = self.norms_per_t.len() >= 2 && first.is_finite() && last.is_finite() && last > 0.0;
+        ok.then(|| first / last)
+    }
+
+    /// Per-step growth factor going back in time: the geometric mean of
+    /// `norms[t] / norms[t+1]`, which telescopes to `ratio^(1/(T-1))`.
+    pub fn growth_per_step(&self) -> Option<f64> {
+        let r = self.ratio()?;
+        Some(r.powf(1.0 / (self.norms_per_t.len() - 1) as f64))
+    }
+}
+
+/// An op whose gradient is exactly zero on whole regions of its input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlatOp {
+    /// `clip` (clip_by_value): zero gradient strictly outside [lo, hi].
+    Clip,
+    /// A step/threshold function: zero gradient everywhere it is defined.
+    Step,
+    /// ReLU: zero gradient where x <= 0 (about half the inputs in a healthy layer).
+    Relu,
+    /// Max-pooling: the gradient reaches one input per window by construction.
+    #[serde(rename = "maxpool")]
+    MaxPool,
+}
+
+impl FlatOp {
+    /// `"clip"`, `"step"`, `"relu"`, `"maxpool"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlatOp::Clip => "clip",
+            FlatOp::Step => "step",
+            FlatOp::Relu => "relu",
+            FlatOp::MaxPool => "maxpool",
+        }
+    }
+
+    /// Whether zeroing a large share of the gradient is what the op is built to do (relu:
+    /// half its inputs are negative in a healthy layer; max-pool: all but one input per
+    /// window). The zero-gradient detector ignores those; dead ReLUs are diagnosed per unit
+    /// over a full pass by the dead-ReLU detector instead.
+    pub fn zeroes_by_design(self) -> bool {
+        matches!(self, FlatOp::Relu | FlatOp::MaxPool)
+    }
+}
+
+/// How much of the gradient one flat op blocked at one sampled step.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FlatOpStats {
+    /// Which op.
+    pub op: FlatOp,
+    /// Where it is, e.g. `"layer 3 (clip)"` or `"td error (clip)"`; serialised as `"where"`.
+    #[serde(rename = "where")]
+    pub where_: String,
+    /// Whether the op clips a DQN's TD error (the fixes then name the `[rl]` keys).
+    pub rl: bool,
+    /// The training step.
+    pub step: usize,
+    /// Elements (or samples) whose gradient the op set to exactly zero.
+    pub zeroed: u64,
+    /// Elements (or samples) the op saw.
+    pub total: u64,
+    /// The data loss of the step (the gradient is legitimately ~0 only when this is ~0).
+    pub loss: f64,
+}
+
+impl FlatOpStats {
+    /// `zeroed / total` (0 when nothing was seen).
+    pub fn share(&self) -> f64 {
+        if self.total == 0 {
+            0.0
+        } else {
+            self.zeroed as f64 / self.total as f64
+        }
+    }
+}
+
+/// Forward or backward pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pass {
+    /// The forward pass (outputs, loss).
+    Forward,
+    /// The backward pass (gradients).
+    Backward,
+}
+
+impl Pass {
+    /// `"forward"` or `"backward"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Pass::Forward => "forward",
+            Pass::Backward => "backward",
+        }
+    }
+}
+
+/// The first NaN or Inf seen: which step, which pass, which layer and op.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NonFinite {
+    /// The training step.
+    pub step: usize,
+    /// Forward or backward.
+    pub pass: Pass,
+    /// Index of the layer, `None` for the loss or the optimiser update.
+    pub layer_index: Option<usize>,
+    /// The layer's kind, or `"loss"` / `"update"`.
+    pub layer_kind: String,
+    /// The op within the layer, e.g. `"exp"` or `"matmul"` when known, else the layer kind.
+    pub op: String,
+    /// NaN elements in that tensor.
+    pub nan_count: u64,
+    /// Infinite elements in that tensor.
+    pub inf_count: u64,
+}
+
+impl NonFinite {
+    /// Order of occurrence: earlier step first, forward before backward, and within the
+    /// forward pass lower layers first, within the backward pass higher layers first.
+    pub fn occurs_before(&self, other: &NonFinite) -> bool {
+        let key = |n: &NonFinite| {
+            let layer = n.layer_index.map(|i| i as i64).unwrap_or(i64::MAX);
+            let within = if n.pass == Pass::Forward { layer } else { -layer };
+            (n.step, n.pass, within)
+        };
+        key(self) < key(other)
+    }
+
+    /// NaN and Inf counts of a tensor, `None` when every element is finite.
+    pub fn count<F: Float>(t: &Tensor<F>) -> Option<(u64, u64)> {
+        let (mut nan, mut inf) = (0u64, 0u64);
+        for v in t.iter() {
+            if v.is_nan() {
+                nan += 1;
+            } else if v.is_infinite() {
+                inf += 1;
+            }
+        }
+        (nan + inf > 0).then_some((nan, inf))
+    }
+}
+
+/// The loss at step 0 and what the initialisation predicts for it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InitLoss {
+    /// The loss function (`"softmax"`, `"svm"`, ...).
+    pub loss_kind: String,
+    /// The measured data loss of step 0.
+    pub loss: f64,
+    /// What small initial scores predict.
+    pub expected: f64,
+    /// Number of classes C.
+    pub classes: usize,
+}
+
+impl InitLoss {
+    /// Softmax cross-entropy: near-zero scores give a uniform softmax, loss `ln C` (CS231n,
+    /// "Neural Networks Part 3": 2.302 for CIFAR-10).
+    pub fn softmax(loss: f64, classes: usize) -> Self {
+        InitLoss { loss_kind: "softmax".into(), loss, expected: (classes as f64).ln(), classes }
+    }
+
+    /// Multiclass SVM hinge with margin 1: near-zero scores violate every margin by 1, loss
+    /// `C - 1` (CS231n, same notes: 9 for CIFAR-10).
+    pub fn svm(loss: f64, classes: usize) -> Self {
+        InitLoss { loss_kind: "svm".into(), loss, expected: classes as f64 - 1.0, classes }
+    }
+
+    /// `(loss - expected) / expected`: positive when the loss is higher than predicted.
+    pub fn relative_deviation(&self) -> f64 {
+        (self.loss - self.expected) / self.expected
+    }
+}
+
+/// Per-feature summary of the training inputs (before any model sees them).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InputStats {
+    /// Number of features D.
+    pub features: usize,
+    /// Number of examples N.
+    pub examples: u64,
+    /// max over features of |mean_j|.
+    pub feature_mean_abs_max: f64,
+    /// mean over features of |mean_j|.
+    pub feature_mean_abs_mean: f64,
+    /// Smallest std over the non-constant features (0 when all are constant).
+    pub feature_std_min: f64,
+    /// Largest std over the features.
+    pub feature_std_max: f64,
+    /// Mean std over the non-constant features (0 when all are constant).
+    pub feature_std_mean: f64,
+    /// Features whose std is below [`CONSTANT_FEATURE_STD`] (e.g. always-blank pixels):
+    /// they carry no information and are left out of the std summaries.
+    pub constant_features: usize,
+}
+
+/// A feature whose standard deviation is below this is constant (rounding noise of a
+/// constant column is far below it).
+pub const CONSTANT_FEATURE_STD: f64 = 1e-12;
+
+/// Builds [`InputStats`] one example at a time (Welford's per-feature mean and variance).
+#[derive(Clone, Debug)]
+pub struct InputAccumulator {
+    n: u64,
+    mean: Vec<f64>,
+    m2: Vec<f64>,
+}
+
+impl InputAccumulator {
+    /// An empty accumulator for `features` features.
+    pub fn new(features: usize) -> Self {
+        InputAccumulator { n: 0, mean: vec![0.0; features], m2: vec![0.0; features] }
+    }
+
+    /// Count one example. Panics when its length is not the number of features.
+    pub fn push_row(&mut self, row: impl IntoIterator<Item = f64>) {
+        self.n += 1;
+        let n = self.n as f64;
+        let mut k = 0;
+        for (j, v) in row.into_iter().enumerate() {
+            assert!(j < self.mean.len(), "input stats: row longer than {} features", self.mean.len());
+            let d = v - self.mean[j];
+            self.mean[j] += d / n;
+            self.m2[j] += d * (v - self.mean[j]);
+            k = j + 1;
+        }
+        assert_eq!(k, self.mean.len(), "input stats: row has {k} features, expected {}", self.mean.len());
+    }
+
+    /// The summary.
+    pub fn finish(&self) -> InputStats {
+        let d = self.mean.len();
+        let n = self.n.max(1) as f64;
+        let stds: Vec<f64> = self.m2.iter().map(|m| (m / n).max(0.0).sqrt()).collect();
+        let live: Vec<f64> = stds.iter().copied().filter(|&s| s >= CONSTANT_FEATURE_STD).collect();
+        let abs_means = self.mean.iter().map(|m| m.abs());
+        InputStats {
+            features: d,
+            examples: self.n,
+            feature_mean_abs_max: abs_means.clone().fold(0.0, f64::max),
+            feature_mean_abs_mean: if d == 0 { 0.0 } else { abs_means.sum::<f64>() / d as f64 },
+            feature_std_min: if live.is_empty() { 0.0 } else { live.iter().copied().fold(f64::INFINITY, f64::min) },
+            feature_std_max: stds.iter().copied().fold(0.0, f64::max),
+            feature_std_mean: if live.is_empty() { 0.0 } else { live.iter().sum::<f64>() / live.len() as f64 },
+            constant_features: d - live.len(),
+        }
+    }
+}
+
+/// Everything recorded during one run: the detectors' only input.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RecordedStats {
+    /// Per layer, per sampled step.
+    pub layers: Vec<LayerStats>,
+    /// Per parameter, per sampled step.
+    pub params: Vec<ParamStats>,
+    /// Full passes counting ReLU firing (usually one at the end of training).
+    pub dead_units: Vec<DeadUnitPass>,
+    /// Per recurrent layer, per sampled step.
+    pub bptt: Vec<BpttStats>,
+    /// Per flat op, per sampled step.
+    pub flat_ops: Vec<FlatOpStats>,
+    /// The first NaN/Inf, if any (see [`RecordedStats::record_non_finite`]).
+    pub non_finite: Option<NonFinite>,
+    /// The loss of step 0.
+    pub init_loss: Option<InitLoss>,
+    /// The training inputs.
+    pub input: Option<InputStats>,
+}
+
+impl RecordedStats {
+    /// Keep `nf` if it occurred before the one already recorded (or none is).
+    pub fn record_non_finite(&mut self, nf: NonFinite) {
+        if self.non_finite.as_ref().is_none_or(|old| nf.occurs_before(old)) {
+            self.non_finite = Some(nf);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{array, IxDyn};
+
+    #[test]
+    fn activation_accumulator_sigmoid() {
+        let mut a = ActivationAccumulator::new("sigmoid");
+        for v in [0.005, 0.5, 0.995, 0.01, 0.99] {
+            a.push(v);
+        }
+        let s = a.finish(1, 7);
+        assert_eq!((s.index, s.step, s.count), (1, 7, 5));
+        // 0.01 and 0.99 are on the boundary: not saturated.
+        assert_eq!(s.saturated_fraction, Some(0.4));
+        let lg = [0.005, 0.5, 0.995, 0.01, 0.99].iter().map(|z| z * (1.0 - z)).sum::<f64>() / 5.0;
+        assert!((s.mean_local_grad.unwrap() - lg).abs() < 1e-15);
+        assert!((s.act_mean - 0.5).abs() < 1e-12);
+        assert_eq!(s.histogram.total(), 5);
+        assert_eq!(s.histogram.counts[0], 2);
+        assert_eq!(s.histogram.counts[HISTOGRAM_BINS - 1], 2);
+        assert!(s.zero_fraction.is_none());
+    }
+
+    #[test]
+    fn activation_accumulator_relu_and_std() {
+        let mut a = ActivationAccumulator::new("relu");
+        let x: Tensor<f32> = Tensor::from_shape_vec(IxDyn(&[2, 2]), vec![0.0, 2.0, 0.0, 4.0]).unwrap();
+        a.push_tensor(&x);
+        let mut s = a.finish(0, 0);
+        assert_eq!(s.zero_fraction, Some(0.5));
+        assert_eq!(s.mean_local_grad, Some(0.5));
+        assert!((s.act_mean - 1.5).abs() < 1e-12);
+        // population std of [0, 2, 0, 4]: sqrt(11/4)
+        assert!((s.act_std - (11.0f64 / 4.0).sqrt()).abs() < 1e-12);
+        s.record_grad_in(&x);
+        assert_eq!(s.grad_in_norm, Some(20f64.sqrt()));
+        assert_eq!(s.grad_in_rms(), Some(5f64.sqrt()));
+        // Large offset, small spread: the shifted sums keep the std.
+        let mut b = ActivationAccumulator::new("affine");
+        for v in [1e9 + 1.0, 1e9 - 1.0, 1e9 + 1.0, 1e9 - 1.0] {
+            b.push(v);
+        }
+        assert!((b.finish(0, 0).act_std - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn tanh_saturation_boundary() {
+        let mut a = ActivationAccumulator::new("tanh");
+        for v in [0.99, -0.99, 0.995, -0.999, 0.0] {
+            a.push(v);
+        }
+        assert_eq!(a.finish(0, 0).saturated_fraction, Some(0.4));
+    }
+
+    #[test]
+    fn dead_unit_pass_counts_columns() {
+        let mut p = DeadUnitPass::new(1, "relu", 10, 3);
+        let b1: Tensor<f64> = array![[0.0, 1.0, 0.0], [0.0, 2.0, 0.0]].into_dyn();
+        let b2: Tensor<f64> = array![[0.0, 0.0, 0.5]].into_dyn();
+        p.observe(&b1);
+        p.observe(&b2);
+        assert_eq!(p.examples, 3);
+        assert_eq!(p.fire_counts, vec![0, 2, 1]);
+        assert_eq!(p.dead_units(), vec![0]);
+        assert!((p.dead_fraction() - 1.0 / 3.0).abs() < 1e-15);
+    }
+
+    #[test]
+    fn bptt_growth_telescopes() {
+        let b = BpttStats {
+            layer: 0,
+            kind: "rnn".into(),
+            step: 0,
+            norms_per_t: vec![1.0, 2.0, 4.0, 8.0],
+            whh_spectral_radius: None,
+            whh_largest_singular: None,
+        };
+        assert_eq!(b.ratio(), Some(0.125));
+        assert!((b.growth_per_step().unwrap() - 0.5).abs() < 1e-15);
+        let short = BpttStats { norms_per_t: vec![1.0], ..b };
+        assert_eq!(short.ratio(), None);
+    }
+
+    #[test]
+    fn input_accumulator() {
+        let mut a = InputAccumulator::new(3);
+        for row in [[1.0, 10.0, 5.0], [3.0, 10.0, 5.0], [5.0, 10.0, 5.0]] {
+            a.push_row(row);
+        }
+        let s = a.finish();
+        assert_eq!((s.features, s.examples, s.constant_features), (3, 3, 2));
+        assert!((s.feature_mean_abs_max - 10.0).abs() < 1e-12);
+        assert!((s.feature_mean_abs_mean - 6.0).abs() < 1e-12);
+        let std0 = (8.0f64 / 3.0).sqrt();
+        assert!((s.feature_std_min - std0).abs() < 1e-12);
+        assert!((s.feature_std_max - std0).abs() < 1e-12);
+        assert!((s.feature_std_mean - std0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn first_non_finite_wins() {
+        let nf = |step, pass, layer: Option<usize>| NonFinite {
+            step,
+            pass,
+            layer_index: layer,
+            layer_kind: "affine".into(),
+            op: "matmul".into(),
+            nan_count: 1,
+            inf_count: 0,
+        };
+        let mut r = RecordedStats::default();
+        r.record_non_finite(nf(5, Pass::Backward, Some(3)));
+        r.record_non_finite(nf(5, Pass::Backward, Some(1))); // later in the backward pass
+        assert_eq!(r.non_finite.as_ref().unwrap().layer_index, Some(3));
+        r.record_non_finite(nf(5, Pass::Forward, Some(4)));
+        assert_eq!(r.non_finite.as_ref().unwrap().pass, Pass::Forward);
+        r.record_non_finite(nf(5, Pass::Forward, Some(2)));
+        assert_eq!(r.non_finite.as_ref().unwrap().layer_index, Some(2));
+        r.record_non_finite(nf(4, Pass::Backward, None));
+        assert_eq!(r.non_finite.as_ref().unwrap().step, 4);
+        let t: Tensor<f32> = array![1.0, f32::NAN, f32::INFINITY, f32::NEG_INFINITY].into_dyn();
+        assert_eq!(NonFinite::count(&t), Some((1, 2)));
+    }
+
+    #[test]
+    fn stats_serialise() {
+        let mut r = RecordedStats::default();
+        r.flat_ops.push(FlatOpStats {
+            op: FlatOp::MaxPool,
+            where_: "layer 2 (maxpool)".into(),
+            rl: false,
+            step: 0,
+            zeroed: 3,
+            total: 4,
+            loss: 1.0,
+        });
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["flat_ops"][0]["op"], "maxpool");
+        assert_eq!(v["flat_ops"][0]["where"], "layer 2 (maxpool)");
+        let back: RecordedStats = serde_json::from_value(v).unwrap();
+        assert_eq!(back, r);
+    }
+}
