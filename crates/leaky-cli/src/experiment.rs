@@ -114,11 +114,64 @@ pub fn build_model(exp: &Experiment, data: &Prepared) -> Result<Sequential<f32>>
             check_mlp_size(&spec)?;
             Ok(spec.build(exp.seed))
         }
+        ModelKind::Rnn | ModelKind::Lstm => unreachable!("recurrent models are built by build_seq_model"),
         other => bail!(
-            "model.kind = {:?}: not available in this version of leaky (only \"mlp\" trains so far)",
+            "model.kind = {:?}: not available in this version of leaky (\"mlp\", \"rnn\" and \"lstm\" train so far)",
             format!("{other:?}").to_lowercase()
         ),
     }
+}
+
+/// Training and validation splits of a sequence task.
+pub struct PreparedSeq {
+    /// Training split.
+    pub train: leaky::data::seq::SeqDataset,
+    /// Validation split.
+    pub val: leaky::data::seq::SeqDataset,
+}
+
+/// Load and split the sequence task for `model.kind = "rnn" | "lstm"`.
+pub fn prepare_seq(exp: &Experiment, base: &Path) -> Result<PreparedSeq> {
+    let spec = resolve_dataset(&exp.data.dataset, base);
+    let data = leaky::data::seq::load_seq(&spec, exp.data.seq_len, exp.seed)
+        .map_err(|e| anyhow::anyhow!("data.dataset = {:?}: {e}", exp.data.dataset))?;
+    let (train, val) = data.split(exp.data.val_fraction, exp.seed);
+    if train.is_empty() {
+        bail!("data.val_fraction = {}: leaves no training sequences out of {}", exp.data.val_fraction, data.len());
+    }
+    Ok(PreparedSeq { train, val })
+}
+
+/// Build the recurrent model, checking that `model.hidden` and `train.loss` fit the task.
+pub fn build_seq_model(exp: &Experiment, data: &PreparedSeq) -> Result<leaky::nn::seq::SeqModel<f32>> {
+    use leaky::data::seq::SeqTarget;
+    use leaky::losses::Loss;
+    use leaky::nn::seq::{Cell, SeqModel, SeqSpec};
+    let cell = if exp.model.kind == ModelKind::Lstm { Cell::Lstm } else { Cell::Rnn };
+    if exp.model.hidden.len() != 1 {
+        bail!("model.hidden = {:?}: a {} takes one entry, the hidden size (e.g. [64])", exp.model.hidden, cell.name());
+    }
+    let (needed, what) = match data.train.target {
+        SeqTarget::Tokens { .. } => (Loss::Softmax, "a class per step"),
+        SeqTarget::Final(_) => (Loss::Mse, "one number per sequence"),
+    };
+    if exp.train.loss != needed {
+        bail!(
+            "train.loss = {:?}: {} predicts {what}; use train.loss = {:?}",
+            exp.train.loss.name(),
+            exp.data.dataset,
+            needed.name()
+        );
+    }
+    if exp.model.batchnorm {
+        bail!("model.batchnorm = true: not available for recurrent models");
+    }
+    let hidden = exp.model.hidden[0];
+    if hidden > 4096 {
+        bail!("model.hidden[0] = {hidden}: at most 4096 for recurrent models");
+    }
+    let spec = SeqSpec::for_data(&data.train, cell, hidden, exp.init(), exp.model.whh_radius);
+    Ok(SeqModel::new(spec, exp.seed))
 }
 
 /// The trainer's settings from `[train]`.

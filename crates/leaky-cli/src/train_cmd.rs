@@ -1,12 +1,13 @@
 //! `leaky train FILE.toml`
 
-use crate::experiment::{build_model, prepare_data, train_config};
+use crate::experiment::{build_model, build_seq_model, prepare_data, prepare_seq, train_config};
 use crate::{config, show, Failure};
 use anyhow::anyhow;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use leaky::nn::seq::SeqModel;
 use leaky::nn::Sequential;
-use leaky::train::{fit, EpochInfo, Observer, StepInfo};
+use leaky::train::{fit, fit_seq, EpochInfo, Observer, SeqObserver, StepInfo};
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -51,8 +52,8 @@ impl Progress {
     }
 }
 
-impl Observer<f32> for Progress {
-    fn on_step(&mut self, info: &StepInfo, _model: &Sequential<f32>) {
+impl Progress {
+    fn step(&mut self, info: &StepInfo) {
         if self.bar.is_none() && !self.quiet {
             self.bar = self.new_bar(info.epoch);
         }
@@ -64,12 +65,22 @@ impl Observer<f32> for Progress {
         }
     }
 
-    fn on_epoch(&mut self, info: &EpochInfo, _model: &Sequential<f32>) {
+    fn end_epoch(&mut self) {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }
         self.loss_sum = 0.0;
         self.steps = 0;
+    }
+}
+
+impl Observer<f32> for Progress {
+    fn on_step(&mut self, info: &StepInfo, _model: &Sequential<f32>) {
+        self.step(info);
+    }
+
+    fn on_epoch(&mut self, info: &EpochInfo, _model: &Sequential<f32>) {
+        self.end_epoch();
         if !self.quiet {
             println!(
                 "epoch {:>3}/{}  loss {:.4}  train acc {:>6.2}%  val acc {:>6.2}%  ({:.2}s)",
@@ -96,6 +107,130 @@ pub fn check_output_path(flag: &str, path: &std::path::Path) -> anyhow::Result<(
     Ok(())
 }
 
+impl SeqObserver<f32> for Progress {
+    fn on_step(&mut self, info: &StepInfo, _model: &SeqModel<f32>) {
+        self.step(info);
+    }
+
+    fn on_epoch(&mut self, info: &EpochInfo, model: &SeqModel<f32>) {
+        self.end_epoch();
+        if !self.quiet {
+            let acc =
+                if info.val_acc.is_nan() { String::new() } else { format!("  val acc {:>6.2}%", 100.0 * info.val_acc) };
+            let n = model.bptt_norms();
+            let grad = match (n.first(), n.last()) {
+                (Some(first), Some(last)) if *last > 0.0 => format!("  |dL/dh_0|/|dL/dh_T| {:.1e}", first / last),
+                _ => String::new(),
+            };
+            println!(
+                "epoch {:>3}/{}  loss {:.4}  val loss {:.4}{acc}{grad}  ({:.2}s)",
+                info.epoch + 1,
+                self.epochs,
+                info.train_loss,
+                info.val_loss,
+                info.seconds
+            );
+        }
+    }
+}
+
+/// Write `doc` as pretty JSON to `path` atomically.
+fn write_json(path: &std::path::Path, doc: &serde_json::Value) -> Result<(), Failure> {
+    let text = serde_json::to_string_pretty(doc).expect("serialisable");
+    leaky::train::write_atomic(path, text.as_bytes())
+        .map_err(|e| Failure::Run(anyhow!("cannot write {}: {e}", show(path))))
+}
+
+/// `leaky train` for `model.kind = "rnn" | "lstm"`.
+fn run_seq(args: &TrainArgs, exp: &config::Experiment) -> Result<(), Failure> {
+    let base = args.file.parent().unwrap_or(std::path::Path::new(""));
+    let data = prepare_seq(exp, base).map_err(|e| anyhow!("{}: {e:#}", show(&args.file)))?;
+    let mut model = build_seq_model(exp, &data).map_err(|e| anyhow!("{}: {e:#}", show(&args.file)))?;
+    let cfg = train_config(exp);
+    let (radius, sigma) = model.whh_spectrum();
+    if !args.quiet {
+        println!(
+            "{}: {} ({} train / {} val sequences of {} steps)",
+            show(&args.file),
+            exp.data.dataset,
+            data.train.len(),
+            data.val.len(),
+            data.train.seq_len()
+        );
+        println!("model ({} parameters): {}", model.num_params(), model.describe());
+        println!("Whh at init: spectral radius {radius:.3}, largest singular value {sigma:.3}");
+        println!(
+            "training: {} epochs, batch {}, {} lr {}, loss {}, clip_grad_norm {}",
+            cfg.epochs,
+            cfg.batch_size,
+            cfg.update.rule.name(),
+            cfg.update.lr,
+            cfg.loss.name(),
+            cfg.clip_grad_norm
+        );
+    }
+    let mut progress = Progress {
+        bar: None,
+        epochs: cfg.epochs,
+        steps_per_epoch: data.train.len().div_ceil(cfg.batch_size) as u64,
+        quiet: args.quiet,
+        loss_sum: 0.0,
+        steps: 0,
+    };
+    let first_loss = {
+        let idx: Vec<usize> = (0..data.val.len().min(256)).collect();
+        leaky::train::evaluate_seq(&model, &data.val.subset(&idx)).0
+    };
+    let report = fit_seq(&mut model, &data.train, &data.val, &cfg, &mut progress);
+    progress.end_epoch();
+    let norms = model.bptt_norms().to_vec();
+    println!(
+        "done: val loss {:.4} at init -> {:.4} (best, epoch {} of {}); {} steps in {:.2}s",
+        first_loss,
+        report.best_val_loss,
+        report.best_epoch + 1,
+        report.history.len(),
+        report.steps,
+        report.seconds
+    );
+    if !norms.is_empty() {
+        let t = norms.len();
+        let pick: Vec<String> =
+            [0, t / 4, t / 2, 3 * t / 4, t - 1].iter().map(|&i| format!("t={i}: {:.2e}", norms[i])).collect();
+        println!("|dL/dh_t| in the last step (first to last time step): {}", pick.join(", "));
+    }
+    if let Some(path) = &args.json {
+        let doc = serde_json::json!({
+            "version": 1,
+            "run": {"file": show(&args.file), "experiment": exp},
+            "metrics": {"initial_val_loss": first_loss, "best_val_loss": report.best_val_loss,
+                        "best_val_acc": report.best_val_acc, "best_epoch": report.best_epoch,
+                        "steps": report.steps, "seconds": report.seconds,
+                        "diverged_at_step": report.diverged_at_step,
+                        "whh_spectral_radius_init": radius, "bptt_norms_last_step": norms},
+            "history": report.history,
+        });
+        write_json(path, &doc)?;
+    }
+    if let Some(step) = report.diverged_at_step {
+        return Err(Failure::Run(anyhow!(
+            "the loss became NaN or infinite at step {step}; lower train.lr or set train.clip_grad_norm"
+        )));
+    }
+    if let Some(path) = &args.save {
+        let tensors: Vec<(String, &leaky::Tensor<f32>)> =
+            model.params().into_iter().map(|p| (format!("{}.{}", model.spec.cell.name(), p.name), &p.value)).collect();
+        let meta = HashMap::from([
+            ("experiment".to_string(), show(&args.file)),
+            ("model".to_string(), model.describe()),
+            ("best_val_loss".to_string(), format!("{:.6}", report.best_val_loss)),
+        ]);
+        leaky::train::save_named(&tensors, path, meta).map_err(|e| Failure::Run(anyhow!("{e}")))?;
+        println!("saved {}", show(path));
+    }
+    Ok(())
+}
+
 /// Run `leaky train`.
 pub fn run(args: TrainArgs) -> Result<(), Failure> {
     let exp = config::load(&args.file)?;
@@ -104,6 +239,9 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
     }
     if let Some(p) = &args.json {
         check_output_path("--json", p)?;
+    }
+    if matches!(exp.model.kind, config::ModelKind::Rnn | config::ModelKind::Lstm) {
+        return run_seq(&args, &exp);
     }
     let base = args.file.parent().unwrap_or(std::path::Path::new(""));
     let data = prepare_data(&exp, base).map_err(|e| anyhow!("{}: {e:#}", show(&args.file)))?;
@@ -158,9 +296,7 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
                         "seconds": report.seconds, "diverged_at_step": report.diverged_at_step},
             "history": report.history,
         });
-        let text = serde_json::to_string_pretty(&doc).expect("serialisable");
-        leaky::train::write_atomic(path, text.as_bytes())
-            .map_err(|e| Failure::Run(anyhow!("cannot write {}: {e}", show(path))))?;
+        write_json(path, &doc)?;
     }
     if let Some(step) = report.diverged_at_step {
         return Err(Failure::Run(anyhow!(

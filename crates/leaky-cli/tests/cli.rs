@@ -44,6 +44,44 @@ fn train_digits_reaches_97_percent_and_saves_a_checkpoint() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+#[test]
+fn recurrent_examples_train_and_the_loss_goes_down() {
+    let dir = scratch("seq");
+    for (file, max_ratio) in [("examples/adding-lstm.toml", 0.05), ("examples/chars-rnn.toml", 0.6)] {
+        let json = dir.join("run.json");
+        let o = leaky(&["train", file, "--json", json.to_str().unwrap()]);
+        assert!(o.status.success(), "{file}: {}", stderr(&o));
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(out.contains("|dL/dh_t|"), "{out}");
+        let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        let first = doc["metrics"]["initial_val_loss"].as_f64().unwrap();
+        let best = doc["metrics"]["best_val_loss"].as_f64().unwrap();
+        assert!(best < max_ratio * first, "{file}: val loss {first} -> {best}");
+        let t = if file.contains("chars") { 25 } else { 50 };
+        assert_eq!(doc["metrics"]["bptt_norms_last_step"].as_array().unwrap().len(), t);
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn bad_recurrent_experiments_exit_2() {
+    let dir = scratch("seqbad");
+    let cases: &[(&str, &str, &[&str])] = &[
+        ("two.toml", "[data]\ndataset = \"adding\"\n[model]\nkind = \"lstm\"\nhidden = [8, 8]\n[train]\nloss = \"mse\"\n", &["model.hidden"]),
+        ("loss.toml", "[data]\ndataset = \"adding\"\n[model]\nkind = \"rnn\"\nhidden = [8]\n", &["train.loss", "mse"]),
+        ("short.toml", "[data]\ndataset = \"adding\"\nseq_len = 1\n[model]\nkind = \"rnn\"\nhidden = [8]\n[train]\nloss = \"mse\"\n", &["adding"]),
+        ("mlpseq.toml", "[data]\ndataset = \"adding\"\n", &["sequence"]),
+        ("dqn.toml", "[model]\nkind = \"dqn\"\n", &["dqn"]),
+        ("notext.toml", "[data]\ndataset = \"text:/nonexistent/book.txt\"\n[model]\nkind = \"rnn\"\nhidden = [8]\n", &["/nonexistent/book.txt"]),
+    ];
+    for (name, text, needles) in cases {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        expect_bad_input(&["train", p.to_str().unwrap()], needles);
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 fn expect_bad_input(args: &[&str], needles: &[&str]) {
     let o = leaky(args);
     let err = stderr(&o);

@@ -463,9 +463,18 @@ pub fn save_checkpoint<F: Float>(
     path: &Path,
     metadata: HashMap<String, String>,
 ) -> Result<(), CheckpointError> {
+    save_named(&model.named_tensors(), path, metadata)
+}
+
+/// Save named tensors to a safetensors file at `path` (f32 or f64, matching `F`),
+/// atomically; used for any model ([`save_checkpoint`] for a `Sequential`).
+pub fn save_named<F: Float>(
+    tensors: &[(String, &Tensor<F>)],
+    path: &Path,
+    metadata: HashMap<String, String>,
+) -> Result<(), CheckpointError> {
     use safetensors::tensor::TensorView;
     let dtype = if F::NAME == "f32" { safetensors::Dtype::F32 } else { safetensors::Dtype::F64 };
-    let tensors = model.named_tensors();
     let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = tensors
         .iter()
         .map(|(name, t)| {
