@@ -140,9 +140,12 @@ pub struct SeqEval {
 }
 
 enum Cache<F: Float> {
-    Rnn(rnn::RnnCache<F>),
-    Lstm(rnn::LstmCache<F>),
+    Rnn(Box<rnn::RnnCache<F>>),
+    Lstm(Box<rnn::LstmCache<F>>),
 }
+
+/// The head's gradients: dL/dh (N, T, H), dW_out, db_out.
+type HeadGrads<F> = (Array3<F>, Tensor<F>, Tensor<F>);
 
 impl<F: Float> SeqModel<F> {
     /// Build with weights drawn from a generator seeded by `seed`. Biases start at 0,
@@ -265,11 +268,11 @@ impl<F: Float> SeqModel<F> {
         match self.spec.cell {
             Cell::Rnn => {
                 let (h, c) = rnn::forward(x, &h0, &wx, &wh, &b);
-                (h, Cache::Rnn(c))
+                (h, Cache::Rnn(Box::new(c)))
             }
             Cell::Lstm => {
                 let (h, c) = rnn::lstm_forward(x, &h0, &wx, &wh, &b);
-                (h, Cache::Lstm(c))
+                (h, Cache::Lstm(Box::new(c)))
             }
         }
     }
@@ -281,12 +284,7 @@ impl<F: Float> SeqModel<F> {
         self.head(&h, &batch.target, false).0
     }
 
-    fn head(
-        &self,
-        h: &Array3<F>,
-        target: &SeqTarget,
-        grad: bool,
-    ) -> (SeqEval, Option<(Array3<F>, Tensor<F>, Tensor<F>)>) {
+    fn head(&self, h: &Array3<F>, target: &SeqTarget, grad: bool) -> (SeqEval, Option<HeadGrads<F>>) {
         let (w_out, b_out) = (Self::w2(&self.w_out), Self::w1(&self.b_out));
         match target {
             SeqTarget::Tokens { y, mask } => {
