@@ -4,6 +4,7 @@
 //! check failed), 2 bad input (a file, a key, a value).
 
 mod config;
+mod doctor_cmd;
 mod experiment;
 mod gradcheck_cmd;
 mod train_cmd;
@@ -16,7 +17,7 @@ use std::process::ExitCode;
 #[derive(Parser)]
 #[command(name = "leaky", version, propagate_version = true)]
 #[command(
-    after_help = "Examples:\n  leaky train examples/digits.toml\n  leaky train examples/digits.toml --save digits.safetensors\n  leaky gradcheck\n\nExit status: 0 ok, 1 the run failed (diverged, a check failed), 2 bad input."
+    after_help = "Examples:\n  leaky train examples/digits.toml\n  leaky train examples/digits.toml --save digits.safetensors\n  leaky gradcheck\n  leaky doctor examples/sick/sigmoid-saturated.toml --json findings.json\n\nExit status: 0 ok, 1 the run failed (diverged, a check failed), 2 bad input."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -29,6 +30,9 @@ enum Command {
     Train(train_cmd::TrainArgs),
     /// Check every layer's and loss's backward pass against numerical gradients (f64).
     Gradcheck(gradcheck_cmd::GradcheckArgs),
+    /// Train with probes on and diagnose how backprop leaks: saturation, dead ReLUs,
+    /// vanishing/exploding gradients, zero gradients, NaNs, bad init, update ratios, inputs.
+    Doctor(doctor_cmd::DoctorArgs),
 }
 
 /// How a command failed: bad input (exit 2) or a failed run (exit 1).
@@ -38,6 +42,8 @@ pub enum Failure {
     BadInput(anyhow::Error),
     /// The input was fine but the run failed.
     Run(anyhow::Error),
+    /// The run completed and the doctor found something at or above `--fail-on`.
+    Findings(String),
 }
 
 impl From<anyhow::Error> for Failure {
@@ -51,12 +57,17 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Train(a) => train_cmd::run(a),
         Command::Gradcheck(a) => gradcheck_cmd::run(a),
+        Command::Doctor(a) => doctor_cmd::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::BadInput(e)) => {
             eprintln!("error: {e:#}");
             ExitCode::from(2)
+        }
+        Err(Failure::Findings(msg)) => {
+            eprintln!("leaky doctor: {msg}");
+            ExitCode::from(1)
         }
         Err(Failure::Run(e)) => {
             eprintln!("error: {e:#}");

@@ -31,9 +31,11 @@
 
 pub mod detectors;
 pub mod finding;
+pub mod recorder;
 pub mod stats;
 
 pub use finding::{Code, Evidence, Finding, Report, Severity};
+pub use recorder::{Doctor, DoctorConfig};
 pub use stats::RecordedStats;
 
 /// Run every detector on `all` and return the findings sorted by severity (errors first),

@@ -1,0 +1,242 @@
+//! `leaky doctor FILE.toml`: train with the probes on, print each finding as it appears
+//! and a final diagnosis; `--json` writes the findings contract of DESIGN.md.
+
+use crate::experiment::{build_model, build_seq_model, prepare_data, prepare_seq, train_config};
+use crate::{config, show, Failure};
+use anyhow::anyhow;
+use clap::{Args, ValueEnum};
+use leaky::doctor::{Doctor, DoctorConfig, Finding, Report, Severity};
+use leaky::nn::seq::SeqModel;
+use leaky::nn::Sequential;
+use leaky::train::{fit, fit_seq, EpochInfo, Observer, SeqObserver, StepInfo};
+use std::collections::HashSet;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+/// The lowest severity that makes `leaky doctor` exit 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FailOn {
+    /// Exit 1 when any error is found (default).
+    Error,
+    /// Exit 1 on a warning or an error.
+    Warning,
+    /// Exit 1 on any finding.
+    Info,
+    /// Always exit 0 when the run completes.
+    Never,
+}
+
+/// Arguments of `leaky doctor`.
+#[derive(Args)]
+pub struct DoctorArgs {
+    /// The experiment file (TOML; see examples/sick/ and examples/healthy/).
+    pub file: PathBuf,
+    /// Write the findings as JSON ({"version", "run", "findings", "metrics"}) to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Exit 1 when a finding of this severity or worse appears.
+    #[arg(long, value_enum, default_value_t = FailOn::Error)]
+    pub fail_on: FailOn,
+    /// Record statistics every N steps (and at step 0).
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub sample_every: usize,
+    /// Print only the final diagnosis.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Colours for a terminal; plain text when piped.
+struct Style {
+    on: bool,
+}
+
+impl Style {
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.on {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+
+    fn severity(&self, s: Severity) -> String {
+        let label = format!("{:<7}", s.as_str());
+        match s {
+            Severity::Error => self.paint("1;31", &label),
+            Severity::Warning => self.paint("1;33", &label),
+            Severity::Info => self.paint("36", &label),
+        }
+    }
+}
+
+/// Print one finding: headline, evidence, why, ranked fixes.
+fn print_finding(style: &Style, f: &Finding) {
+    let step = f.step.map(|s| format!(" at step {s}")).unwrap_or_default();
+    println!("{} {} in {}{step}", style.severity(f.severity), style.paint("1", f.code.as_str()), f.where_);
+    let ev: Vec<String> = f
+        .evidence
+        .iter()
+        .map(|(k, v)| match v.as_f64() {
+            Some(x) if x != 0.0 && (x.abs() < 1e-3 || x.abs() >= 1e4) => format!("{k}={x:.3e}"),
+            Some(x) if x.fract() != 0.0 => format!("{k}={x:.4}"),
+            _ => format!("{k}={v}"),
+        })
+        .collect();
+    println!("        evidence: {}", ev.join(", "));
+    println!("        why: {}", f.why);
+    for (i, fix) in f.fix.iter().enumerate() {
+        println!("        fix {}: {fix}", i + 1);
+    }
+}
+
+/// The doctor plus the live printing of new findings after each epoch.
+struct Live {
+    doctor: Doctor,
+    style: Style,
+    quiet: bool,
+    printed: HashSet<(String, String)>,
+    epochs: usize,
+}
+
+impl Live {
+    fn epoch(&mut self, info: &EpochInfo) {
+        if self.quiet {
+            return;
+        }
+        let acc =
+            if info.val_acc.is_nan() { String::new() } else { format!("  val acc {:>6.2}%", 100.0 * info.val_acc) };
+        println!(
+            "epoch {:>3}/{}  loss {:.4}  val loss {:.4}{acc}",
+            info.epoch + 1,
+            self.epochs,
+            info.train_loss,
+            info.val_loss
+        );
+        for f in self.doctor.diagnose() {
+            if self.printed.insert((f.code.as_str().to_string(), f.where_.clone())) {
+                print_finding(&self.style, &f);
+            }
+        }
+    }
+}
+
+impl Observer<f32> for Live {
+    fn on_start(&mut self, model: &Sequential<f32>, train: &leaky::data::Dataset) {
+        Observer::<f32>::on_start(&mut self.doctor, model, train);
+    }
+    fn probe(&mut self, step: usize) -> Option<&mut dyn leaky::nn::Probe<f32>> {
+        Observer::<f32>::probe(&mut self.doctor, step)
+    }
+    fn on_step(&mut self, info: &StepInfo, model: &Sequential<f32>) {
+        Observer::<f32>::on_step(&mut self.doctor, info, model);
+    }
+    fn on_epoch(&mut self, info: &EpochInfo, _model: &Sequential<f32>) {
+        self.epoch(info);
+    }
+}
+
+impl SeqObserver<f32> for Live {
+    fn on_step(&mut self, info: &StepInfo, model: &SeqModel<f32>) {
+        SeqObserver::<f32>::on_step(&mut self.doctor, info, model);
+    }
+    fn on_epoch(&mut self, info: &EpochInfo, _model: &SeqModel<f32>) {
+        self.epoch(info);
+    }
+}
+
+/// Run `leaky doctor`.
+pub fn run(args: DoctorArgs) -> Result<(), Failure> {
+    let exp = config::load(&args.file)?;
+    if let Some(p) = &args.json {
+        crate::train_cmd::check_output_path("--json", p)?;
+    }
+    if args.sample_every == 0 {
+        return Err(Failure::BadInput(anyhow!("--sample-every 0: must be at least 1")));
+    }
+    let base = args.file.parent().unwrap_or(std::path::Path::new(""));
+    let cfg = train_config(&exp);
+    let style = Style { on: std::io::stdout().is_terminal() };
+    let dcfg = DoctorConfig { sample_every: args.sample_every };
+    let seq = matches!(exp.model.kind, config::ModelKind::Rnn | config::ModelKind::Lstm);
+    let (live, report, dataset_len) = if seq {
+        let data = prepare_seq(&exp, base).map_err(|e| anyhow!("{}: {e:#}", show(&args.file)))?;
+        let mut model = build_seq_model(&exp, &data).map_err(|e| anyhow!("{}: {e:#}", show(&args.file)))?;
+        if !args.quiet {
+            println!("{}: {} | {}", show(&args.file), exp.data.dataset, model.describe());
+        }
+        let mut live = Live {
+            doctor: Doctor::new(dcfg, cfg.loss, data.train.classes),
+            style,
+            quiet: args.quiet,
+            printed: HashSet::new(),
+            epochs: cfg.epochs,
+        };
+        if let leaky::data::seq::SeqTarget::Tokens { mask, .. } = &data.train.target {
+            let steps = mask.iter().filter(|&&m| m).count() as f64 / mask.nrows().max(1) as f64;
+            live.doctor.set_init_loss_scale(steps);
+        }
+        let report = fit_seq(&mut model, &data.train, &data.val, &cfg, &mut live);
+        (live, report, data.train.len())
+    } else {
+        let data = prepare_data(&exp, base).map_err(|e| anyhow!("{}: {e:#}", show(&args.file)))?;
+        let mut model = build_model(&exp, &data).map_err(|e| anyhow!("{}: {e:#}", show(&args.file)))?;
+        if !args.quiet {
+            let layers: Vec<String> = model.layers.iter().map(|l| l.describe()).collect();
+            println!("{}: {} | {}", show(&args.file), exp.data.dataset, layers.join(" -> "));
+        }
+        let mut live = Live {
+            doctor: Doctor::new(dcfg, cfg.loss, data.train.classes),
+            style,
+            quiet: args.quiet,
+            printed: HashSet::new(),
+            epochs: cfg.epochs,
+        };
+        let report = fit(&mut model, &data.train, &data.val, &cfg, &mut live);
+        live.doctor.dead_unit_pass(&mut model, &data.train);
+        (live, report, data.train.len())
+    };
+    let findings = live.doctor.diagnose();
+    println!();
+    println!("{}", live.style.paint("1", "Diagnosis"));
+    if findings.is_empty() {
+        println!("no findings: every probe is within its healthy range");
+    }
+    for f in &findings {
+        print_finding(&live.style, f);
+    }
+    let count = |s: Severity| findings.iter().filter(|f| f.severity == s).count();
+    println!(
+        "{} error(s), {} warning(s), {} info; {} steps on {} training examples; best val acc {:.2}%, best val loss {:.4}",
+        count(Severity::Error),
+        count(Severity::Warning),
+        count(Severity::Info),
+        report.steps,
+        dataset_len,
+        100.0 * if report.best_val_acc.is_finite() { report.best_val_acc } else { f64::NAN },
+        report.best_val_loss
+    );
+    if let Some(path) = &args.json {
+        let metrics = serde_json::json!({
+            "best_val_acc": report.best_val_acc, "best_val_loss": report.best_val_loss,
+            "best_epoch": report.best_epoch, "steps": report.steps, "seconds": report.seconds,
+            "diverged_at_step": report.diverged_at_step, "history": report.history,
+            "loss_per_step": live.doctor.losses,
+        });
+        let run = serde_json::json!({"file": show(&args.file), "experiment": exp, "sample_every": args.sample_every});
+        let doc = Report::new(run, findings.clone(), metrics);
+        leaky::train::write_atomic(path, doc.to_json_string().as_bytes())
+            .map_err(|e| Failure::Run(anyhow!("cannot write {}: {e}", show(path))))?;
+    }
+    let threshold = match args.fail_on {
+        FailOn::Error => Some(Severity::Error),
+        FailOn::Warning => Some(Severity::Warning),
+        FailOn::Info => Some(Severity::Info),
+        FailOn::Never => None,
+    };
+    if let Some(t) = threshold {
+        if findings.iter().any(|f| f.severity.is_at_least(t)) {
+            return Err(Failure::Findings(format!("a finding reached --fail-on {}", t.as_str())));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,99 @@
+//! Every experiment in examples/sick/ must yield the finding its `# expect:` line names
+//! (code, and place where it gives one); no experiment in examples/healthy/ may yield an
+//! error or a warning. Each is a real, short training run with the probes on.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+fn doctor_json(file: &Path, json: &Path) -> (Option<i32>, serde_json::Value, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_leaky"))
+        .args(["doctor", file.to_str().unwrap(), "--json", json.to_str().unwrap(), "--quiet"])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    let doc = std::fs::read_to_string(json).map(|t| serde_json::from_str(&t).unwrap()).unwrap_or_default();
+    (o.status.code(), doc, err)
+}
+
+fn experiments(dir: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(root().join("examples").join(dir))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    v.sort();
+    v
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("leaky-doctor-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn every_sick_experiment_yields_its_expected_finding() {
+    let sick = experiments("sick");
+    assert!(sick.len() >= 12, "{} sick experiments", sick.len());
+    let dir = scratch("sick");
+    let mut codes = std::collections::BTreeSet::new();
+    for file in sick {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let expect = text.lines().find_map(|l| l.strip_prefix("# expect: ")).expect("an # expect: line").trim();
+        let (code, place) = match expect.split_once(" in ") {
+            Some((c, p)) => (c.trim(), Some(p.trim())),
+            None => (expect, None),
+        };
+        let json = dir.join("f.json");
+        let (status, doc, err) = doctor_json(&file, &json);
+        let findings = doc["findings"].as_array().cloned().unwrap_or_default();
+        let hit = findings.iter().any(|f| {
+            f["code"] == code
+                && place.is_none_or(|p| f["where"].as_str() == Some(p))
+                && (f["severity"] == "error" || f["severity"] == "warning")
+        });
+        let summary: Vec<String> =
+            findings.iter().map(|f| format!("{} {} in {}", f["severity"], f["code"], f["where"])).collect();
+        assert!(hit, "{}: expected {expect}; got {summary:?}; stderr {err}", file.display());
+        let worst_error = findings.iter().any(|f| f["severity"] == "error");
+        assert_eq!(
+            status,
+            Some(if worst_error { 1 } else { 0 }),
+            "{}: exit status with --fail-on error",
+            file.display()
+        );
+        codes.insert(code.to_string());
+    }
+    println!("codes covered: {codes:?}");
+    assert!(codes.len() >= 8, "{codes:?}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn no_healthy_experiment_yields_an_error_or_warning() {
+    let healthy = experiments("healthy");
+    assert!(healthy.len() >= 6);
+    let dir = scratch("healthy");
+    for file in healthy {
+        let json = dir.join("h.json");
+        let (status, doc, err) = doctor_json(&file, &json);
+        assert_eq!(status, Some(0), "{}: {err}", file.display());
+        assert_eq!(doc["version"], 1);
+        for key in ["run", "findings", "metrics"] {
+            assert!(doc.get(key).is_some(), "{key} missing");
+        }
+        let bad: Vec<_> = doc["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["severity"] == "error" || f["severity"] == "warning")
+            .collect();
+        assert!(bad.is_empty(), "{}: {bad:?}", file.display());
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -1,0 +1,353 @@
+//! The recording half of the doctor: a [`Doctor`] plugs into the trainer as an
+//! [`Observer`] (MLPs) or a [`SeqObserver`] (recurrent models) and fills
+//! [`RecordedStats`]; [`Doctor::diagnose`] then runs the pure detectors.
+//!
+//! What it costs: on sampled steps (every `sample_every`-th, and the first) each layer's
+//! output is streamed once through an [`ActivationAccumulator`] and each input gradient's
+//! squared norm is summed; parameters are snapshotted to measure the real update at the
+//! next step. On every other step the probe only scans the loss for NaN/Inf. No tensor is
+//! copied on the hot path except the sampled parameter snapshots.
+
+use super::stats::{
+    ActivationAccumulator, BpttStats, DeadUnitPass, InitLoss, InputAccumulator, LayerStats, NonFinite, ParamStats,
+    Pass, RecordedStats,
+};
+use super::Finding;
+use crate::data::Dataset;
+use crate::losses::Loss;
+use crate::nn::seq::SeqModel;
+use crate::nn::{Layer, Mode, Probe, Sequential};
+use crate::tensor::{Float, Tensor};
+use crate::train::{EpochInfo, Observer, SeqObserver, StepInfo};
+
+/// How often the doctor looks.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DoctorConfig {
+    /// Record layer and parameter statistics every this many steps (and at step 0).
+    pub sample_every: usize,
+}
+
+impl Default for DoctorConfig {
+    /// Every 10th step: the default whose overhead BENCHMARKS.md measures.
+    fn default() -> Self {
+        DoctorConfig { sample_every: 10 }
+    }
+}
+
+/// Watches training and records what the detectors need.
+pub struct Doctor {
+    /// The sampling policy.
+    pub config: DoctorConfig,
+    /// Everything recorded so far.
+    pub stats: RecordedStats,
+    loss: Loss,
+    classes: usize,
+    step: usize,
+    sampling: bool,
+    layer_stats: Vec<Option<LayerStats>>,
+    snapshot: Option<(usize, Vec<Tensor<f64>>)>,
+    /// Loss of every step, for reports.
+    pub losses: Vec<f64>,
+    init_loss_scale: f64,
+}
+
+impl Doctor {
+    /// A doctor for a classifier trained with `loss` over `classes` classes (for the
+    /// initial-loss check).
+    pub fn new(config: DoctorConfig, loss: Loss, classes: usize) -> Self {
+        Doctor {
+            config,
+            stats: RecordedStats::default(),
+            loss,
+            classes,
+            step: 0,
+            sampling: false,
+            layer_stats: Vec::new(),
+            snapshot: None,
+            losses: Vec::new(),
+            init_loss_scale: 1.0,
+        }
+    }
+
+    /// Scale the expected initial loss: a temporal softmax sums ln C over the counted
+    /// steps of a sequence, so its expectation is `steps * ln C` (pass the mean number of
+    /// counted steps per sequence).
+    pub fn set_init_loss_scale(&mut self, steps: f64) {
+        self.init_loss_scale = steps;
+    }
+
+    fn sampled(&self, step: usize) -> bool {
+        step % self.config.sample_every.max(1) == 0
+    }
+
+    /// Record the input features' scale (before training): (N, D) rows of `data`.
+    pub fn observe_input(&mut self, data: &Dataset) {
+        let mut acc = InputAccumulator::new(data.dim());
+        for row in data.x.outer_iter() {
+            acc.push_row(row.iter().map(|&v| v as f64));
+        }
+        self.stats.input = Some(acc.finish());
+    }
+
+    /// A full pass over `data` in eval mode counting, for every ReLU layer, on how many
+    /// examples each unit fired; a unit that never fired is dead.
+    pub fn dead_unit_pass<F: Float>(&mut self, model: &mut Sequential<F>, data: &Dataset) {
+        let mut pass = DeadPassProbe { step: self.step, passes: Vec::new() };
+        let idx: Vec<usize> = (0..data.len()).collect();
+        for chunk in idx.chunks(512) {
+            let (x, _) = crate::train::batch::<F>(data, chunk);
+            model.forward_probed(x, Mode::Eval, &mut pass);
+        }
+        self.stats.dead_units.extend(pass.passes);
+    }
+
+    /// Run every detector on what was recorded.
+    pub fn diagnose(&self) -> Vec<Finding> {
+        super::diagnose(&self.stats)
+    }
+
+    fn record_params<'a, F: Float + 'a>(
+        &mut self,
+        info: &StepInfo,
+        params: impl Iterator<Item = (usize, &'a str, &'a crate::nn::Param<F>)>,
+    ) {
+        let params: Vec<_> = params.collect();
+        // The real update of the last sampled step (weights now minus weights then).
+        let updates: Option<Vec<f64>> = match &self.snapshot {
+            Some((s, old)) if *s + 1 == info.step && old.len() == params.len() => Some(
+                params
+                    .iter()
+                    .zip(old)
+                    .map(|((_, _, p), o)| {
+                        p.value.iter().zip(o.iter()).map(|(a, b)| (a.to_f64c() - b).powi(2)).sum::<f64>().sqrt()
+                    })
+                    .collect(),
+            ),
+            _ => None,
+        };
+        if let Some(u) = updates {
+            let n = self.stats.params.len();
+            let start = n.saturating_sub(u.len());
+            for (ps, upd) in self.stats.params[start..].iter_mut().zip(u) {
+                ps.update_norm = Some(upd);
+            }
+            self.snapshot = None;
+        }
+        if !self.sampled(info.step) {
+            return;
+        }
+        for (layer, kind, p) in &params {
+            let norm = |t: &Tensor<F>| t.iter().map(|v| v.to_f64c().powi(2)).sum::<f64>().sqrt();
+            self.stats.params.push(ParamStats {
+                layer: *layer,
+                layer_kind: kind.to_string(),
+                name: p.name.to_string(),
+                step: info.step,
+                is_weight: p.decay,
+                weight_norm: norm(&p.value),
+                grad_norm: norm(&p.grad),
+                lr: info.lr,
+                update_norm: None,
+            });
+        }
+        self.snapshot =
+            Some((info.step, params.iter().map(|(_, _, p)| p.value.mapv(|v| v.to_f64c())).collect::<Vec<_>>()));
+    }
+
+    fn record_loss(&mut self, info: &StepInfo) {
+        self.losses.push(info.loss);
+        if info.step == 0 {
+            self.stats.init_loss = match self.loss {
+                Loss::Softmax => {
+                    let mut il = InitLoss::softmax(info.loss, self.classes);
+                    il.expected *= self.init_loss_scale;
+                    Some(il)
+                }
+                Loss::Svm => Some(InitLoss::svm(info.loss, self.classes)),
+                _ => None,
+            };
+        }
+        if !info.loss.is_finite() {
+            self.stats.record_non_finite(NonFinite {
+                step: info.step,
+                pass: Pass::Forward,
+                layer_index: None,
+                layer_kind: "loss".into(),
+                op: self.loss.name().into(),
+                nan_count: u64::from(info.loss.is_nan()),
+                inf_count: u64::from(info.loss.is_infinite()),
+            });
+        }
+    }
+}
+
+struct DeadPassProbe {
+    step: usize,
+    passes: Vec<DeadUnitPass>,
+}
+
+impl<F: Float> Probe<F> for DeadPassProbe {
+    fn after_forward(&mut self, index: usize, layer: &dyn Layer<F>, out: &Tensor<F>) {
+        if layer.kind() != "relu" {
+            return;
+        }
+        let units = out.len() / out.shape().first().copied().unwrap_or(1).max(1);
+        let pass = match self.passes.iter_mut().position(|p| p.layer == index) {
+            Some(i) => &mut self.passes[i],
+            None => {
+                self.passes.push(DeadUnitPass::new(index, "relu", self.step, units));
+                self.passes.last_mut().expect("just pushed")
+            }
+        };
+        pass.observe(out);
+    }
+}
+
+impl<F: Float> Probe<F> for Doctor {
+    fn after_forward(&mut self, index: usize, layer: &dyn Layer<F>, out: &Tensor<F>) {
+        if self.stats.non_finite.is_none() {
+            if let Some((nan, inf)) = NonFinite::count(out) {
+                self.stats.record_non_finite(NonFinite {
+                    step: self.step,
+                    pass: Pass::Forward,
+                    layer_index: Some(index),
+                    layer_kind: layer.kind().into(),
+                    op: layer.describe(),
+                    nan_count: nan,
+                    inf_count: inf,
+                });
+            }
+        }
+        if !self.sampling {
+            return;
+        }
+        if self.layer_stats.len() <= index {
+            self.layer_stats.resize(index + 1, None);
+        }
+        let mut acc = ActivationAccumulator::new(layer.kind());
+        acc.push_tensor(out);
+        self.layer_stats[index] = Some(acc.finish(index, self.step));
+    }
+
+    fn after_backward(&mut self, index: usize, layer: &dyn Layer<F>, dx: &Tensor<F>) {
+        if self.stats.non_finite.is_none() {
+            if let Some((nan, inf)) = NonFinite::count(dx) {
+                self.stats.record_non_finite(NonFinite {
+                    step: self.step,
+                    pass: Pass::Backward,
+                    layer_index: Some(index),
+                    layer_kind: layer.kind().into(),
+                    op: layer.describe(),
+                    nan_count: nan,
+                    inf_count: inf,
+                });
+            }
+        }
+        if !self.sampling {
+            return;
+        }
+        if let Some(Some(ls)) = self.layer_stats.get_mut(index) {
+            ls.record_grad_in(dx);
+        }
+        if index == 0 {
+            // The backward pass ends at layer 0: this step's layer records are complete.
+            self.stats.layers.extend(self.layer_stats.drain(..).flatten());
+        }
+    }
+}
+
+impl<F: Float> Observer<F> for Doctor {
+    fn on_start(&mut self, _model: &Sequential<F>, train: &Dataset) {
+        self.observe_input(train);
+    }
+
+    fn probe(&mut self, step: usize) -> Option<&mut dyn Probe<F>> {
+        self.step = step;
+        self.sampling = self.sampled(step);
+        Some(self)
+    }
+
+    fn on_step(&mut self, info: &StepInfo, model: &Sequential<F>) {
+        self.record_loss(info);
+        let kinds: Vec<&'static str> = model.layers.iter().map(|l| l.kind()).collect();
+        self.record_params(info, model.params().into_iter().map(|(i, p)| (i, kinds[i], p)));
+    }
+
+    fn on_epoch(&mut self, _info: &EpochInfo, _model: &Sequential<F>) {}
+}
+
+impl<F: Float> SeqObserver<F> for Doctor {
+    fn on_step(&mut self, info: &StepInfo, model: &SeqModel<F>) {
+        self.step = info.step;
+        self.record_loss(info);
+        let kind = model.spec.cell.name();
+        self.record_params(info, model.params().into_iter().map(|p| (0, kind, p)));
+        if self.sampled(info.step) {
+            let (radius, sigma) = model.whh_spectrum();
+            self.stats.bptt.push(BpttStats {
+                layer: 0,
+                kind: kind.into(),
+                step: info.step,
+                norms_per_t: model.bptt_norms().to_vec(),
+                whh_spectral_radius: Some(radius),
+                whh_largest_singular: Some(sigma),
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::{Activation, MlpSpec};
+    use crate::tensor::Init;
+    use ndarray::Array2;
+
+    fn blobs() -> Dataset {
+        let x = Array2::from_shape_fn((200, 4), |(i, j)| ((i * 7 + j * 3) % 11) as f32 / 5.0 - 1.0 + (i % 2) as f32);
+        Dataset { name: "t".into(), x, y: (0..200).map(|i| i % 2).collect(), classes: 2, feature_shape: vec![4] }
+    }
+
+    #[test]
+    fn dead_unit_count_equals_a_brute_force_count() {
+        let data = blobs();
+        let spec = MlpSpec {
+            input_dim: 4,
+            hidden: vec![16, 8],
+            output_dim: 2,
+            activation: Activation::Relu,
+            init: Init::He,
+            bias_init: -0.8,
+            batchnorm: false,
+            dropout_keep: None,
+        };
+        let mut model = spec.build::<f64>(1);
+        let mut doc = Doctor::new(DoctorConfig::default(), Loss::Softmax, 2);
+        doc.dead_unit_pass(&mut model, &data);
+        // Brute force: run every example alone and record which units of each ReLU fired.
+        let relus: Vec<usize> =
+            model.layers.iter().enumerate().filter(|(_, l)| l.kind() == "relu").map(|(i, _)| i).collect();
+        for (k, &li) in relus.iter().enumerate() {
+            let units = spec.hidden[k];
+            let mut fired = vec![false; units];
+            for i in 0..data.len() {
+                let (x, _) = crate::train::batch::<f64>(&data, &[i]);
+                let mut h = x;
+                for l in model.layers.iter_mut().take(li + 1) {
+                    h = l.forward(h, Mode::Eval);
+                }
+                for (u, v) in h.iter().enumerate() {
+                    fired[u] |= *v > 0.0;
+                }
+            }
+            let dead: Vec<usize> = (0..units).filter(|&u| !fired[u]).collect();
+            let pass = doc.stats.dead_units.iter().find(|p| p.layer == li).unwrap();
+            assert_eq!(pass.dead_units(), dead, "layer {li}");
+            assert_eq!(pass.examples, 200);
+        }
+        assert!(
+            doc.stats.dead_units.iter().any(|p| !p.dead_units().is_empty()),
+            "the -0.8 bias should kill some units"
+        );
+    }
+}
