@@ -157,7 +157,7 @@ impl LayerStats {
 
     /// Record the input gradient `dx` of this layer (one pass over it, no copy).
     pub fn record_grad_in<F: Float>(&mut self, dx: &Tensor<F>) {
-        let s: f64 = dx.iter().map(|v| v.to_f64c() * v.to_f64c()).sum();
+        let s: f64 = with_slice(dx, |s| s.iter().map(|v| v.to_f64c() * v.to_f64c()).sum());
         self.set_grad_in(s, dx.len() as u64);
     }
 }
@@ -230,9 +230,11 @@ impl ActivationAccumulator {
 
     /// Count every element of a layer output.
     pub fn push_tensor<F: Float>(&mut self, out: &Tensor<F>) {
-        for v in out.iter() {
-            self.push(v.to_f64c());
-        }
+        with_slice(out, |s| {
+            for v in s {
+                self.push(v.to_f64c());
+            }
+        });
     }
 
     /// The summary for layer `index` at `step` (no input gradient yet: see
@@ -340,7 +342,8 @@ impl DeadUnitPass {
             "dead-unit pass: the output has {} elements, expected {n} x {units}",
             out.len()
         );
-        for (i, v) in out.iter().enumerate() {
+        let out = out.as_standard_layout();
+        for (i, v) in out.as_slice().expect("standard layout").iter().enumerate() {
             if *v > F::zero() {
                 self.fire_counts[i % units] += 1;
             }
@@ -517,15 +520,25 @@ impl NonFinite {
 
     /// NaN and Inf counts of a tensor, `None` when every element is finite.
     pub fn count<F: Float>(t: &Tensor<F>) -> Option<(u64, u64)> {
-        let (mut nan, mut inf) = (0u64, 0u64);
-        for v in t.iter() {
-            if v.is_nan() {
-                nan += 1;
-            } else if v.is_infinite() {
-                inf += 1;
+        with_slice(t, |s| {
+            // v * 0 is 0 for every finite v and NaN for NaN or +-Inf: one vectorisable pass
+            // answers "all finite?", and only a tensor that is not is counted in detail.
+            // Eight independent lanes so the adds vectorise (one chain would serialise).
+            let mut lanes = [F::zero(); 8];
+            let chunks = s.chunks_exact(8);
+            let rest = chunks.remainder().iter().fold(F::zero(), |a, &v| a + v * F::zero());
+            for c in chunks {
+                for k in 0..8 {
+                    lanes[k] += c[k] * F::zero();
+                }
             }
-        }
-        (nan + inf > 0).then_some((nan, inf))
+            if lanes.iter().fold(rest, |a, &l| a + l) == F::zero() {
+                return None;
+            }
+            let nan = s.iter().filter(|v| v.is_nan()).count() as u64;
+            let inf = s.iter().filter(|v| v.is_infinite()).count() as u64;
+            (nan + inf > 0).then_some((nan, inf))
+        })
     }
 }
 
@@ -808,5 +821,15 @@ mod tests {
         assert_eq!(v["flat_ops"][0]["where"], "layer 2 (maxpool)");
         let back: RecordedStats = serde_json::from_value(v).unwrap();
         assert_eq!(back, r);
+    }
+}
+
+/// Run `f` on the elements of `t` as one contiguous slice (in memory order), copying only
+/// when `t` is not contiguous: iterating an `IxDyn` array element by element computes a
+/// dynamic index per element and costs far more than the statistics themselves.
+fn with_slice<F: Float, R>(t: &Tensor<F>, f: impl FnOnce(&[F]) -> R) -> R {
+    match t.as_slice_memory_order() {
+        Some(s) => f(s),
+        None => f(t.as_standard_layout().as_slice().expect("standard layout")),
     }
 }
