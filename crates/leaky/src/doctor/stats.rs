@@ -679,6 +679,16 @@ impl RecordedStats {
     }
 }
 
+/// Run `f` on the elements of `t` as one contiguous slice (in memory order), copying only
+/// when `t` is not contiguous: iterating an `IxDyn` array element by element computes a
+/// dynamic index per element and costs far more than the statistics themselves.
+fn with_slice<F: Float, R>(t: &Tensor<F>, f: impl FnOnce(&[F]) -> R) -> R {
+    match t.as_slice_memory_order() {
+        Some(s) => f(s),
+        None => f(t.as_standard_layout().as_slice().expect("standard layout")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -821,15 +831,5 @@ mod tests {
         assert_eq!(v["flat_ops"][0]["where"], "layer 2 (maxpool)");
         let back: RecordedStats = serde_json::from_value(v).unwrap();
         assert_eq!(back, r);
-    }
-}
-
-/// Run `f` on the elements of `t` as one contiguous slice (in memory order), copying only
-/// when `t` is not contiguous: iterating an `IxDyn` array element by element computes a
-/// dynamic index per element and costs far more than the statistics themselves.
-fn with_slice<F: Float, R>(t: &Tensor<F>, f: impl FnOnce(&[F]) -> R) -> R {
-    match t.as_slice_memory_order() {
-        Some(s) => f(s),
-        None => f(t.as_standard_layout().as_slice().expect("standard layout")),
     }
 }
