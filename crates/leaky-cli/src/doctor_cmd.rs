@@ -43,6 +43,78 @@ pub struct DoctorArgs {
     /// Print only the final diagnosis.
     #[arg(long, short)]
     pub quiet: bool,
+    /// For each error or warning, apply its first fix to a copy of the experiment, train
+    /// again for the same budget, and report whether the finding went away.
+    #[arg(long)]
+    pub treat: bool,
+}
+
+/// The `key = value` settings named in a fix's trailing parentheses, e.g.
+/// `use Xavier init (model.init = "xavier")`; `None` when the fix names no value.
+pub fn fix_settings(fix: &str) -> Option<Vec<(String, toml::Value)>> {
+    let open = fix.rfind('(')?;
+    let close = fix.rfind(')')?;
+    let inner = fix.get(open + 1..close)?;
+    let mut out = Vec::new();
+    for part in inner.split(", ") {
+        let (k, v) = part.split_once(" = ")?;
+        let table: toml::Table = toml::from_str(&format!("v = {v}")).ok()?;
+        out.push((k.trim().to_string(), table.get("v")?.clone()));
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+/// A copy of `exp` with `settings` applied (dotted keys), validated like a file.
+pub fn apply_settings(
+    exp: &config::Experiment,
+    settings: &[(String, toml::Value)],
+) -> anyhow::Result<config::Experiment> {
+    let mut root = toml::Value::try_from(exp)?;
+    for (key, value) in settings {
+        let mut node = &mut root;
+        let parts: Vec<&str> = key.split('.').collect();
+        for p in &parts[..parts.len() - 1] {
+            node = node
+                .as_table_mut()
+                .ok_or_else(|| anyhow!("{key}: not a table"))?
+                .entry(p.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        }
+        node.as_table_mut()
+            .ok_or_else(|| anyhow!("{key}: not a table"))?
+            .insert(parts[parts.len() - 1].to_string(), value.clone());
+    }
+    let out: config::Experiment = root.try_into()?;
+    out.validate()?;
+    Ok(out)
+}
+
+/// One `--treat` trial.
+#[derive(serde::Serialize)]
+struct Treatment {
+    finding: String,
+    fix: String,
+    applied: bool,
+    gone: bool,
+    findings_after: Vec<String>,
+    before: serde_json::Value,
+    after: serde_json::Value,
+}
+
+fn pct(x: f64) -> String {
+    if x.is_finite() {
+        format!("{:.2}%", 100.0 * x)
+    } else {
+        "n/a".to_string()
+    }
+}
+
+fn label(f: &Finding) -> String {
+    format!("{} in {}", f.code.as_str(), f.where_)
+}
+
+fn outcome(r: &leaky::train::TrainReport) -> serde_json::Value {
+    serde_json::json!({"best_val_acc": r.best_val_acc, "best_val_loss": r.best_val_loss})
 }
 
 /// Colours for a terminal; plain text when piped.
@@ -144,30 +216,30 @@ impl SeqObserver<f32> for Live {
     }
 }
 
-/// Run `leaky doctor`.
-pub fn run(args: DoctorArgs) -> Result<(), Failure> {
-    let exp = config::load(&args.file)?;
-    if let Some(p) = &args.json {
-        crate::train_cmd::check_output_path("--json", p)?;
-    }
-    if args.sample_every == 0 {
-        return Err(Failure::BadInput(anyhow!("--sample-every 0: must be at least 1")));
-    }
-    let base = args.file.parent().unwrap_or(std::path::Path::new(""));
-    let cfg = train_config(&exp);
-    let style = Style { on: std::io::stdout().is_terminal() };
-    let dcfg = DoctorConfig { sample_every: args.sample_every };
+/// Train `exp` with the doctor attached; returns the doctor (inside `Live`), the training
+/// report and the number of training examples.
+fn examine(
+    exp: &config::Experiment,
+    base: &std::path::Path,
+    file: &std::path::Path,
+    quiet: bool,
+    sample_every: usize,
+    style_on: bool,
+) -> anyhow::Result<(Live, leaky::train::TrainReport, usize)> {
+    let cfg = train_config(exp);
+    let style = Style { on: style_on };
+    let dcfg = DoctorConfig { sample_every };
     let seq = matches!(exp.model.kind, config::ModelKind::Rnn | config::ModelKind::Lstm);
-    let (live, report, dataset_len) = if seq {
-        let data = prepare_seq(&exp, base).map_err(|e| anyhow!("{}: {e:#}", show(&args.file)))?;
-        let mut model = build_seq_model(&exp, &data).map_err(|e| anyhow!("{}: {e:#}", show(&args.file)))?;
-        if !args.quiet {
-            println!("{}: {} | {}", show(&args.file), exp.data.dataset, model.describe());
+    Ok(if seq {
+        let data = prepare_seq(exp, base).map_err(|e| anyhow!("{}: {e:#}", show(file)))?;
+        let mut model = build_seq_model(exp, &data).map_err(|e| anyhow!("{}: {e:#}", show(file)))?;
+        if !quiet {
+            println!("{}: {} | {}", show(file), exp.data.dataset, model.describe());
         }
         let mut live = Live {
             doctor: Doctor::new(dcfg, cfg.loss, data.train.classes),
             style,
-            quiet: args.quiet,
+            quiet,
             printed: HashSet::new(),
             epochs: cfg.epochs,
         };
@@ -178,23 +250,37 @@ pub fn run(args: DoctorArgs) -> Result<(), Failure> {
         let report = fit_seq(&mut model, &data.train, &data.val, &cfg, &mut live);
         (live, report, data.train.len())
     } else {
-        let data = prepare_data(&exp, base).map_err(|e| anyhow!("{}: {e:#}", show(&args.file)))?;
-        let mut model = build_model(&exp, &data).map_err(|e| anyhow!("{}: {e:#}", show(&args.file)))?;
-        if !args.quiet {
+        let data = prepare_data(exp, base).map_err(|e| anyhow!("{}: {e:#}", show(file)))?;
+        let mut model = build_model(exp, &data).map_err(|e| anyhow!("{}: {e:#}", show(file)))?;
+        if !quiet {
             let layers: Vec<String> = model.layers.iter().map(|l| l.describe()).collect();
-            println!("{}: {} | {}", show(&args.file), exp.data.dataset, layers.join(" -> "));
+            println!("{}: {} | {}", show(file), exp.data.dataset, layers.join(" -> "));
         }
         let mut live = Live {
             doctor: Doctor::new(dcfg, cfg.loss, data.train.classes),
             style,
-            quiet: args.quiet,
+            quiet,
             printed: HashSet::new(),
             epochs: cfg.epochs,
         };
         let report = fit(&mut model, &data.train, &data.val, &cfg, &mut live);
         live.doctor.dead_unit_pass(&mut model, &data.train);
         (live, report, data.train.len())
-    };
+    })
+}
+
+/// Run `leaky doctor`.
+pub fn run(args: DoctorArgs) -> Result<(), Failure> {
+    let exp = config::load(&args.file)?;
+    if let Some(p) = &args.json {
+        crate::train_cmd::check_output_path("--json", p)?;
+    }
+    if args.sample_every == 0 {
+        return Err(Failure::BadInput(anyhow!("--sample-every 0: must be at least 1")));
+    }
+    let base = args.file.parent().unwrap_or(std::path::Path::new(""));
+    let style_on = std::io::stdout().is_terminal();
+    let (live, report, dataset_len) = examine(&exp, base, &args.file, args.quiet, args.sample_every, style_on)?;
     let findings = live.doctor.diagnose();
     println!();
     println!("{}", live.style.paint("1", "Diagnosis"));
@@ -215,8 +301,61 @@ pub fn run(args: DoctorArgs) -> Result<(), Failure> {
         100.0 * if report.best_val_acc.is_finite() { report.best_val_acc } else { f64::NAN },
         report.best_val_loss
     );
+    let mut treatments = Vec::new();
+    if args.treat {
+        println!();
+        println!("{}", live.style.paint("1", "Treatment: each finding's first fix, same budget"));
+        let mut tried: HashSet<String> = HashSet::new();
+        for f in findings.iter().filter(|f| f.severity.is_at_least(Severity::Warning)) {
+            let Some(fix) = f.fix.first() else { continue };
+            if !tried.insert(fix.clone()) {
+                continue;
+            }
+            let treated = fix_settings(fix).map(|s| apply_settings(&exp, &s));
+            let mut t = Treatment {
+                finding: label(f),
+                fix: fix.clone(),
+                applied: false,
+                gone: false,
+                findings_after: Vec::new(),
+                before: outcome(&report),
+                after: serde_json::Value::Null,
+            };
+            match treated {
+                Some(Ok(exp2)) => {
+                    let (live2, report2, _) = examine(&exp2, base, &args.file, true, args.sample_every, false)
+                        .map_err(|e| Failure::Run(anyhow!("treating with `{fix}`: {e:#}")))?;
+                    let after = live2.doctor.diagnose();
+                    t.applied = true;
+                    // Gone means no warning or error of the same code anywhere (a fix that only
+                    // moves the problem to another layer has not removed it).
+                    t.gone = !after.iter().any(|g| g.code == f.code && g.severity.is_at_least(Severity::Warning));
+                    t.findings_after =
+                        after.iter().filter(|g| g.severity.is_at_least(Severity::Warning)).map(label).collect();
+                    t.after = outcome(&report2);
+                    println!(
+                        "{:<44} {:<52} {}  val acc {} -> {}, val loss {:.4} -> {:.4}",
+                        t.finding,
+                        fix,
+                        if t.gone { live.style.paint("32", "gone     ") } else { live.style.paint("31", "persists ") },
+                        pct(report.best_val_acc),
+                        pct(report2.best_val_acc),
+                        report.best_val_loss,
+                        report2.best_val_loss
+                    );
+                    if !t.findings_after.is_empty() {
+                        println!("{:<44} still found: {}", "", t.findings_after.join("; "));
+                    }
+                }
+                Some(Err(e)) => println!("{:<44} {fix}: cannot apply ({e:#})", t.finding),
+                None => println!("{:<44} {fix}: names no value to apply automatically", t.finding),
+            }
+            treatments.push(t);
+        }
+    }
     if let Some(path) = &args.json {
         let metrics = serde_json::json!({
+            "treatments": treatments,
             "best_val_acc": report.best_val_acc, "best_val_loss": report.best_val_loss,
             "best_epoch": report.best_epoch, "steps": report.steps, "seconds": report.seconds,
             "diverged_at_step": report.diverged_at_step, "history": report.history,
