@@ -10,7 +10,7 @@ use crate::data::seq::SeqDataset;
 use crate::data::Dataset;
 use crate::losses::Loss;
 use crate::nn::seq::{seq_batch, SeqModel};
-use crate::nn::{Mode, NoProbe, Probe, Sequential};
+use crate::nn::{Mode, NoProbe, Param, Probe, Sequential};
 use crate::optim::{clip_global_norm, decayed_lr, global_norm, update, Slots, UpdateConfig};
 use crate::tensor::{permutation, Float, Tensor};
 use ndarray::{Array2, Axis, Ix2, IxDyn};
@@ -133,6 +133,31 @@ pub struct TrainReport {
     pub seconds: f64,
 }
 
+/// The part of a step shared by every trainer, after the backward pass: add the L2
+/// gradient `reg * W` (d/dW of `0.5 * reg * sum(W^2)`) to decayed parameters, then clip
+/// the global gradient norm when `cfg.clip_grad_norm > 0`. Returns the norm before clipping.
+fn regularise_and_clip<F: Float>(mut params: Vec<&mut Param<F>>, cfg: &TrainConfig) -> f64 {
+    if cfg.weight_decay > 0.0 {
+        let reg = F::from_f64c(cfg.weight_decay);
+        for p in params.iter_mut().filter(|p| p.decay) {
+            p.grad.zip_mut_with(&p.value, |g, &w| *g += reg * w);
+        }
+    }
+    let mut grads: Vec<&mut Tensor<F>> = params.iter_mut().map(|p| &mut p.grad).collect();
+    if cfg.clip_grad_norm > 0.0 {
+        clip_global_norm(&mut grads, cfg.clip_grad_norm)
+    } else {
+        global_norm(grads.iter().map(|g| &**g))
+    }
+}
+
+/// Apply the update rule to every parameter with its own optimiser slots.
+fn update_all<F: Float>(params: Vec<&mut Param<F>>, slots: &mut [Slots<F>], ucfg: &UpdateConfig) {
+    for (p, s) in params.into_iter().zip(slots.iter_mut()) {
+        update(&mut p.value, &p.grad, s, ucfg);
+    }
+}
+
 /// Take a minibatch of `data` at `idx` as a tensor of the model's float type, shaped
 /// (B, feature_shape...).
 pub fn batch<F: Float>(data: &Dataset, idx: &[usize]) -> (Tensor<F>, Vec<usize>) {
@@ -211,7 +236,6 @@ pub fn fit<F: Float>(
     assert!(cfg.batch_size > 0, "batch_size must be positive");
     let mut slots: Vec<Slots<F>> = model.params_mut().iter().map(|p| Slots::zeros_like(&p.value)).collect();
     let mut rng = crate::tensor::rng(cfg.seed);
-    let reg = F::from_f64c(cfg.weight_decay);
     let mut report = TrainReport {
         history: Vec::new(),
         best_val_acc: f64::NEG_INFINITY,
@@ -244,19 +268,7 @@ pub fn fit<F: Float>(
                 model.backward_probed(dscores.into_dyn(), probe);
                 loss.to_f64c()
             };
-            if cfg.weight_decay > 0.0 {
-                for p in model.params_mut().into_iter().filter(|p| p.decay) {
-                    // d/dW of 0.5 * reg * sum(W^2) is reg * W
-                    p.grad.zip_mut_with(&p.value, |g, &w| *g += reg * w);
-                }
-            }
-            let grad_norm = if cfg.clip_grad_norm > 0.0 {
-                let mut params = model.params_mut();
-                let mut grads: Vec<&mut Tensor<F>> = params.iter_mut().map(|p| &mut p.grad).collect();
-                clip_global_norm(&mut grads, cfg.clip_grad_norm)
-            } else {
-                global_norm(model.params().iter().map(|(_, p)| &p.grad))
-            };
+            let grad_norm = regularise_and_clip(model.params_mut(), cfg);
             let info = StepInfo { epoch, step, loss, lr, grad_norm, batch_size: idx.len() };
             observer.on_step(&info, model);
             report.steps += 1;
@@ -265,9 +277,7 @@ pub fn fit<F: Float>(
                 report.seconds += start.elapsed().as_secs_f64();
                 break 'epochs;
             }
-            for (p, s) in model.params_mut().into_iter().zip(slots.iter_mut()) {
-                update(&mut p.value, &p.grad, s, &ucfg);
-            }
+            update_all(model.params_mut(), &mut slots, &ucfg);
             loss_sum += loss;
             batches += 1;
             if observer.should_stop() {
@@ -350,7 +360,6 @@ pub fn fit_seq<F: Float>(
     assert!(cfg.batch_size > 0, "batch_size must be positive");
     let mut slots: Vec<Slots<F>> = model.params().iter().map(|p| Slots::zeros_like(&p.value)).collect();
     let mut rng = crate::tensor::rng(cfg.seed);
-    let reg = F::from_f64c(cfg.weight_decay);
     let mut report = TrainReport {
         history: Vec::new(),
         best_val_acc: f64::NAN,
@@ -371,18 +380,7 @@ pub fn fit_seq<F: Float>(
             let step = report.steps;
             let batch = seq_batch::<F>(train, idx);
             let loss = model.forward_backward(&batch).loss;
-            if cfg.weight_decay > 0.0 {
-                for p in model.params_mut().into_iter().filter(|p| p.decay) {
-                    p.grad.zip_mut_with(&p.value, |g, &w| *g += reg * w);
-                }
-            }
-            let grad_norm = if cfg.clip_grad_norm > 0.0 {
-                let mut params = model.params_mut();
-                let mut grads: Vec<&mut Tensor<F>> = params.iter_mut().map(|p| &mut p.grad).collect();
-                clip_global_norm(&mut grads, cfg.clip_grad_norm)
-            } else {
-                global_norm(model.params().iter().map(|p| &p.grad))
-            };
+            let grad_norm = regularise_and_clip(model.params_mut(), cfg);
             observer.on_step(&StepInfo { epoch, step, loss, lr, grad_norm, batch_size: idx.len() }, model);
             report.steps += 1;
             if !loss.is_finite() || !grad_norm.is_finite() {
@@ -390,9 +388,7 @@ pub fn fit_seq<F: Float>(
                 report.seconds += start.elapsed().as_secs_f64();
                 break 'epochs;
             }
-            for (p, s) in model.params_mut().into_iter().zip(slots.iter_mut()) {
-                update(&mut p.value, &p.grad, s, &ucfg);
-            }
+            update_all(model.params_mut(), &mut slots, &ucfg);
             loss_sum += loss;
             batches += 1;
         }

@@ -181,6 +181,26 @@ impl Doctor {
     }
 }
 
+impl Doctor {
+    /// Record the first NaN/Inf: which layer, op and pass produced `t`.
+    fn scan_finite<F: Float>(&mut self, pass: Pass, index: usize, layer: &dyn Layer<F>, t: &Tensor<F>) {
+        if self.stats.non_finite.is_some() {
+            return;
+        }
+        if let Some((nan, inf)) = NonFinite::count(t) {
+            self.stats.record_non_finite(NonFinite {
+                step: self.step,
+                pass,
+                layer_index: Some(index),
+                layer_kind: layer.kind().into(),
+                op: layer.describe(),
+                nan_count: nan,
+                inf_count: inf,
+            });
+        }
+    }
+}
+
 struct DeadPassProbe {
     step: usize,
     passes: Vec<DeadUnitPass>,
@@ -205,19 +225,7 @@ impl<F: Float> Probe<F> for DeadPassProbe {
 
 impl<F: Float> Probe<F> for Doctor {
     fn after_forward(&mut self, index: usize, layer: &dyn Layer<F>, out: &Tensor<F>) {
-        if self.stats.non_finite.is_none() {
-            if let Some((nan, inf)) = NonFinite::count(out) {
-                self.stats.record_non_finite(NonFinite {
-                    step: self.step,
-                    pass: Pass::Forward,
-                    layer_index: Some(index),
-                    layer_kind: layer.kind().into(),
-                    op: layer.describe(),
-                    nan_count: nan,
-                    inf_count: inf,
-                });
-            }
-        }
+        self.scan_finite(Pass::Forward, index, layer, out);
         if !self.sampling {
             return;
         }
@@ -230,19 +238,7 @@ impl<F: Float> Probe<F> for Doctor {
     }
 
     fn after_backward(&mut self, index: usize, layer: &dyn Layer<F>, dx: &Tensor<F>) {
-        if self.stats.non_finite.is_none() {
-            if let Some((nan, inf)) = NonFinite::count(dx) {
-                self.stats.record_non_finite(NonFinite {
-                    step: self.step,
-                    pass: Pass::Backward,
-                    layer_index: Some(index),
-                    layer_kind: layer.kind().into(),
-                    op: layer.describe(),
-                    nan_count: nan,
-                    inf_count: inf,
-                });
-            }
-        }
+        self.scan_finite(Pass::Backward, index, layer, dx);
         if !self.sampling {
             return;
         }
