@@ -4,9 +4,11 @@
 //! check failed), 2 bad input (a file, a key, a value).
 
 mod config;
+mod demo;
 mod doctor_cmd;
 mod experiment;
 mod gradcheck_cmd;
+mod report;
 mod train_cmd;
 
 use clap::{Parser, Subcommand};
