@@ -5,6 +5,7 @@
 
 mod config;
 mod demo;
+mod demo_cmd;
 mod doctor_cmd;
 mod experiment;
 mod gradcheck_cmd;
@@ -35,6 +36,9 @@ enum Command {
     /// Train with probes on and diagnose how backprop leaks: saturation, dead ReLUs,
     /// vanishing/exploding gradients, zero gradients, NaNs, bad init, update ratios, inputs.
     Doctor(doctor_cmd::DoctorArgs),
+    /// Reproduce each way backprop leaks, broken and fixed side by side, with the doctor's
+    /// diagnosis, a table, and an HTML report (leaky-report/index.html).
+    Demo(demo_cmd::DemoArgs),
 }
 
 /// How a command failed: bad input (exit 2) or a failed run (exit 1).
@@ -60,6 +64,7 @@ fn main() -> ExitCode {
         Command::Train(a) => train_cmd::run(a),
         Command::Gradcheck(a) => gradcheck_cmd::run(a),
         Command::Doctor(a) => doctor_cmd::run(a),
+        Command::Demo(a) => demo_cmd::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

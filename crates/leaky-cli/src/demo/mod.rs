@@ -1,9 +1,18 @@
 //! `leaky demo`: each way backprop leaks, reproduced broken and fixed, side by side.
 
-#![allow(dead_code)] // The demos land one by one; this is their shared shape.
+pub mod relu;
+pub mod rnn;
+pub mod sigmoid;
 
-use crate::report::Section;
-use leaky::doctor::finding::Finding;
+use crate::config::{self, Experiment};
+use crate::experiment::{build_model, prepare_data, train_config};
+use crate::report::{Chart, ChartKind, Section, Series, Table};
+use leaky::doctor::finding::{Code, Finding, Severity};
+use leaky::doctor::stats::{DeadUnitPass, LayerStats};
+use leaky::doctor::{Doctor, DoctorConfig};
+use leaky::train::{fit, TrainReport};
+use serde_json::{json, Map, Value};
+use std::path::Path;
 
 /// Options every demo takes.
 #[derive(Clone, Debug)]
@@ -37,7 +46,8 @@ pub struct Variant {
     pub description: String,
     /// The doctor's findings on this variant.
     pub findings: Vec<Finding>,
-    /// Named metrics (final loss, accuracy, dead fraction, mean return, ...).
+    /// Named metrics (final loss, accuracy, dead fraction, mean return, ...). A broken
+    /// variant names the finding code it must produce under `"expected_code"`.
     pub metrics: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -54,4 +64,204 @@ pub struct DemoOutcome {
     pub table: crate::report::Table,
     /// The report section (text, tables, findings, charts).
     pub section: Section,
+}
+
+/// One MLP variant trained from an experiment (TOML text), with the doctor attached.
+pub struct MlpRun {
+    /// The experiment as trained (after `--quick` and `--seed`).
+    pub exp: Experiment,
+    /// The doctor, with everything it recorded.
+    pub doctor: Doctor,
+    /// The trainer's report.
+    pub report: TrainReport,
+    /// The doctor's findings, sorted by severity.
+    pub findings: Vec<Finding>,
+    /// The full-pass dead-unit count before training (one entry per ReLU layer).
+    pub dead_at_init: Vec<DeadUnitPass>,
+}
+
+/// Parse `toml` (the experiment, as a file would hold it), apply the demo options (`seed`;
+/// `quick` caps the epochs at `quick_epochs`) and train it with the doctor watching.
+pub fn run_mlp(toml: &str, opts: &DemoOptions, quick_epochs: usize) -> anyhow::Result<MlpRun> {
+    let mut exp = config::parse(toml)?;
+    exp.seed = opts.seed;
+    if opts.quick {
+        exp.train.epochs = exp.train.epochs.min(quick_epochs);
+    }
+    let data = prepare_data(&exp, Path::new("."))?;
+    let mut model = build_model(&exp, &data)?;
+    let cfg = train_config(&exp);
+    let mut before = Doctor::new(DoctorConfig::default(), cfg.loss, data.train.classes);
+    before.dead_unit_pass(&mut model, &data.train);
+    let mut doctor = Doctor::new(DoctorConfig::default(), cfg.loss, data.train.classes);
+    let report = fit(&mut model, &data.train, &data.val, &cfg, &mut doctor);
+    doctor.dead_unit_pass(&mut model, &data.train);
+    let findings = doctor.diagnose();
+    Ok(MlpRun { exp, doctor, report, findings, dead_at_init: before.stats.dead_units })
+}
+
+/// The dead fraction over all units of all ReLU layers of one full pass.
+pub fn dead_fraction(passes: &[DeadUnitPass]) -> f64 {
+    let units: usize = passes.iter().map(|p| p.fire_counts.len()).sum();
+    let dead: usize = passes.iter().map(|p| p.fire_counts.iter().filter(|&&c| c == 0).count()).sum();
+    if units == 0 {
+        0.0
+    } else {
+        dead as f64 / units as f64
+    }
+}
+
+/// The strongest finding of `code` (errors before warnings before info), if any.
+pub fn finding_of<'a>(findings: &'a [Finding], code: Code) -> Option<&'a Finding> {
+    findings.iter().filter(|f| f.code == code).min_by_key(|f| std::cmp::Reverse(f.severity))
+}
+
+/// `"warning: saturation in layer 1 (sigmoid)"`, or `"none"`.
+pub fn finding_label(findings: &[Finding], code: Code) -> String {
+    match finding_of(findings, code) {
+        Some(f) => format!("{}: {} in {}", f.severity.as_str(), f.code.as_str(), f.where_),
+        None => "none".to_string(),
+    }
+}
+
+/// Worst finding of any code at warning level or above, for the table's last column.
+pub fn worst_label(findings: &[Finding]) -> String {
+    let bad: Vec<String> = findings
+        .iter()
+        .filter(|f| f.severity.is_at_least(Severity::Warning))
+        .map(|f| format!("{} {}", f.severity.as_str(), f.code.as_str()))
+        .collect();
+    if bad.is_empty() {
+        "healthy (no warning or error)".to_string()
+    } else {
+        let mut uniq: Vec<String> = Vec::new();
+        for b in bad {
+            if !uniq.contains(&b) {
+                uniq.push(b);
+            }
+        }
+        uniq.join(", ")
+    }
+}
+
+/// The loss of every training step as a chart series (NaN/Inf steps are dropped).
+pub fn loss_series(name: &str, losses: &[f64]) -> Series {
+    Series {
+        name: name.to_string(),
+        points: losses.iter().enumerate().filter(|(_, l)| l.is_finite()).map(|(i, &l)| (i as f64, l)).collect(),
+    }
+}
+
+/// The last sampled activation histogram of layer `index`, as counts and edges.
+pub fn last_histogram(doctor: &Doctor, index: usize) -> Option<(Vec<f64>, Vec<f64>)> {
+    let s = doctor.stats.layers.iter().rev().find(|s| s.index == index)?;
+    let h = &s.histogram;
+    let bins = h.counts.len();
+    let edges = (0..=bins).map(|i| h.lo + (h.hi - h.lo) * i as f64 / bins as f64).collect();
+    let total = h.total().max(1) as f64;
+    Some((edges, h.counts.iter().map(|&c| c as f64 / total).collect()))
+}
+
+/// One layer statistic over the sampled steps, e.g. the saturated fraction.
+pub fn layer_series(doctor: &Doctor, index: usize, name: &str, f: impl Fn(&LayerStats) -> Option<f64>) -> Series {
+    Series {
+        name: name.to_string(),
+        points: doctor
+            .stats
+            .layers
+            .iter()
+            .filter(|s| s.index == index)
+            .filter_map(|s| f(s).map(|v| (s.step as f64, v)))
+            .collect(),
+    }
+}
+
+/// Format a number for a table: 4 significant digits, scientific when tiny or huge.
+pub fn num(x: f64) -> String {
+    if !x.is_finite() {
+        format!("{x}")
+    } else if x != 0.0 && (x.abs() < 1e-3 || x.abs() >= 1e5) {
+        format!("{x:.2e}")
+    } else {
+        format!("{x:.4}")
+    }
+}
+
+/// A percentage with one decimal.
+pub fn pct(x: f64) -> String {
+    if x.is_finite() {
+        format!("{:.1}%", 100.0 * x)
+    } else {
+        "n/a".to_string()
+    }
+}
+
+/// A `Variant` from a finished MLP run.
+pub fn variant(name: &str, broken: bool, description: &str, run: &MlpRun, metrics: Map<String, Value>) -> Variant {
+    let mut m = metrics;
+    m.insert("best_val_acc".into(), json!(run.report.best_val_acc));
+    m.insert("best_val_loss".into(), json!(run.report.best_val_loss));
+    m.insert("steps".into(), json!(run.report.steps));
+    m.insert("seconds".into(), json!(run.report.seconds));
+    m.insert("diverged_at_step".into(), json!(run.report.diverged_at_step));
+    m.insert("experiment".into(), json!(run.exp));
+    Variant {
+        name: name.to_string(),
+        broken,
+        description: description.to_string(),
+        findings: run.findings.clone(),
+        metrics: m,
+    }
+}
+
+/// `(variant, finding)` pairs for the report, errors and warnings only.
+pub fn report_findings(variants: &[Variant]) -> Vec<(String, Finding)> {
+    variants
+        .iter()
+        .flat_map(|v| {
+            v.findings
+                .iter()
+                .filter(|f| f.severity.is_at_least(Severity::Warning))
+                .map(move |f| (v.name.clone(), f.clone()))
+        })
+        .collect()
+}
+
+/// Print a table with aligned columns.
+pub fn print_table(t: &Table) {
+    let cols = t.header.len();
+    let mut w = vec![0usize; cols];
+    for row in std::iter::once(&t.header).chain(&t.rows) {
+        for (i, c) in row.iter().enumerate().take(cols) {
+            w[i] = w[i].max(c.chars().count());
+        }
+    }
+    let line = |row: &Vec<String>| {
+        let cells: Vec<String> = row.iter().enumerate().map(|(i, c)| format!("{c:<width$}", width = w[i])).collect();
+        println!("  {}", cells.join("  ").trim_end());
+    };
+    if !t.caption.is_empty() {
+        println!("{}", t.caption);
+    }
+    line(&t.header);
+    println!("  {}", w.iter().map(|&n| "-".repeat(n)).collect::<Vec<_>>().join("  "));
+    for r in &t.rows {
+        line(r);
+    }
+}
+
+/// A table from string slices.
+pub fn table(caption: &str, header: &[&str], rows: Vec<Vec<String>>) -> Table {
+    Table { caption: caption.to_string(), header: header.iter().map(|s| s.to_string()).collect(), rows }
+}
+
+/// A line chart.
+pub fn lines(title: &str, x: &str, y: &str, caption: &str, series: Vec<Series>, log_y: bool) -> Chart {
+    Chart {
+        title: title.into(),
+        x_label: x.into(),
+        y_label: y.into(),
+        caption: caption.into(),
+        kind: ChartKind::Lines { series, log_y },
+    }
 }

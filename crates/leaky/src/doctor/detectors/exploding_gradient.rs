@@ -70,14 +70,16 @@ pub fn detect_time(bptt: &[BpttStats]) -> Vec<Finding> {
     let mut out = Vec::new();
     for (layer, samples) in time_samples(bptt) {
         let ratio = |b: &BpttStats| b.ratio().expect("time samples have a ratio");
-        let Some((b, flagged)) = persistent(&samples, |b| ratio(b) >= TIME_EXPLODING_RATIO) else {
+        // One sample at the error ratio is enough: a growth of 1e6 through time is a property
+        // of Wh, not an odd minibatch, and it often kills the run before a second sample.
+        let single = samples.iter().copied().find(|b| ratio(b) >= TIME_EXPLODING_ERROR_RATIO).map(|b| {
+            let flagged = samples.iter().filter(|s| ratio(s) >= TIME_EXPLODING_RATIO).count();
+            (b, flagged)
+        });
+        let Some((b, flagged)) = persistent(&samples, |b| ratio(b) >= TIME_EXPLODING_RATIO).or(single) else {
             continue;
         };
-        let severity = if persistent(&samples, |b| ratio(b) >= TIME_EXPLODING_ERROR_RATIO).is_some() {
-            Severity::Error
-        } else {
-            Severity::Warning
-        };
+        let severity = if single.is_some() { Severity::Error } else { Severity::Warning };
         let g = b.growth_per_step().expect("time samples have a ratio");
         let t = b.norms_per_t.len();
         let why = format!(
@@ -141,5 +143,18 @@ mod tests {
             Severity::Warning
         );
         assert_eq!(detect(&[], &[bptt(0, 10, g_at(TIME_EXPLODING_ERROR_RATIO * k), 1.3)])[0].severity, Severity::Error);
+    }
+
+    #[test]
+    fn one_sample_at_the_error_ratio_is_enough() {
+        let g_at = |r: f64| r.powf(1.0 / 9.0);
+        let k = 1.0 + 1e-6;
+        // Step 0 explodes, two later samples do not (the run saturated or diverged after).
+        let calm = |step| bptt(step, 10, 1.0, 3.0);
+        let f = detect(&[], &[bptt(0, 10, g_at(TIME_EXPLODING_ERROR_RATIO * k), 3.0), calm(10), calm(20)]);
+        assert_eq!(f.len(), 1);
+        assert_eq!((f[0].severity, f[0].step), (Severity::Error, Some(0)));
+        // Just below the error ratio, one sample out of three is not persistent: nothing.
+        assert!(detect(&[], &[bptt(0, 10, g_at(TIME_EXPLODING_ERROR_RATIO / k), 3.0), calm(10), calm(20)]).is_empty());
     }
 }

@@ -1,0 +1,109 @@
+//! `leaky demo ... --quick`: every broken variant yields the finding it is about, and no
+//! fixed variant yields that finding at error level.
+
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::Command;
+
+fn leaky() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_leaky"))
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("leaky-demo-test-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Run one demo in quick mode and return its JSON.
+fn demo_json(which: &str) -> Value {
+    let dir = temp_dir(which);
+    let json = dir.join("demo.json");
+    let out = leaky()
+        .args(["demo", which, "--quick", "--quiet", "--no-report", "--json"])
+        .arg(&json)
+        .output()
+        .expect("run leaky demo");
+    assert!(out.status.success(), "leaky demo {which}: {}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    v
+}
+
+/// Check the contract of one demo's JSON: each variant with an `expected_code` has that
+/// finding at warning or error; every other variant has none of those codes at error.
+fn check(v: &Value, demo: &str) {
+    assert_eq!(v["version"], 1);
+    let variants = v["metrics"][demo]["variants"].as_object().expect("variants");
+    let findings = v["findings"].as_array().unwrap();
+    let of = |variant: &str| -> Vec<&Value> {
+        findings.iter().filter(|f| f["demo"] == demo && f["variant"] == variant).collect()
+    };
+    let mut expected_codes = Vec::new();
+    for (name, m) in variants {
+        if let Some(code) = m["expected_code"].as_str() {
+            expected_codes.push(code.to_string());
+            assert!(
+                of(name).iter().any(|f| f["code"] == code && (f["severity"] == "warning" || f["severity"] == "error")),
+                "demo {demo}, variant {name}: expected {code} at warning or error, got {:?}",
+                of(name).iter().map(|f| format!("{} {}", f["severity"], f["code"])).collect::<Vec<_>>()
+            );
+        }
+    }
+    assert!(!expected_codes.is_empty(), "demo {demo} has no broken variant");
+    for (name, m) in variants {
+        if m["expected_code"].is_null() {
+            assert_eq!(m["broken"], false, "{demo}/{name}");
+            for f in of(name) {
+                let code = f["code"].as_str().unwrap().to_string();
+                assert!(
+                    !(expected_codes.contains(&code) && f["severity"] == "error"),
+                    "demo {demo}, fixed variant {name} still has {code} at error"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn sigmoid_demo_finds_saturation_and_vanishing() {
+    let v = demo_json("sigmoid");
+    check(&v, "sigmoid");
+    let vars = &v["metrics"]["sigmoid"]["variants"];
+    // The broken net saturates, the fixed one does not.
+    assert!(vars["broken"]["layer1_saturated_fraction"].as_f64().unwrap() > 0.5);
+    assert!(vars["fixed"]["layer1_saturated_fraction"].as_f64().unwrap() < 0.1);
+    // The bar: a deep sigmoid stack shrinks the gradient >= 4x per layer; ReLU/He does not.
+    assert!(vars["deep"]["gradient_shrink_per_layer"].as_f64().unwrap() >= 4.0);
+    assert!(vars["deep-relu"]["gradient_shrink_per_layer"].as_f64().unwrap() < 2.0);
+}
+
+#[test]
+fn relu_demo_finds_dead_units() {
+    let v = demo_json("relu");
+    check(&v, "relu");
+    let vars = &v["metrics"]["relu"]["variants"];
+    assert!(vars["broken"]["dead_fraction_after"].as_f64().unwrap() > 0.2);
+    assert_eq!(vars["fixed"]["dead_fraction_after"].as_f64().unwrap(), 0.0);
+}
+
+#[test]
+fn rnn_demo_finds_vanishing_and_exploding() {
+    let v = demo_json("rnn");
+    check(&v, "rnn");
+    let vars = &v["metrics"]["rnn"]["variants"];
+    assert!(vars["vanishing"]["step0_per_step_factor"].as_f64().unwrap() < 0.6);
+    assert!(vars["exploding"]["step0_per_step_factor"].as_f64().unwrap() > 1.2);
+    // Clipping keeps the run finite where the unclipped one diverges.
+    assert!(vars["exploding"]["diverged_at_step"].is_u64());
+    assert!(vars["clipped"]["diverged_at_step"].is_null());
+}
+
+#[test]
+fn demo_help_lists_the_demos() {
+    let out = leaky().args(["demo", "--help"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for d in ["sigmoid", "relu", "rnn", "all"] {
+        assert!(text.contains(d), "{text}");
+    }
+}
