@@ -30,7 +30,7 @@ pub struct Experiment {
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DataConfig {
-    /// `digits | spiral | adding | copy | chars | csv:PATH | npy:X,Y | idx:IMAGES,LABELS | text:PATH`
+    /// `digits | spiral | adding | memory | copy | chars | csv:PATH | npy:X,Y | idx:IMAGES,LABELS | text:PATH`
     pub dataset: String,
     /// Standardise features with the training split's mean and std.
     pub normalize: bool,

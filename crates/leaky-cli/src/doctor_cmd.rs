@@ -141,6 +141,18 @@ impl Style {
     }
 }
 
+/// A number as the terminal shows evidence: scientific when tiny or huge, 4 decimals when
+/// fractional, plain when whole.
+fn short_number(x: f64) -> String {
+    if x != 0.0 && (x.abs() < 1e-3 || x.abs() >= 1e4) {
+        format!("{x:.3e}")
+    } else if x.fract() != 0.0 {
+        format!("{x:.4}")
+    } else {
+        format!("{x}")
+    }
+}
+
 /// Print one finding: headline, evidence, why, ranked fixes.
 fn print_finding(style: &Style, f: &Finding) {
     let step = f.step.map(|s| format!(" at step {s}")).unwrap_or_default();
@@ -148,9 +160,20 @@ fn print_finding(style: &Style, f: &Finding) {
     let ev: Vec<String> = f
         .evidence
         .iter()
-        .map(|(k, v)| match v.as_f64() {
-            Some(x) if x != 0.0 && (x.abs() < 1e-3 || x.abs() >= 1e4) => format!("{k}={x:.3e}"),
-            Some(x) if x.fract() != 0.0 => format!("{k}={x:.4}"),
+        .map(|(k, v)| match (v.as_f64(), v.as_array()) {
+            (Some(x), _) => format!("{k}={}", short_number(x)),
+            // Long lists (per-time-step norms, unit indices) are summarised; --json has them all.
+            (None, Some(a)) if a.len() > 8 => {
+                let item = |j: &serde_json::Value| j.as_f64().map(short_number).unwrap_or_else(|| j.to_string());
+                format!(
+                    "{k}=[{}, {}, {}, ..., {}] ({} values)",
+                    item(&a[0]),
+                    item(&a[1]),
+                    item(&a[2]),
+                    item(&a[a.len() - 1]),
+                    a.len()
+                )
+            }
             _ => format!("{k}={v}"),
         })
         .collect();

@@ -7,31 +7,20 @@
 //! nothing is left); radius 3 can triple it (until tanh saturates).
 
 use super::*;
-use leaky::data::seq::{SeqDataset, SeqInput, SeqTarget};
+use leaky::data::seq::SeqDataset;
 use leaky::losses::Loss;
 use leaky::nn::seq::{Cell, SeqModel, SeqSpec};
-use leaky::tensor::{randn, rng, Init};
+use leaky::tensor::Init;
 use leaky::train::fit_seq;
-use ndarray::{Array1, Array3};
 
 /// Sequence length.
 pub const T: usize = 50;
 /// Hidden size.
 pub const HIDDEN: usize = 32;
 
-/// The task: N sequences of T steps of N(0, 0.5^2) 2-D inputs; the target is
-/// x[0, 0] + x[T/2, 1], so the net must carry the first input across all T steps.
+/// The task: [`leaky::data::seq::memory`] with T steps.
 pub fn memory_task(n: usize, seed: u64) -> SeqDataset {
-    let x: Array3<f32> = randn((n, T, 2), 0.5, &mut rng(seed));
-    let y = Array1::from_shape_fn(n, |i| x[[i, 0, 0]] + x[[i, T / 2, 1]]);
-    SeqDataset {
-        name: format!("memory (T = {T})"),
-        input: SeqInput::Dense(x),
-        target: SeqTarget::Final(y),
-        vocab: 0,
-        classes: 0,
-        alphabet: vec![],
-    }
+    leaky::data::seq::memory(n, T, seed)
 }
 
 struct SeqRun {

@@ -155,7 +155,7 @@ pub const COPY_MAX_K: usize = 10;
 pub const ADDING_BASELINE_MSE: f64 = 1.0 / 6.0;
 
 /// The specs [`load_seq`] understands, for error messages.
-const VALID_SEQ_SPECS: &str = "adding, copy, chars, text:PATH";
+const VALID_SEQ_SPECS: &str = "adding, memory, copy, chars, text:PATH";
 
 /// The adding problem (Hochreiter & Schmidhuber 1997, in the form of Le, Jaitly & Hinton
 /// 2015): N sequences of length T.
@@ -199,6 +199,34 @@ pub fn adding(n: usize, t: usize, seed: u64) -> SeqDataset {
         alphabet: Vec::new(),
     }
 }
+
+/// The memory task: N sequences of T steps of i.i.d. N(0, 0.5^2) inputs, dense (N, T, 2);
+/// target `Final`, (N,): `x[0, 0] + x[T/2, 1]` (T/2 rounded down), so the net must carry the
+/// first step's input across all T steps. Name `"memory"`.
+///
+/// Unlike [`adding`], the inputs are zero-mean: a tanh RNN's state does not drift into
+/// saturation from the inputs alone, so the gradient through time shows Whh's own growth or
+/// decay (the rnn demo and `examples/sick/rnn-exploding.toml` use it). Baseline: predicting
+/// 0 gives MSE Var(y) = 2 * 0.25 = 0.5 ([`MEMORY_BASELINE_MSE`]).
+///
+/// # Panics
+/// When `t < 1`.
+pub fn memory(n: usize, t: usize, seed: u64) -> SeqDataset {
+    assert!(t >= 1, "memory: the sequence length must be at least 1");
+    let x: Array3<f32> = crate::tensor::randn((n, t, 2), 0.5, &mut rng(seed));
+    let y = Array1::from_shape_fn(n, |i| x[[i, 0, 0]] + x[[i, t / 2, 1]]);
+    SeqDataset {
+        name: "memory".into(),
+        input: SeqInput::Dense(x),
+        target: SeqTarget::Final(y),
+        vocab: 0,
+        classes: 0,
+        alphabet: Vec::new(),
+    }
+}
+
+/// MSE of predicting 0 on [`memory`]: the variance of the target, 2 * 0.5^2.
+pub const MEMORY_BASELINE_MSE: f64 = 0.5;
 
 /// How many symbols the copy task of length `t` asks to remember: K = min(10, t / 3).
 pub fn copy_k(t: usize) -> usize {
@@ -352,6 +380,7 @@ pub fn load_text(path: &Path, t: usize) -> Result<String, DataError> {
 /// | spec        | what                                                                     |
 /// |-------------|--------------------------------------------------------------------------|
 /// | `adding`    | [`adding`]`(2000, seq_len, seed)`; needs `seq_len >= 2`                  |
+/// | `memory`    | [`memory`]`(2000, seq_len, seed)`                                        |
 /// | `copy`      | [`copy_task`]`(2000, seq_len, 8, seed)`; needs `seq_len >= 3`            |
 /// | `chars`     | [`chars`] on the bundled [`corpus`], 2000 windows                        |
 /// | `text:PATH` | [`chars`] on the UTF-8 file PATH ([`load_text`]), name `text:PATH`       |
@@ -365,7 +394,7 @@ pub fn load_seq(spec: &str, seq_len: usize, seed: u64) -> Result<SeqDataset, Dat
         Some((k, a)) => (k, Some(a)),
         None => (spec, None),
     };
-    let known = matches!((kind, arg), ("adding" | "copy" | "chars", None) | ("text", _));
+    let known = matches!((kind, arg), ("adding" | "memory" | "copy" | "chars", None) | ("text", _));
     if matches!(kind, "digits" | "spiral" | "csv" | "npy" | "idx") {
         return Err(DataError::Spec(format!(
             "`{spec}` is not sequence data: use it with model.kind = \"mlp\" (sequence data sets: {VALID_SEQ_SPECS})"
@@ -387,6 +416,7 @@ pub fn load_seq(spec: &str, seq_len: usize, seed: u64) -> Result<SeqDataset, Dat
             }
             Ok(adding(n, seq_len, seed))
         }
+        ("memory", _) => Ok(memory(n, seq_len, seed)),
         ("copy", _) => {
             if seq_len < 3 {
                 return Err(DataError::Spec(format!(
