@@ -28,6 +28,33 @@
 //! assert_eq!(findings[0].code, Code::BadInitLoss);
 //! assert_eq!(findings[0].to_json()["code"], "bad_init_loss");
 //! ```
+//!
+//! The [`Doctor`] attaches to a model built in Rust: it is an [`crate::train::Observer`] (and a
+//! [`crate::train::SeqObserver`] for recurrent models), so the trainer feeds it while it trains.
+//! Here, a sigmoid MLP with weights of std 3 on the spiral data saturates:
+//!
+//! ```
+//! use leaky::data::spiral;
+//! use leaky::doctor::{Code, Doctor, DoctorConfig};
+//! use leaky::nn::{Activation, MlpSpec};
+//! use leaky::tensor::Init;
+//! use leaky::train::{fit, TrainConfig};
+//!
+//! let data = spiral(100, 3, 0.2, 0);                   // x: (300, 2), 3 classes
+//! let (train, val) = data.split(0.2, 0);
+//! let spec = MlpSpec {
+//!     input_dim: 2, hidden: vec![50, 50], output_dim: 3,
+//!     activation: Activation::Sigmoid, init: Init::Normal { std: 3.0 },
+//!     bias_init: 0.0, batchnorm: false, dropout_keep: None,
+//! };
+//! let mut model = spec.build::<f32>(0);
+//! let cfg = TrainConfig { epochs: 3, ..TrainConfig::default() };
+//! let mut doctor = Doctor::new(DoctorConfig::default(), cfg.loss, 3);
+//! fit(&mut model, &train, &val, &cfg, &mut doctor);
+//! doctor.dead_unit_pass(&mut model, &train);           // full pass, for dead_relu
+//! let findings = doctor.diagnose();
+//! assert!(findings.iter().any(|f| f.code == Code::Saturation), "{findings:#?}");
+//! ```
 
 pub mod detectors;
 pub mod finding;
