@@ -58,7 +58,27 @@ impl From<anyhow::Error> for Failure {
     }
 }
 
+/// `leaky gradcheck | head` closes stdout early; `println!` then panics with "failed printing
+/// to stdout: Broken pipe". Exit quietly instead, as `cat` or `grep` do (without `unsafe`
+/// SIGPIPE handling).
+fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.contains("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(141); // 128 + SIGPIPE, what a shell reports for a killed writer
+        }
+        default(info);
+    }));
+}
+
 fn main() -> ExitCode {
+    quiet_on_broken_pipe();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(a) => train_cmd::run(a),

@@ -193,3 +193,19 @@ fn help_reads_well() {
         assert!(out.contains(s), "{out}");
     }
 }
+
+#[test]
+fn a_closed_stdout_is_not_a_panic() {
+    // `leaky gradcheck | head -1` style: the reader goes away before the first line.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_leaky"))
+        .arg("gradcheck")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(141), "{err}");
+}
