@@ -127,9 +127,10 @@ pub fn run(args: DemoArgs) -> Result<(), Failure> {
             b.set_message(title(which));
         }
         let t0 = Instant::now();
+        // A hidden bar (stdout piped) drops its println: print directly then.
         let print = |s: String| match &bar {
-            Some(b) => b.println(s),
-            None => println!("{s}"),
+            Some(b) if !b.is_hidden() => b.println(s),
+            _ => println!("{s}"),
         };
         print(format!("== demo {} ==", title(which)));
         let sub = DemoOptions { quiet: opts.quiet || bar.is_some(), ..opts.clone() };
