@@ -8,46 +8,13 @@
 use super::*;
 
 /// Broken: plain SGD with a learning rate 4x too large.
-pub const BROKEN_LR: &str = r#"
-[data]
-dataset = "digits"
-[model]
-hidden = [100, 100]
-activation = "relu"
-init = "he"
-[train]
-optimizer = "sgd"
-lr = 2.0
-epochs = 10
-"#;
+pub const BROKEN_LR: &str = include_str!("../../../../examples/demo/relu-broken.toml");
 
 /// Fixed: a sane learning rate with He init and zero biases.
-pub const FIXED: &str = r#"
-[data]
-dataset = "digits"
-[model]
-hidden = [100, 100]
-activation = "relu"
-init = "he"
-[train]
-optimizer = "sgd"
-lr = 0.5
-epochs = 10
-"#;
+pub const FIXED: &str = include_str!("../../../../examples/demo/relu-fixed.toml");
 
 /// Leaky ReLU at the broken learning rate: the negative side keeps a slope of 0.01.
-pub const LEAKY: &str = r#"
-[data]
-dataset = "digits"
-[model]
-hidden = [100, 100]
-activation = "leaky_relu"
-init = "he"
-[train]
-optimizer = "sgd"
-lr = 2.0
-epochs = 10
-"#;
+pub const LEAKY: &str = include_str!("../../../../examples/demo/relu-leaky.toml");
 
 fn dead_metrics(run: &MlpRun) -> Map<String, Value> {
     let mut m = Map::new();

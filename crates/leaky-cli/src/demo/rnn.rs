@@ -7,21 +7,21 @@
 //! nothing is left); radius 3 can triple it (until tanh saturates).
 
 use super::*;
-use leaky::data::seq::SeqDataset;
+use crate::experiment::{build_seq_model, prepare_seq};
 use leaky::losses::Loss;
-use leaky::nn::seq::{Cell, SeqModel, SeqSpec};
-use leaky::tensor::Init;
 use leaky::train::fit_seq;
 
 /// Sequence length.
 pub const T: usize = 50;
-/// Hidden size.
-pub const HIDDEN: usize = 32;
 
-/// The task: [`leaky::data::seq::memory`] with T steps.
-pub fn memory_task(n: usize, seed: u64) -> SeqDataset {
-    leaky::data::seq::memory(n, T, seed)
-}
+/// Vanishing: Whh at spectral radius 0.5.
+pub const VANISHING: &str = include_str!("../../../../examples/demo/rnn-vanishing.toml");
+/// Exploding: Whh at spectral radius 3.
+pub const EXPLODING: &str = include_str!("../../../../examples/demo/rnn-exploding.toml");
+/// The exploding RNN with the global gradient norm clipped to 1.
+pub const CLIPPED: &str = include_str!("../../../../examples/demo/rnn-clipped.toml");
+/// An LSTM on the same task.
+pub const LSTM: &str = include_str!("../../../../examples/demo/rnn-lstm.toml");
 
 struct SeqRun {
     doctor: Doctor,
@@ -31,47 +31,23 @@ struct SeqRun {
     step0_norms: Vec<f64>,
 }
 
-fn train_seq(
-    cell: Cell,
-    radius: f64,
-    train_toml: &str,
-    data: &(SeqDataset, SeqDataset),
-    opts: &DemoOptions,
-) -> anyhow::Result<SeqRun> {
-    let mut exp = config::parse(train_toml)?;
+/// Train the recurrent experiment `toml` with the doctor watching (`quick`: one epoch).
+fn train_seq(toml: &str, opts: &DemoOptions) -> anyhow::Result<SeqRun> {
+    let mut exp = config::parse(toml)?;
     exp.seed = opts.seed;
     if opts.quick {
-        exp.train.epochs = exp.train.epochs.min(2);
+        exp.train.epochs = exp.train.epochs.min(1);
     }
+    let data = prepare_seq(&exp, Path::new("."))?;
+    let mut model = build_seq_model(&exp, &data)?;
     let cfg = train_config(&exp);
-    let spec = SeqSpec::for_data(&data.0, cell, HIDDEN, Init::Xavier, radius);
-    let mut model = SeqModel::<f32>::new(spec, opts.seed);
     let radius = model.whh_spectrum().0;
     let mut doctor = Doctor::new(DoctorConfig::default(), Loss::Mse, 0);
-    let report = fit_seq(&mut model, &data.0, &data.1, &cfg, &mut doctor);
+    let report = fit_seq(&mut model, &data.train, &data.val, &cfg, &mut doctor);
     let findings = doctor.diagnose();
     let step0_norms = doctor.stats.bptt.first().map(|b| b.norms_per_t.clone()).unwrap_or_default();
     Ok(SeqRun { doctor, report, findings, radius, step0_norms })
 }
-
-const SGD: &str = r#"
-[train]
-loss = "mse"
-optimizer = "sgd"
-lr = 0.1
-batch_size = 32
-epochs = 8
-"#;
-
-const SGD_CLIPPED: &str = r#"
-[train]
-loss = "mse"
-optimizer = "sgd"
-lr = 0.1
-batch_size = 32
-epochs = 8
-clip_grad_norm = 1.0
-"#;
 
 /// `|dL/dh_0| / |dL/dh_{T-1}|` at step 0 and the per-step factor.
 fn ratio_and_factor(norms: &[f64]) -> (f64, f64) {
@@ -83,24 +59,21 @@ fn ratio_and_factor(norms: &[f64]) -> (f64, f64) {
 
 /// Run the demo.
 pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
-    let n = if opts.quick { 1000 } else { 2000 };
-    let all = memory_task(n, opts.seed);
-    let data = all.split(0.2, opts.seed);
     let say = |s: &str| {
         if !opts.quiet {
             println!("  training {s}");
         }
     };
-    let specs: [(&str, bool, &str, Cell, f64, &str); 4] = [
-        ("vanishing", true, "tanh RNN, Whh radius 0.5", Cell::Rnn, 0.5, SGD),
-        ("exploding", true, "tanh RNN, Whh radius 3", Cell::Rnn, 3.0, SGD),
-        ("clipped", false, "tanh RNN, Whh radius 3, clip_grad_norm 1", Cell::Rnn, 3.0, SGD_CLIPPED),
-        ("lstm", false, "LSTM, Xavier init", Cell::Lstm, 0.0, SGD),
+    let specs: [(&str, bool, &str, &str); 4] = [
+        ("vanishing", true, "tanh RNN, Whh radius 0.5", VANISHING),
+        ("exploding", true, "tanh RNN, Whh radius 3", EXPLODING),
+        ("clipped", false, "tanh RNN, Whh radius 3, clip_grad_norm 1", CLIPPED),
+        ("lstm", false, "LSTM, Xavier init", LSTM),
     ];
     let mut runs = Vec::new();
-    for (name, broken, desc, cell, r, toml) in specs {
+    for (name, broken, desc, toml) in specs {
         say(&format!("{name}: {desc}"));
-        runs.push((name, broken, desc, train_seq(cell, r, toml, &data, opts)?));
+        runs.push((name, broken, desc, train_seq(toml, opts)?));
     }
     if !opts.quiet {
         println!();

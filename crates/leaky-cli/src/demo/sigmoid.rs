@@ -10,63 +10,16 @@
 use super::*;
 
 /// Broken: raw pixels (0..16) into sigmoid units with N(0, 1) weights.
-pub const BROKEN: &str = r#"
-[data]
-dataset = "digits"
-normalize = false
-[model]
-hidden = [100, 100]
-activation = "sigmoid"
-init = "normal"
-init_std = 1.0
-[train]
-optimizer = "sgd"
-lr = 0.5
-epochs = 10
-"#;
+pub const BROKEN: &str = include_str!("../../../../examples/demo/sigmoid-broken.toml");
 
 /// Fixed: standardised inputs and Xavier init (std sqrt(2 / (fan_in + fan_out))).
-pub const FIXED: &str = r#"
-[data]
-dataset = "digits"
-normalize = true
-[model]
-hidden = [100, 100]
-activation = "sigmoid"
-init = "xavier"
-[train]
-optimizer = "sgd"
-lr = 0.5
-epochs = 10
-"#;
+pub const FIXED: &str = include_str!("../../../../examples/demo/sigmoid-fixed.toml");
 
 /// Deep: eight sigmoid layers, Xavier init, standardised inputs.
-pub const DEEP: &str = r#"
-[data]
-dataset = "digits"
-[model]
-hidden = [64, 64, 64, 64, 64, 64, 64, 64]
-activation = "sigmoid"
-init = "xavier"
-[train]
-optimizer = "sgd"
-lr = 0.5
-epochs = 10
-"#;
+pub const DEEP: &str = include_str!("../../../../examples/demo/sigmoid-deep.toml");
 
 /// The same depth with ReLU and He init: the local gradient is 1 where a unit fires.
-pub const DEEP_RELU: &str = r#"
-[data]
-dataset = "digits"
-[model]
-hidden = [64, 64, 64, 64, 64, 64, 64, 64]
-activation = "relu"
-init = "he"
-[train]
-optimizer = "sgd"
-lr = 0.1
-epochs = 10
-"#;
+pub const DEEP_RELU: &str = include_str!("../../../../examples/demo/sigmoid-deep-relu.toml");
 
 /// Input-gradient norms |dL/dx| of each affine layer at step 0, first layer first.
 fn affine_grad_norms(run: &MlpRun) -> Vec<f64> {
