@@ -5,8 +5,11 @@
 //! and [`Chart`]s) and [`write_report`] renders it. Every chart has a title, axis labels and a
 //! caption that says what to see.
 
-#![allow(dead_code)] // The renderer lands with the report; demos build these types.
+pub mod chart;
+pub mod doctor;
+pub mod html;
 
+use anyhow::Context;
 use leaky::doctor::finding::Finding;
 use std::path::{Path, PathBuf};
 
@@ -92,12 +95,29 @@ pub enum ChartKind {
 }
 
 /// A named series of (x, y) points. For [`ChartKind::Bars`] only `y` is used, one per label.
+///
+/// In [`ChartKind::Lines`], a series whose name starts with [`chart::REFERENCE_PREFIX`]
+/// (`"reference: "`) is a reference line: drawn dashed in grey, named without the prefix in
+/// the legend (see [`Series::reference`]).
 #[derive(Clone, Debug)]
 pub struct Series {
     /// Legend name.
     pub name: String,
     /// Points in x order.
     pub points: Vec<(f64, f64)>,
+}
+
+impl Series {
+    /// A named series from `(x, y)` points.
+    pub fn new(name: impl Into<String>, points: Vec<(f64, f64)>) -> Self {
+        Series { name: name.into(), points }
+    }
+
+    /// A horizontal reference line at `y` from `x0` to `x1` (e.g. the 1e-3 update ratio),
+    /// drawn dashed and grey; `name` is its legend entry.
+    pub fn reference(name: &str, y: f64, x0: f64, x1: f64) -> Self {
+        Series { name: format!("{}{name}", chart::REFERENCE_PREFIX), points: vec![(x0, y), (x1, y)] }
+    }
 }
 
 /// A named histogram: counts per bin.
@@ -109,8 +129,58 @@ pub struct HistSeries {
     pub counts: Vec<f64>,
 }
 
+/// Create `dir` (and its parents) if needed and check that a file can be written in it, so
+/// that a command can refuse a bad `--report DIR` before it trains.
+pub fn prepare_dir(dir: &Path) -> anyhow::Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        anyhow::bail!("--report {}: exists and is not a directory", dir.display());
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("--report {}: cannot create the directory", dir.display()))?;
+    let probe = dir.join(format!(".leaky-write-test-{}", std::process::id()));
+    std::fs::write(&probe, b"")
+        .with_context(|| format!("--report {}: cannot write in the directory", dir.display()))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
 /// Render `report` to `dir/index.html` (creating `dir`), atomically; returns the file's path.
 pub fn write_report(dir: &Path, report: &Report) -> anyhow::Result<PathBuf> {
-    let _ = report;
-    anyhow::bail!("the HTML report is not built yet (would write {})", dir.display())
+    let page = html::page(report)?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create the report directory {}", dir.display()))?;
+    let path = dir.join("index.html");
+    leaky::train::write_atomic(&path, page.as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("leaky-report-unit-{}-{name}", std::process::id()))
+    }
+
+    #[test]
+    fn writes_index_html_creating_the_directory() {
+        let dir = scratch("new").join("nested");
+        let r = Report { title: "t".into(), ..Default::default() };
+        let path = write_report(&dir, &r).unwrap();
+        assert_eq!(path, dir.join("index.html"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("<!DOCTYPE html>") && text.contains("<h1>t</h1>"));
+        // Nothing but the page is left behind (no temporary file).
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+        let _ = std::fs::remove_dir_all(scratch("new"));
+    }
+
+    #[test]
+    fn a_file_in_the_way_is_a_clear_error() {
+        let file = scratch("file");
+        std::fs::write(&file, b"x").unwrap();
+        let e = prepare_dir(&file).unwrap_err().to_string();
+        assert!(e.contains("is not a directory"), "{e}");
+        let e = format!("{:#}", write_report(&file.join("sub"), &Report::default()).unwrap_err());
+        assert!(e.contains("cannot create the report directory"), "{e}");
+        let _ = std::fs::remove_file(&file);
+    }
 }
