@@ -131,7 +131,9 @@ impl Axis {
     }
 
     /// A log axis (positions are log10) covering `[min, max]`, both > 0, on whole decades;
-    /// at most about 8 labelled decades (every k-th decade beyond that).
+    /// at most about 8 labelled decades (every k-th decade beyond that), and ticks at 2 and
+    /// 5 times each decade when the axis spans only one or two decades. A little room is
+    /// left above and below so that a line on the first or last decade is not on the frame.
     pub fn log10(min: f64, max: f64) -> Axis {
         let (mut a, mut b) = (min.log10().floor(), max.log10().ceil());
         if b <= a {
@@ -140,8 +142,16 @@ impl Axis {
         let step = ((b - a) / 8.0).ceil().max(1.0);
         a = (a / step).floor() * step;
         b = (b / step).ceil() * step;
-        let ticks: Vec<f64> = (0..=((b - a) / step) as i64).map(|k| a + k as f64 * step).collect();
-        Axis { lo: a, hi: b, ticks, step, log: true }
+        let mut ticks: Vec<f64> = (0..=((b - a) / step) as i64).map(|k| a + k as f64 * step).collect();
+        if b - a <= 2.0 {
+            let decades = ticks.clone();
+            for d in &decades[..decades.len() - 1] {
+                ticks.extend([d + 2f64.log10(), d + 5f64.log10()]);
+            }
+            ticks.sort_by(f64::total_cmp);
+        }
+        let pad = 0.03 * (b - a);
+        Axis { lo: a - pad, hi: b + pad, ticks, step, log: true }
     }
 
     /// The drawing position of value `v` (log10 on a log axis).
@@ -155,8 +165,16 @@ impl Axis {
 
     /// The label of the tick at position `p`.
     pub fn label(&self, p: f64) -> String {
-        if self.log {
+        if self.log && (p - p.round()).abs() < 1e-9 {
             log_label(p.round() as i32)
+        } else if self.log {
+            // 2 or 5 times a decade.
+            let v = 10f64.powf(p);
+            if (0.01..100.0).contains(&v) {
+                format!("{}", (v * 1e3).round() / 1e3)
+            } else {
+                format!("{v:.0e}")
+            }
         } else {
             linear_label(p, self.step)
         }
@@ -340,8 +358,9 @@ fn legend_entry(name: &str, i: usize) -> (String, String) {
 fn lines(chart: &Chart, series: &[Series], log_y: bool) -> anyhow::Result<Rendered> {
     let mut out = Rendered::default();
     let prepared: Vec<(Vec<Vec<(f64, f64)>>, usize)> = series.iter().map(|s| drawable_runs(s, log_y)).collect();
-    let total: usize = series.iter().map(|s| s.points.len()).sum();
-    let skipped: usize = prepared.iter().map(|p| p.1).sum();
+    let data = |s: &&Series| !s.name.starts_with(REFERENCE_PREFIX);
+    let total: usize = series.iter().filter(data).map(|s| s.points.len()).sum();
+    let skipped: usize = series.iter().zip(&prepared).filter(|(s, _)| data(s)).map(|(_, p)| p.1).sum();
     let all = prepared.iter().flat_map(|p| p.0.iter().flatten());
     let (mut x0, mut x1, mut y0, mut y1) = (f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY);
     for &(x, y) in all {
@@ -546,30 +565,34 @@ mod tests {
     #[test]
     fn log_ticks_are_whole_decades() {
         let a = Axis::log10(3e-7, 0.5);
-        assert_eq!((a.lo, a.hi), (-7.0, 0.0));
+        assert!(a.lo < -7.0 && a.lo > -7.5 && a.hi > 0.0 && a.hi < 0.5, "{a:?}");
         let labels: Vec<String> = a.ticks.iter().map(|&t| a.label(t)).collect();
         assert_eq!(labels, ["1e-7", "1e-6", "1e-5", "1e-4", "1e-3", "0.01", "0.1", "1"]);
         // 40 decades: every 5th is labelled.
         let b = Axis::log10(1e-30, 1e10);
         assert_eq!(b.step, 5.0);
         assert_eq!(b.ticks.len(), 9);
-        // Within one decade: the decades around it.
+        // Within one decade: the decade around it, with 2 and 5 labelled.
         let c = Axis::log10(2.0, 3.0);
-        assert_eq!((c.lo, c.hi), (0.0, 1.0));
+        let labels: Vec<String> = c.ticks.iter().map(|&t| c.label(t)).collect();
+        assert_eq!(labels, ["1", "2", "5", "10"]);
+        let d = Axis::log10(1.5e-4, 9e-4);
+        let labels: Vec<String> = d.ticks.iter().map(|&t| d.label(t)).collect();
+        assert_eq!(labels, ["1e-4", "2e-4", "5e-4", "1e-3"]);
     }
 
     #[test]
     fn log_axis_skips_non_positive_and_non_finite_points() {
         let s = series("s", &[(0.0, 1.0), (1.0, 0.0), (2.0, -1.0), (3.0, f64::NAN), (4.0, 10.0), (5.0, 100.0)]);
         let (runs, skipped) = drawable_runs(&s, true);
-        assert_eq!(skipped, 4);
+        assert_eq!(skipped, 3);
         assert_eq!(runs, vec![vec![(0.0, 1.0)], vec![(4.0, 10.0), (5.0, 100.0)]]);
         let (runs, skipped) = drawable_runs(&s, false);
         assert_eq!(skipped, 1);
         assert_eq!(runs.len(), 2);
         let r = render(&chart(ChartKind::Lines { series: vec![s], log_y: true })).unwrap();
         assert!(r.svg.is_some());
-        assert_eq!(r.notes, ["4 of 6 points are zero, negative or non-finite and not drawn (log scale)."]);
+        assert_eq!(r.notes, ["3 of 6 points are zero, negative or non-finite and not drawn (log scale)."]);
     }
 
     #[test]
@@ -624,9 +647,9 @@ mod tests {
             let svg = r.svg.unwrap_or_else(|| panic!("no svg for {kind:?}: {:?}", r.notes));
             assert!(svg.starts_with("<svg class=\"plot\""), "{}", &svg[..80]);
             assert!(svg.contains("viewBox=\"0 0 720 360\""));
-            assert!(!svg.contains("width=\"720\""), "fixed width left in");
+            assert!(!svg.contains("<svg width="), "fixed width left in");
             assert!(svg.contains("T &lt;&amp;&gt;"), "title not escaped");
-            assert!(svg.contains(">x</text>") && svg.contains(">y</text>"), "axis labels");
+            assert!(svg.contains("\nx\n</text>") && svg.contains("\ny\n</text>"), "axis labels");
             assert!(svg.matches("<text").count() >= 6, "title, labels and ticks");
             assert!(svg.matches("<polyline").count() + svg.matches("<rect").count() >= 3);
             assert!(svg.ends_with("</svg>"));

@@ -136,6 +136,14 @@ fn loss_section(run: &DoctorRun) -> Option<Section> {
         series.push(Series::new(format!("moving average over {w} steps"), moving_average(run.losses, w)));
     }
     let mut caption = "The training loss of every step. A healthy run falls quickly and then flattens; a loss stuck at its first value means the gradient does not reach the weights; a gap means it became NaN or infinite.".to_string();
+    // A diverging loss spans tens of decades: on a linear axis every step before the last
+    // would sit on zero.
+    let finite: Vec<f64> = run.losses.iter().copied().filter(|v| v.is_finite()).collect();
+    let (lo, hi) = finite.iter().fold((f64::INFINITY, 0f64), |(a, b), &v| (a.min(v), b.max(v)));
+    let log_y = lo > 0.0 && hi / lo > 1e3;
+    if log_y {
+        caption.push_str(" The loss spans more than three orders of magnitude, so the y axis is logarithmic.");
+    }
     if let Some(init) = &run.stats.init_loss {
         let last = (n - 1) as f64;
         series.push(Series::reference(
@@ -153,7 +161,7 @@ fn loss_section(run: &DoctorRun) -> Option<Section> {
             x_label: "step".into(),
             y_label: "loss".into(),
             caption,
-            kind: ChartKind::Lines { series, log_y: false },
+            kind: ChartKind::Lines { series, log_y },
         }],
         ..Default::default()
     })

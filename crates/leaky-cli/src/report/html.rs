@@ -73,7 +73,7 @@ nav.toc { background: var(--soft); border: 1px solid var(--line); border-radius:
 nav.toc h2 { font-size: 1rem; margin: 0 0 .3rem; border: 0; padding: 0; }
 nav.toc ol { margin: 0; padding-left: 1.4rem; }
 nav.toc ul { margin: 0 0 .2rem; padding-left: 1.1rem; font-size: .9rem; color: var(--muted); }
-table { border-collapse: collapse; margin: .8rem 0; font-size: .92rem; }
+table { border-collapse: collapse; margin: .8rem 0; font-size: .92rem; min-width: 50%; }
 caption { text-align: left; font-weight: 600; padding-bottom: .3rem; }
 th, td { border: 1px solid var(--line); padding: .25rem .6rem; text-align: left; vertical-align: top; }
 th { background: var(--soft); }
