@@ -85,8 +85,7 @@ fn run_section(run: &DoctorRun) -> Section {
     Section {
         title: "Run".into(),
         text: vec![format!(
-            "Experiment file {}: data set {}, model {} with hidden sizes {:?}, {} activation, {} init; {} loss, {} optimiser at learning rate {}.",
-            run.file,
+            "Data set {}, model {} with hidden sizes {:?}, {} activation, {} init; {} loss, {} optimiser at learning rate {}.",
             exp.data.dataset,
             toml_word(&exp.model.kind),
             exp.model.hidden,

@@ -182,10 +182,13 @@ fn table(out: &mut String, t: &Table) {
         out.push_str("</tr></thead>");
     }
     out.push_str("<tbody>\n");
+    // Right-align a column only when every cell in it is a number.
+    let width = t.rows.iter().map(Vec::len).max().unwrap_or(0);
+    let numeric: Vec<bool> = (0..width).map(|j| t.rows.iter().all(|r| r.get(j).is_none_or(|c| is_numeric(c)))).collect();
     for row in &t.rows {
         out.push_str("<tr>");
-        for c in row {
-            let class = if is_numeric(c) { " class=\"num\"" } else { "" };
+        for (j, c) in row.iter().enumerate() {
+            let class = if numeric[j] { " class=\"num\"" } else { "" };
             let _ = write!(out, "<td{class}>{}</td>", escape(c));
         }
         out.push_str("</tr>\n");
@@ -354,7 +357,8 @@ mod tests {
         assert!(html.contains("<figure class=\"chart\" id=\"fig-1\">"));
         assert!(html.contains("<figcaption><b>Figure 1.</b> see &lt;this&gt;"));
         assert!(html.contains("<a href=\"#fig-1\">"));
-        assert!(html.contains("<td class=\"num\">1.5%</td>"));
+        // Only an all-numeric column is right-aligned.
+        assert!(html.contains("<tr><td>1.5%</td><td class=\"num\">1</td></tr>"), "{html}");
         assert!(html.contains("class=\"finding error\""));
         assert!(html.contains("<dt>saturated_fraction</dt><dd>0.9800</dd>"));
     }
