@@ -98,10 +98,13 @@ impl Axis {
     /// [0, 1] (shares: a share of 0.5 should not look like nothing); a single value gets a
     /// range around it.
     pub fn linear(min: f64, max: f64) -> Axis {
+        let zero = min >= 0.0 && (min <= 0.5 * max || max <= 1.0);
+        Axis::span(if zero { 0.0 } else { min }, max)
+    }
+
+    /// A linear axis covering `[min, max]` (no pull towards 0), about 5 ticks.
+    pub fn span(min: f64, max: f64) -> Axis {
         let (mut min, mut max) = (min, max);
-        if min >= 0.0 && (min <= 0.5 * max || max <= 1.0) {
-            min = 0.0;
-        }
         if max - min <= f64::EPSILON * max.abs().max(1.0) {
             let d = if min == 0.0 { 1.0 } else { 0.5 * min.abs() };
             if min >= 0.0 && min - d < 0.0 {
@@ -110,7 +113,24 @@ impl Axis {
                 (min, max) = (min - d, max + d);
             }
         }
-        let step = nice_step((max - min) / 5.0);
+        Axis::with_step(min, max, nice_step((max - min) / 5.0))
+    }
+
+    /// [`Axis::linear`] with ticks on whole numbers only (steps, time steps, counts).
+    pub fn integer(min: f64, max: f64) -> Axis {
+        let a = Axis::span(min, max);
+        if a.step >= 1.0 {
+            return a;
+        }
+        let (lo, hi) = if max - min < 1.0 {
+            ((min - 1.0).floor().max(if min >= 0.0 { 0.0 } else { f64::MIN }), (max + 1.0).ceil())
+        } else {
+            (min, max)
+        };
+        Axis::with_step(lo, hi, 1.0)
+    }
+
+    fn with_step(min: f64, max: f64, step: f64) -> Axis {
         let (t0, t1) = ((min / step).floor(), (max / step).ceil());
         let ticks: Vec<f64> = (0..=(t1 - t0) as i64).map(|k| (t0 + k as f64) * step).collect();
         let (lo, hi) = (t0 * step, t1 * step);
@@ -371,7 +391,9 @@ fn lines(chart: &Chart, series: &[Series], log_y: bool) -> anyhow::Result<Render
         return Ok(out);
     }
     out.notes.extend(skipped_note(skipped, total, log_y));
-    let x = Axis::linear(x0, x1).tight(x0, x1);
+    let whole = prepared.iter().flat_map(|p| p.0.iter().flatten()).all(|&(x, _)| x.fract() == 0.0);
+    let x = if whole { Axis::integer(x0, x1) } else { Axis::span(x0, x1) };
+    let x = if x0 < x1 { x.tight(x0, x1) } else { x };
     let y = if log_y { Axis::log10(y0, y1) } else { Axis::linear(y0, y1) };
     let mut svg = String::new();
     {
@@ -429,7 +451,7 @@ fn histograms(chart: &Chart, edges: &[f64], series: &[HistSeries]) -> anyhow::Re
         out.notes.push(no_data("series", false));
         return Ok(out);
     }
-    let x = Axis::linear(edges[0], edges[bins]).tight(edges[0], edges[bins]);
+    let x = Axis::span(edges[0], edges[bins]).tight(edges[0], edges[bins]);
     let y = Axis::linear(0.0, max);
     let mut svg = String::new();
     {
@@ -557,6 +579,12 @@ mod tests {
         // A constant series still gets a non-empty range.
         let c = Axis::linear(2.0, 2.0);
         assert!(c.lo < 2.0 && c.hi > 2.0);
+        // Steps are whole numbers, even for a single one.
+        let d = Axis::integer(0.0, 0.0);
+        assert_eq!(d.ticks, [0.0, 1.0]);
+        let e = Axis::integer(3.0, 6.0);
+        assert_eq!(e.ticks, [3.0, 4.0, 5.0, 6.0]);
+        assert_eq!(Axis::integer(0.0, 600.0).step, 200.0);
         assert_eq!(linear_label(2.5e-5, 1e-5), "2.5e-5");
         assert_eq!(linear_label(30000.0, 10000.0), "30000");
         assert_eq!(linear_label(3e6, 1e6), "3e6");

@@ -232,13 +232,15 @@ fn histogram_chart(records: &[&LayerStats]) -> Option<Chart> {
     let what = match last.kind.as_str() {
         "sigmoid" => "Mass piled at 0 and 1 means saturated units: there the local gradient z(1-z) is about 0 (its maximum is 0.25 at z = 0.5), so almost no gradient passes back through this layer.",
         "tanh" => "Mass piled at -1 and 1 means saturated units: there the local gradient 1 - t^2 is about 0, so almost no gradient passes back through this layer.",
-        "relu" => "The bar at 0 is outputs that are exactly 0, where the ReLU passes no gradient back; about half is normal, nearly all means most units are off (and a unit that is 0 for every input is dead).",
+        "relu" => "The first bar holds the outputs that are exactly 0, where the ReLU passes no gradient back, together with small positive ones (the exact share of zeros is charted below); nearly all outputs there means most units are off, and a unit that is 0 for every input is dead.",
         _ => "A spread that collapses to a spike or drifts off the axis between the first and last sampled step deserves a look.",
     };
-    let mut caption = format!(
-        "Outputs of {} at the first and last sampled step, as a share of all outputs of the batch. {what}",
-        layer_name(last)
-    );
+    let when = if first.step == last.step {
+        format!("at step {} (the only sampled step)", last.step)
+    } else {
+        "at the first and last sampled step".to_string()
+    };
+    let mut caption = format!("Outputs of {} {when}, as a share of all outputs of the batch. {what}", layer_name(last));
     if !outside.is_empty() {
         caption.push_str(&format!(" Outside [{}, {}] and not drawn: {}.", h.lo, h.hi, outside.join(", ")));
     }
@@ -271,6 +273,15 @@ fn activation_section(stats: &RecordedStats) -> Option<Section> {
             })
             .collect()
     };
+    // Shares are drawn against the whole [0, 1] range: a dashed line marks 1.
+    let (x0, x1) = stats
+        .layers
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), l| (a.min(l.step as f64), b.max(l.step as f64)));
+    let with_all = |mut v: Vec<Series>, name: &str| {
+        v.push(Series::reference(name, 1.0, x0, x1));
+        v
+    };
     let saturated = over_steps(|l| l.saturated_fraction);
     if !saturated.is_empty() {
         charts.push(Chart {
@@ -282,7 +293,7 @@ fn activation_section(stats: &RecordedStats) -> Option<Section> {
                 1.0 - SIGMOID_SATURATION_MARGIN,
                 m = SIGMOID_SATURATION_MARGIN
             ),
-            kind: ChartKind::Lines { series: saturated, log_y: false },
+            kind: ChartKind::Lines { series: with_all(saturated, "1: every output saturated"), log_y: false },
         });
     }
     let zeros = over_steps(|l| l.zero_fraction);
@@ -292,7 +303,7 @@ fn activation_section(stats: &RecordedStats) -> Option<Section> {
             x_label: "step".into(),
             y_label: "share of zeros".into(),
             caption: "Share of each ReLU layer's outputs that are exactly 0 (no gradient flows back through them) at every sampled step. Around 0.5 is normal; a layer climbing towards 1 is dying.".into(),
-            kind: ChartKind::Lines { series: zeros, log_y: false },
+            kind: ChartKind::Lines { series: with_all(zeros, "1: every output 0"), log_y: false },
         });
     }
     let mut tables = Vec::new();
@@ -428,13 +439,18 @@ fn gradient_section(stats: &RecordedStats) -> Option<Section> {
         for f in &stats.flat_ops {
             ops.entry(f.where_.as_str()).or_default().push((f.step as f64, f.share()));
         }
-        let series = ops
+        let (x0, x1) = stats
+            .flat_ops
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), f| (a.min(f.step as f64), b.max(f.step as f64)));
+        let mut series: Vec<Series> = ops
             .into_iter()
             .map(|(w, mut pts)| {
                 pts.sort_by(|a, b| a.0.total_cmp(&b.0));
                 Series::new(w, pts)
             })
             .collect();
+        series.push(Series::reference("1: all of the gradient zeroed", 1.0, x0, x1));
         charts.push(Chart {
             title: "Zero-gradient share of ops with flat regions".into(),
             x_label: "step".into(),

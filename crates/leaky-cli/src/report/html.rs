@@ -184,7 +184,8 @@ fn table(out: &mut String, t: &Table) {
     out.push_str("<tbody>\n");
     // Right-align a column only when every cell in it is a number.
     let width = t.rows.iter().map(Vec::len).max().unwrap_or(0);
-    let numeric: Vec<bool> = (0..width).map(|j| t.rows.iter().all(|r| r.get(j).is_none_or(|c| is_numeric(c)))).collect();
+    let numeric: Vec<bool> =
+        (0..width).map(|j| t.rows.iter().all(|r| r.get(j).is_none_or(|c| is_numeric(c)))).collect();
     for row in &t.rows {
         out.push_str("<tr>");
         for (j, c) in row.iter().enumerate() {
@@ -324,8 +325,8 @@ mod tests {
                 text: vec!["<i>not italic</i>".into()],
                 tables: vec![Table {
                     caption: "c<".into(),
-                    header: vec!["h>".into()],
-                    rows: vec![vec!["1.5%".into()], vec!["x&".into()]],
+                    header: vec!["h>".into(), "n".into()],
+                    rows: vec![vec!["1.5%".into(), "1".into()], vec!["x&".into(), "2e-3".into()]],
                 }],
                 findings: vec![("broken <v>".into(), f)],
                 charts: vec![Chart {
