@@ -9,6 +9,7 @@ use super::{Chart, ChartKind, HistSeries, Series};
 use anyhow::anyhow;
 use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint, Ranged};
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use std::ops::Range;
 
 /// Width of every chart in SVG user units (the page scales it with `viewBox`).
@@ -142,7 +143,7 @@ impl Axis {
     /// The same ticks on exactly `[min, max]` (an x axis that ends where the data end);
     /// ticks outside are dropped.
     pub fn tight(self, min: f64, max: f64) -> Axis {
-        if !(min < max) {
+        if min.partial_cmp(&max) != Some(std::cmp::Ordering::Less) {
             return self;
         }
         let eps = 1e-9 * (max - min);
@@ -254,7 +255,7 @@ pub fn linear_label(v: f64, step: f64) -> String {
     if v == 0.0 {
         return "0".into();
     }
-    if step >= 1e5 || step < 1e-3 {
+    if !(1e-3..1e5).contains(&step) {
         let s = format!("{v:.1e}");
         return s.replace(".0e", "e");
     }
@@ -333,10 +334,13 @@ pub fn render(chart: &Chart) -> anyhow::Result<Rendered> {
     }
 }
 
+/// Polylines of drawable points.
+pub type Runs = Vec<Vec<(f64, f64)>>;
+
 /// Points of `s` that can be drawn: finite, and > 0 on a log axis; runs of drawable points
 /// become separate polylines so that a skipped point breaks the line instead of bridging it.
-pub fn drawable_runs(s: &Series, log_y: bool) -> (Vec<Vec<(f64, f64)>>, usize) {
-    let mut runs: Vec<Vec<(f64, f64)>> = vec![Vec::new()];
+pub fn drawable_runs(s: &Series, log_y: bool) -> (Runs, usize) {
+    let mut runs: Runs = vec![Vec::new()];
     let mut skipped = 0;
     for &(x, y) in &s.points {
         if x.is_finite() && y.is_finite() && (!log_y || y > 0.0) {
@@ -377,7 +381,7 @@ fn legend_entry(name: &str, i: usize) -> (String, String) {
 
 fn lines(chart: &Chart, series: &[Series], log_y: bool) -> anyhow::Result<Rendered> {
     let mut out = Rendered::default();
-    let prepared: Vec<(Vec<Vec<(f64, f64)>>, usize)> = series.iter().map(|s| drawable_runs(s, log_y)).collect();
+    let prepared: Vec<(Runs, usize)> = series.iter().map(|s| drawable_runs(s, log_y)).collect();
     let data = |s: &&Series| !s.name.starts_with(REFERENCE_PREFIX);
     let total: usize = series.iter().filter(data).map(|s| s.points.len()).sum();
     let skipped: usize = series.iter().zip(&prepared).filter(|(s, _)| data(s)).map(|(_, p)| p.1).sum();
@@ -547,6 +551,20 @@ fn bars(chart: &Chart, labels: &[String], groups: &[Series], log_y: bool) -> any
                 Some(Rectangle::new([(left, base), (left + width * 0.92, y.pos(v))], c.filled()))
             });
             ctx.draw_series(rects).map_err(err)?;
+            // A bar that cannot be drawn (0 on a log axis, NaN) is named at the base instead
+            // of leaving a silent gap.
+            let missing = (0..n).filter(|&i| value(g, i).is_none()).map(|i| {
+                let raw = g.points.get(i).map(|p| p.1);
+                let text = match raw {
+                    Some(v) if v == 0.0 => "0".to_string(),
+                    Some(v) if v.is_finite() => "≤0".to_string(),
+                    _ => "n/a".to_string(),
+                };
+                let centre = i as f64 - 0.4 + (j as f64 + 0.46) * width;
+                let style = font(15.0).pos(Pos::new(HPos::Center, VPos::Bottom)).color(&c);
+                Text::new(text, (centre, y.lo + 0.01 * (y.hi - y.lo)), style)
+            });
+            ctx.draw_series(missing).map_err(err)?;
         }
         root.present().map_err(err)?;
     }

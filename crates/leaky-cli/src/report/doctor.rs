@@ -279,7 +279,7 @@ fn activation_section(stats: &RecordedStats) -> Option<Section> {
         .iter()
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), l| (a.min(l.step as f64), b.max(l.step as f64)));
     let with_all = |mut v: Vec<Series>, name: &str| {
-        v.push(Series::reference(name, 1.0, x0, x1));
+        v.push(Series::reference(name, 1.0, x0, x1.max(x0 + 1.0)));
         v
     };
     let saturated = over_steps(|l| l.saturated_fraction);
@@ -450,7 +450,7 @@ fn gradient_section(stats: &RecordedStats) -> Option<Section> {
                 Series::new(w, pts)
             })
             .collect();
-        series.push(Series::reference("1: all of the gradient zeroed", 1.0, x0, x1));
+        series.push(Series::reference("1: all of the gradient zeroed", 1.0, x0, x1.max(x0 + 1.0)));
         charts.push(Chart {
             title: "Zero-gradient share of ops with flat regions".into(),
             x_label: "step".into(),

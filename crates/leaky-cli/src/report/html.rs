@@ -199,7 +199,9 @@ fn table(out: &mut String, t: &Table) {
 
 fn figure(out: &mut String, number: usize, c: &Chart) -> anyhow::Result<()> {
     let Rendered { svg, legend, notes } = chart::render(c)?;
-    let _ = write!(out, "<figure class=\"chart\" id=\"fig-{number}\">\n");
+    // Without a chart the notes are said in its place, not again in the caption.
+    let drawn = svg.is_some();
+    let _ = writeln!(out, "<figure class=\"chart\" id=\"fig-{number}\">");
     match svg {
         Some(svg) => {
             out.push_str(&svg);
@@ -222,7 +224,7 @@ fn figure(out: &mut String, number: usize, c: &Chart) -> anyhow::Result<()> {
         out.push_str("</ul>\n");
     }
     let _ = write!(out, "<figcaption><b>Figure {number}.</b> {}", escape(&c.caption));
-    if !notes.is_empty() {
+    if drawn && !notes.is_empty() {
         let _ = write!(out, " <span class=\"note\">{}</span>", escape(&notes.join(" ")));
     }
     out.push_str("</figcaption></figure>\n");

@@ -173,6 +173,119 @@ mod tests {
         let _ = std::fs::remove_dir_all(scratch("new"));
     }
 
+    /// A report shaped like a demo's (broken vs fixed curves, histograms, grouped log bars,
+    /// one chart with nothing drawable) renders in headless Chromium: every drawn chart
+    /// passes the page's own check and the empty one says why. Skipped without Chromium
+    /// unless `LEAKY_REQUIRE_CHROMIUM=1`.
+    #[test]
+    fn demo_shaped_report_renders_in_chromium() {
+        let curve =
+            |name: &str, f: fn(f64) -> f64| Series::new(name, (0..200).map(|i| (i as f64, f(i as f64))).collect());
+        let chart = |title: &str, kind: ChartKind| Chart {
+            title: title.into(),
+            x_label: "step".into(),
+            y_label: "value".into(),
+            caption: format!("What to see in {title}."),
+            kind,
+        };
+        let finding = Finding::new(
+            leaky::doctor::finding::Code::ZeroGradient,
+            leaky::doctor::finding::Severity::Warning,
+            "td error (clip)",
+            Some(40),
+            "clip_by_value has zero gradient outside [-1, 1]",
+        )
+        .with("zero_share", 0.93)
+        .fixes(["use the Huber loss (rl.td_loss = \"huber\")"]);
+        let report = Report {
+            title: "leaky demo".into(),
+            intro: vec!["Each way backprop leaks, broken and fixed.".into()],
+            sections: vec![Section {
+                title: "dqn".into(),
+                text: vec!["Clipped TD error vs Huber.".into()],
+                tables: vec![Table {
+                    caption: "broken vs fixed".into(),
+                    header: vec!["variant".into(), "mean return".into()],
+                    rows: vec![vec!["clipped".into(), "21.5".into()], vec!["huber".into(), "187.0".into()]],
+                }],
+                findings: vec![("clipped".into(), finding)],
+                charts: vec![
+                    chart(
+                        "Loss, broken vs fixed",
+                        ChartKind::Lines {
+                            series: vec![
+                                curve("broken", |x| 2.3 - 1e-4 * x),
+                                curve("fixed", |x| 2.3 * (-x / 40.0).exp() + 0.05),
+                            ],
+                            log_y: true,
+                        },
+                    ),
+                    chart(
+                        "Activations",
+                        ChartKind::Histograms {
+                            edges: (0..=20).map(|k| k as f64 / 20.0).collect(),
+                            series: vec![
+                                HistSeries {
+                                    name: "broken".into(),
+                                    counts: (0..20).map(|k| if k == 0 || k == 19 { 40.0 } else { 1.0 }).collect(),
+                                },
+                                HistSeries {
+                                    name: "fixed".into(),
+                                    counts: (0..20).map(|k| 10.0 - (k as f64 - 9.5).abs()).collect(),
+                                },
+                            ],
+                        },
+                    ),
+                    chart(
+                        "Zero-gradient share per loss",
+                        ChartKind::Bars {
+                            labels: vec!["clipped_delta".into(), "huber".into(), "mse".into(), "grad_clip".into()],
+                            groups: vec![
+                                Series::new("seed 0", vec![(0.0, 0.93), (1.0, 1e-4), (2.0, 0.0), (3.0, 2e-4)]),
+                                Series::new("seed 1", vec![(0.0, 0.88), (1.0, 3e-4), (2.0, 0.0), (3.0, 1e-4)]),
+                            ],
+                            log_y: true,
+                        },
+                    ),
+                    chart("Nothing positive", ChartKind::Lines { series: vec![curve("zero", |_| 0.0)], log_y: true }),
+                ],
+            }],
+        };
+        let dir = scratch("demo-shaped");
+        let page = write_report(&dir, &report).unwrap();
+        let html = std::fs::read_to_string(&page).unwrap();
+        assert!(html.contains("Nothing to draw: no point is positive and finite"));
+        assert!(html.contains("2 of 8 bars are zero, negative or non-finite and not drawn (log scale)."));
+        let Some(chrome) = ["chromium", "chromium-browser"]
+            .iter()
+            .flat_map(|n| {
+                std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+                    .map(move |d| d.join(n))
+                    .collect::<Vec<_>>()
+            })
+            .find(|p| p.is_file())
+        else {
+            assert!(
+                std::env::var("LEAKY_REQUIRE_CHROMIUM").as_deref() != Ok("1"),
+                "LEAKY_REQUIRE_CHROMIUM=1 but no chromium on PATH"
+            );
+            eprintln!("demo_shaped_report_renders_in_chromium: SKIPPED the browser check: no chromium on PATH");
+            return;
+        };
+        let out = std::process::Command::new(chrome)
+            .args(["--headless", "--no-sandbox", "--disable-gpu", "--dump-dom"])
+            .arg(format!("file://{}", page.display()))
+            .output()
+            .unwrap();
+        let dom = String::from_utf8_lossy(&out.stdout);
+        let body = &dom[dom.find("<body").expect("a body")..];
+        let body = &body[..body.find('>').unwrap()];
+        assert!(body.contains("data-charts-ok=\"3/4\""), "{body}");
+        assert!(body.contains("data-charts-empty=\"1\""), "{body}");
+        assert!(body.contains("data-charts-bad=\"\""), "{body}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn a_file_in_the_way_is_a_clear_error() {
         let file = scratch("file");
