@@ -55,8 +55,12 @@ fn require_chromium(test: &str) -> Option<PathBuf> {
 
 fn headless(chrome: &Path, extra: &[&str], page: &Path) -> std::process::Output {
     let url = format!("file://{}", page.display());
+    // A profile of its own per run, so that parallel tests do not share a profile lock; no
+    // /dev/shm use, which is small in containers.
+    let profile = page.with_file_name("chromium-profile");
     Command::new(chrome)
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"])
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars"])
+        .arg(format!("--user-data-dir={}", profile.display()))
         .args(extra)
         .arg(url)
         .output()

@@ -267,6 +267,13 @@ fn font(size: f64) -> TextStyle<'static> {
     ("sans-serif", size).into_font().color(&RGBColor(0x22, 0x22, 0x22))
 }
 
+/// The title's font size: 21, smaller for a title too long to fit the width at 21 (about
+/// 0.6 em a character in bold sans-serif, after plotters' 1/1.24 scaling).
+fn title_size(title: &str) -> f64 {
+    let chars = title.chars().count().max(1) as f64;
+    (WIDTH as f64 * 0.92 * 1.24 / (0.6 * chars)).clamp(12.0, 21.0)
+}
+
 /// Replace plotters' fixed `width`/`height` with a scalable element (the `viewBox` stays).
 fn scalable(svg: &str, title: &str) -> String {
     let from = format!("<svg width=\"{WIDTH}\" height=\"{HEIGHT}\" ");
@@ -296,7 +303,10 @@ fn frame<'a>(
     root.fill(&WHITE).map_err(err)?;
     let y_chars = y.ticks.iter().map(|&t| y.label(t).len()).max().unwrap_or(1);
     let mut ctx = ChartBuilder::on(root)
-        .caption(&chart.title, ("sans-serif", 21.0, FontStyle::Bold).into_font().color(&RGBColor(0x22, 0x22, 0x22)))
+        .caption(
+            &chart.title,
+            ("sans-serif", title_size(&chart.title), FontStyle::Bold).into_font().color(&RGBColor(0x22, 0x22, 0x22)),
+        )
         .margin_top(8)
         .margin_left(8)
         .margin_right(22)
@@ -700,6 +710,15 @@ mod tests {
             assert!(svg.matches("<polyline").count() + svg.matches("<rect").count() >= 3);
             assert!(svg.ends_with("</svg>"));
         }
+    }
+
+    #[test]
+    fn long_titles_shrink_to_fit() {
+        assert_eq!(title_size("Training loss"), 21.0);
+        let long = "x".repeat(100);
+        let size = title_size(&long);
+        // Drawn at size/1.24 px, about 0.6 em a character: inside the chart's width.
+        assert!(size < 21.0 && 100.0 * 0.6 * size / 1.24 < WIDTH as f64, "{size}");
     }
 
     #[test]

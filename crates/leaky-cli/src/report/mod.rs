@@ -273,7 +273,8 @@ mod tests {
             return;
         };
         let out = std::process::Command::new(chrome)
-            .args(["--headless", "--no-sandbox", "--disable-gpu", "--dump-dom"])
+            .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--dump-dom"])
+            .arg(format!("--user-data-dir={}", dir.join("profile").display()))
             .arg(format!("file://{}", page.display()))
             .output()
             .unwrap();
