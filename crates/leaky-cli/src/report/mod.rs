@@ -272,18 +272,28 @@ mod tests {
             eprintln!("demo_shaped_report_renders_in_chromium: SKIPPED the browser check: no chromium on PATH");
             return;
         };
-        let out = std::process::Command::new(chrome)
-            .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--dump-dom"])
-            .arg(format!("--user-data-dir={}", dir.join("profile").display()))
-            .arg(format!("file://{}", page.display()))
-            .output()
-            .unwrap();
-        let dom = String::from_utf8_lossy(&out.stdout);
-        let body = &dom[dom.find("<body").expect("a body")..];
-        let body = &body[..body.find('>').unwrap()];
+        let body_of = |page: &Path| {
+            let out = std::process::Command::new(&chrome)
+                .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--dump-dom"])
+                .arg(format!("--user-data-dir={}", dir.join("profile").display()))
+                .arg(format!("file://{}", page.display()))
+                .output()
+                .unwrap();
+            let dom = String::from_utf8_lossy(&out.stdout).into_owned();
+            let body = &dom[dom.find("<body").expect("a body")..];
+            body[..body.find('>').unwrap()].to_string()
+        };
+        let body = body_of(&page);
         assert!(body.contains("data-charts-ok=\"3/4\""), "{body}");
         assert!(body.contains("data-charts-empty=\"1\""), "{body}");
         assert!(body.contains("data-charts-bad=\"\""), "{body}");
+        // The check can fail: a chart whose SVG lost its content is flagged by id.
+        let start = html.find("<svg class=\"plot\"").unwrap();
+        let end = start + html[start..].find("</svg>").unwrap() + "</svg>".len();
+        let broken = dir.join("broken.html");
+        std::fs::write(&broken, format!("{}<svg class=\"plot\"></svg>{}", &html[..start], &html[end..])).unwrap();
+        let body = body_of(&broken);
+        assert!(body.contains("data-charts-ok=\"2/4\"") && body.contains("data-charts-bad=\"fig-1\""), "{body}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
