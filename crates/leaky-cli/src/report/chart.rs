@@ -566,8 +566,8 @@ fn bars(chart: &Chart, labels: &[String], groups: &[Series], log_y: bool) -> any
             let missing = (0..n).filter(|&i| value(g, i).is_none()).map(|i| {
                 let raw = g.points.get(i).map(|p| p.1);
                 let text = match raw {
-                    Some(v) if v == 0.0 => "0".to_string(),
-                    Some(v) if v.is_finite() => "≤0".to_string(),
+                    Some(0.0) => "0".to_string(),
+                    Some(v) if v.is_finite() => "<0".to_string(),
                     _ => "n/a".to_string(),
                 };
                 let centre = i as f64 - 0.4 + (j as f64 + 0.46) * width;
