@@ -47,6 +47,10 @@ pub struct DoctorArgs {
     /// again for the same budget, and report whether the finding went away.
     #[arg(long)]
     pub treat: bool,
+    /// Write an HTML report with charts (loss, activations, gradients, updates) to
+    /// DIR/index.html.
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<PathBuf>,
 }
 
 /// The `key = value` settings named in a fix's trailing parentheses, e.g.
@@ -298,6 +302,9 @@ pub fn run(args: DoctorArgs) -> Result<(), Failure> {
     if let Some(p) = &args.json {
         crate::train_cmd::check_output_path("--json", p)?;
     }
+    if let Some(dir) = &args.report {
+        crate::report::prepare_dir(dir)?;
+    }
     if args.sample_every == 0 {
         return Err(Failure::BadInput(anyhow!("--sample-every 0: must be at least 1")));
     }
@@ -388,6 +395,19 @@ pub fn run(args: DoctorArgs) -> Result<(), Failure> {
         let doc = Report::new(run, findings.clone(), metrics);
         leaky::train::write_atomic(path, doc.to_json_string().as_bytes())
             .map_err(|e| Failure::Run(anyhow!("cannot write {}: {e}", show(path))))?;
+    }
+    if let Some(dir) = &args.report {
+        let run = crate::report::doctor::DoctorRun {
+            file: &show(&args.file),
+            experiment: &exp,
+            sample_every: args.sample_every,
+            findings: &findings,
+            stats: &live.doctor.stats,
+            losses: &live.doctor.losses,
+            train: &report,
+        };
+        let path = crate::report::write_report(dir, &crate::report::doctor::report(&run)).map_err(Failure::Run)?;
+        println!("report: {}", show(&path));
     }
     let threshold = match args.fail_on {
         FailOn::Error => Some(Severity::Error),
