@@ -113,7 +113,9 @@ pub fn dead_fraction(passes: &[DeadUnitPass]) -> f64 {
 
 /// The strongest finding of `code` (errors before warnings before info), if any.
 pub fn finding_of<'a>(findings: &'a [Finding], code: Code) -> Option<&'a Finding> {
-    findings.iter().filter(|f| f.code == code).min_by_key(|f| std::cmp::Reverse(f.severity))
+    [Severity::Error, Severity::Warning, Severity::Info]
+        .iter()
+        .find_map(|&s| findings.iter().find(|f| f.code == code && f.severity == s))
 }
 
 /// `"warning: saturation in layer 1 (sigmoid)"`, or `"none"`.
