@@ -604,12 +604,27 @@ mod tests {
 
     #[test]
     fn keeps_the_best_epoch_parameters() {
-        let data = blobs(150, 2);
+        /// Snapshots every epoch's parameters and validation accuracy.
+        struct Snapshots(Vec<(f64, Vec<Tensor<f64>>)>);
+        impl Observer<f64> for Snapshots {
+            fn on_epoch(&mut self, info: &EpochInfo, model: &Sequential<f64>) {
+                self.0.push((info.val_acc, model.named_tensors().into_iter().map(|(_, t)| t.clone()).collect()));
+            }
+        }
+        // A learning rate large enough that validation accuracy goes up and down, so that the
+        // best epoch is not the last one (checked below: otherwise this test proves nothing).
+        let data = crate::data::spiral(60, 3, 0.3, 0);
         let (tr, va) = data.split(0.3, 0);
         let cfg =
-            TrainConfig { epochs: 4, batch_size: 16, update: UpdateConfig::new(Rule::Sgd, 0.05), ..Default::default() };
+            TrainConfig { epochs: 12, batch_size: 16, update: UpdateConfig::new(Rule::Sgd, 1.0), ..Default::default() };
         let mut m = spec().build::<f64>(3);
-        let r = fit(&mut m, &tr, &va, &cfg, &mut NoObserver);
+        let mut snaps = Snapshots(Vec::new());
+        let r = fit(&mut m, &tr, &va, &cfg, &mut snaps);
+        let accs: Vec<f64> = snaps.0.iter().map(|s| s.0).collect();
+        assert!(r.best_epoch + 1 < accs.len(), "the best epoch must not be the last here: {accs:?}");
+        assert!(accs[r.best_epoch] > *accs.last().unwrap(), "{accs:?}");
+        let kept: Vec<Tensor<f64>> = m.named_tensors().into_iter().map(|(_, t)| t.clone()).collect();
+        assert_eq!(kept, snaps.0[r.best_epoch].1, "the model must hold the best epoch's parameters");
         let (acc, _) = evaluate(&mut m, &va, Loss::Softmax);
         assert_eq!(acc, r.best_val_acc);
     }
