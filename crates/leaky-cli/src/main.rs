@@ -8,6 +8,7 @@ mod demo;
 mod doctor_cmd;
 mod experiment;
 mod gradcheck_cmd;
+mod graph_cmd;
 mod report;
 mod train_cmd;
 
@@ -35,6 +36,9 @@ enum Command {
     /// Train with probes on and diagnose how backprop leaks: saturation, dead ReLUs,
     /// vanishing/exploding gradients, zero gradients, NaNs, bad init, update ratios, inputs.
     Doctor(doctor_cmd::DoctorArgs),
+    /// Draw a computation on the reverse-mode tape (values black, gradients red) as SVG or
+    /// DOT: the staged batch norm, or a small scalar expression.
+    Graph(graph_cmd::GraphArgs),
 }
 
 /// How a command failed: bad input (exit 2) or a failed run (exit 1).
@@ -60,6 +64,7 @@ fn main() -> ExitCode {
         Command::Train(a) => train_cmd::run(a),
         Command::Gradcheck(a) => gradcheck_cmd::run(a),
         Command::Doctor(a) => doctor_cmd::run(a),
+        Command::Graph(a) => graph_cmd::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
