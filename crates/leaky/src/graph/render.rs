@@ -346,23 +346,21 @@ impl Layout {
                 cursor += self.items[i].w + H_GAP;
             }
         }
-        for _ in 0..40 {
-            for layer in &order {
-                let want: Vec<f64> = layer
-                    .iter()
-                    .map(|&i| {
-                        let ns: Vec<usize> = up[i].iter().chain(down[i].iter()).copied().collect();
-                        if ns.is_empty() {
-                            self.items[i].x
-                        } else {
-                            0.5 * self.items[i].x + 0.5 * ns.iter().map(|&j| self.items[j].x).sum::<f64>() / ns.len() as f64
-                        }
-                    })
-                    .collect();
-                for (k, &i) in layer.iter().enumerate() {
-                    self.items[i].x = want[k];
+        // Sweeps down (each node towards the mean of its inputs) and up (towards the mean of
+        // its consumers); waypoints keep long edges straight and real nodes step aside.
+        for round in 0..24 {
+            let downward = round % 2 == 0;
+            let range: Vec<usize> =
+                if downward { (1..layers).collect() } else { (0..layers.saturating_sub(1)).rev().collect() };
+            for l in range {
+                let nb = if downward { &up } else { &down };
+                for &i in &order[l] {
+                    let ns = &nb[i];
+                    if !ns.is_empty() {
+                        self.items[i].x = ns.iter().map(|&j| self.items[j].x).sum::<f64>() / ns.len() as f64;
+                    }
                 }
-                self.separate(layer);
+                self.separate(&order[l]);
             }
         }
         // Vertical positions: one band per layer, as tall as its tallest item.
@@ -384,7 +382,8 @@ impl Layout {
         self.height = y - V_GAP + MARGIN;
     }
 
-    /// Push the items of one layer apart (keeping their order) until none overlap.
+    /// Push the items of one layer apart (keeping their order) until none overlap; between a
+    /// waypoint and a real node only the real node moves.
     fn separate(&mut self, layer: &[usize]) {
         for _ in 0..200 {
             let mut moved = false;
@@ -393,9 +392,15 @@ impl Layout {
                 let need = (self.items[a].w + self.items[b].w) / 2.0 + H_GAP;
                 let gap = self.items[b].x - self.items[a].x;
                 if gap < need - 1e-6 {
-                    let push = (need - gap) / 2.0;
-                    self.items[a].x -= push;
-                    self.items[b].x += push;
+                    let push = need - gap;
+                    let (wa, wb) = (self.items[a].kind == Kind::Waypoint, self.items[b].kind == Kind::Waypoint);
+                    let share_a = match (wa, wb) {
+                        (true, false) => 0.0,
+                        (false, true) => 1.0,
+                        _ => 0.5,
+                    };
+                    self.items[a].x -= push * share_a;
+                    self.items[b].x += push * (1.0 - share_a);
                     moved = true;
                 }
             }
