@@ -184,7 +184,7 @@ pub fn run(args: GraphArgs) -> Result<(), Failure> {
                 }
             }
             if let Some(path) = &out {
-                write_graph(&p.tape, path, &format!("{name} = {program}")).map_err(Failure::Run)?;
+                write_graph(&p.tape, path, &program).map_err(Failure::Run)?;
                 println!("wrote {}", show(path));
             }
             Ok(())

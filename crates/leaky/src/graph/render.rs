@@ -408,6 +408,15 @@ impl Layout {
                 break;
             }
         }
+        // A real node squeezed between two waypoints cannot fit by moving alone: a last
+        // left-to-right pass moves whatever it must, so nothing overlaps.
+        for k in 1..layer.len() {
+            let (a, b) = (layer[k - 1], layer[k]);
+            let min_x = self.items[a].x + (self.items[a].w + self.items[b].w) / 2.0 + H_GAP;
+            if self.items[b].x < min_x {
+                self.items[b].x = min_x;
+            }
+        }
     }
 
     fn svg(&self, tape: &Tape, title: &str) -> String {
