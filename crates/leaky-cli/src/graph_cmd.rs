@@ -137,10 +137,7 @@ fn out_format_ok(path: &Option<PathBuf>) -> Result<(), Failure> {
     if let Some(p) = path {
         let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
         if !matches!(ext.as_str(), "svg" | "dot" | "gv") {
-            return Err(Failure::BadInput(anyhow!(
-                "--out {}: unknown format, use a .svg, .dot or .gv file",
-                show(p)
-            )));
+            return Err(Failure::BadInput(anyhow!("--out {}: unknown format, use a .svg, .dot or .gv file", show(p))));
         }
     }
     Ok(())
@@ -167,7 +164,9 @@ pub fn run(args: GraphArgs) -> Result<(), Failure> {
                 println!("wrote {}", show(&demo.svg));
             }
             if !demo.passed() {
-                return Err(Failure::Run(anyhow!("the tape's gradients disagree with the layers or the numerical gradients")));
+                return Err(Failure::Run(anyhow!(
+                    "the tape's gradients disagree with the layers or the numerical gradients"
+                )));
             }
             Ok(())
         }

@@ -44,7 +44,13 @@ fn expr_reproduces_micrograds_published_values_and_draws_them() {
     assert!(doc.starts_with("<svg") && doc.contains("grad 138.8338"), "the svg shows dg/da");
 
     let dot = dir.join("y.dot");
-    let o = leaky(&["graph", "expr", "x = -4; z = 2*x + 2 + x; q = relu(z) + z*x; h = relu(z*z); y = h + q + q*x", "--out", dot.to_str().unwrap()]);
+    let o = leaky(&[
+        "graph",
+        "expr",
+        "x = -4; z = 2*x + 2 + x; q = relu(z) + z*x; h = relu(z*z); y = h + q + q*x",
+        "--out",
+        dot.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     let out = text(&o.stdout);
     assert_eq!(number_after(&out, "y = "), -20.0);
@@ -75,7 +81,8 @@ fn batchnorm_writes_the_graph_and_reports_good_agreement() {
     let o = leaky(&["graph", "batchnorm", "--out", svg.to_str().unwrap()]);
     assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
     let out = text(&o.stdout);
-    let rows: Vec<&str> = out.lines().filter(|l| l.trim_start().starts_with("batchnorm:") || l.contains("softmax:")).collect();
+    let rows: Vec<&str> =
+        out.lines().filter(|l| l.trim_start().starts_with("batchnorm:") || l.contains("softmax:")).collect();
     assert_eq!(rows.len(), 8, "{out}");
     for row in rows {
         let e: f64 = row.split_whitespace().rev().nth(1).unwrap().parse().unwrap();

@@ -88,7 +88,9 @@ document.body.appendChild(out);
 fn batchnorm_svg_renders_in_chromium_with_every_node_visible() {
     let Some(bin) = find_chromium() else {
         if std::env::var("LEAKY_REQUIRE_CHROMIUM").as_deref() == Ok("1") {
-            panic!("LEAKY_REQUIRE_CHROMIUM=1 but no chromium was found (set LEAKY_CHROMIUM or put chromium on the PATH)");
+            panic!(
+                "LEAKY_REQUIRE_CHROMIUM=1 but no chromium was found (set LEAKY_CHROMIUM or put chromium on the PATH)"
+            );
         }
         eprintln!("SKIPPED: chromium not found; set LEAKY_CHROMIUM or LEAKY_REQUIRE_CHROMIUM=1 to make this a failure");
         return;
@@ -117,9 +119,10 @@ fn batchnorm_svg_renders_in_chromium_with_every_node_visible() {
     let o = chromium(&bin, &profile, &["--dump-dom".into(), url.clone()]);
     let dom = String::from_utf8_lossy(&o.stdout);
     // The script's own source is in the DOM too; the result is the text of its <pre>.
-    let marker = dom.split("<pre id=\"leaky-check\">").nth(1).and_then(|t| t.split("</pre>").next()).unwrap_or_else(|| {
-        panic!("no check marker in the DOM (status {:?}): {}", o.status, String::from_utf8_lossy(&o.stderr))
-    });
+    let marker =
+        dom.split("<pre id=\"leaky-check\">").nth(1).and_then(|t| t.split("</pre>").next()).unwrap_or_else(|| {
+            panic!("no check marker in the DOM (status {:?}): {}", o.status, String::from_utf8_lossy(&o.stderr))
+        });
     assert!(marker.contains(&format!("LEAKY-OK {expected} nodes")), "{marker}");
 
     // A screenshot of the page: a real PNG, 1200 px wide, with far more than a blank page in it.

@@ -112,8 +112,18 @@ impl Op {
         match *self {
             Leaf => vec![],
             Add(a, b) | Sub(a, b) | Mul(a, b) | Div(a, b) | MatMul(a, b) => vec![a, b],
-            Sum(x, _) | Mean(x, _) | Max(x, _) | Reshape(x) | Pow(x, _) | Sqrt(x) | Exp(x) | Log(x) | Tanh(x) | Sigmoid(x)
-            | Relu(x) | Clip(x, _, _) => vec![x],
+            Sum(x, _)
+            | Mean(x, _)
+            | Max(x, _)
+            | Reshape(x)
+            | Pow(x, _)
+            | Sqrt(x)
+            | Exp(x)
+            | Log(x)
+            | Tanh(x)
+            | Sigmoid(x)
+            | Relu(x)
+            | Clip(x, _, _) => vec![x],
         }
     }
 
@@ -382,7 +392,8 @@ impl Tape {
         self.check_axis(x, axis, "max");
         let xv = self.value(x);
         assert!(reduced_count(xv.shape(), axis) > 0, "graph max: empty axis in shape {:?}", xv.shape());
-        let fold = |l: ndarray::ArrayViewD<f64>| l.fold(f64::NEG_INFINITY, |m, &v| if v > m || v.is_nan() { v } else { m });
+        let fold =
+            |l: ndarray::ArrayViewD<f64>| l.fold(f64::NEG_INFINITY, |m, &v| if v > m || v.is_nan() { v } else { m });
         let v = match axis {
             Some(k) => xv.map_axis(Axis(k), |l| fold(l.into_dyn())),
             None => ndarray::arr0(fold(xv.view())).into_dyn(),
@@ -554,10 +565,9 @@ impl Tape {
             Op::Tanh(x) => vec![(x, Zip::from(g).and(out).map_collect(|&g, &t| g * (1.0 - t * t)))],
             Op::Sigmoid(x) => vec![(x, Zip::from(g).and(out).map_collect(|&g, &s| g * s * (1.0 - s)))],
             Op::Relu(x) => vec![(x, Zip::from(g).and(val(x)).map_collect(|&g, &v| if v > 0.0 { g } else { 0.0 }))],
-            Op::Clip(x, lo, hi) => vec![(
-                x,
-                Zip::from(g).and(val(x)).map_collect(|&g, &v| if (lo..=hi).contains(&v) { g } else { 0.0 }),
-            )],
+            Op::Clip(x, lo, hi) => {
+                vec![(x, Zip::from(g).and(val(x)).map_collect(|&g, &v| if (lo..=hi).contains(&v) { g } else { 0.0 }))]
+            }
         }
     }
 }

@@ -173,7 +173,8 @@ pub fn agreement(seed: u64) -> NetAgreement {
     let nb2 = numerical_gradient(|v| p.loss_with(|q| q.b2 = v.clone()), &p.b2, h);
     let kinks = n.iter().map(|g| g.kinks.len()).sum::<usize>() + nb1.kinks.len() + nw2.kinks.len() + nb2.kinks.len();
     let [nx, nw1] = n;
-    let numeric = [nx.grad.into_dyn(), nw1.grad.into_dyn(), nb1.grad.into_dyn(), nw2.grad.into_dyn(), nb2.grad.into_dyn()];
+    let numeric =
+        [nx.grad.into_dyn(), nw1.grad.into_dyn(), nb1.grad.into_dyn(), nw2.grad.into_dyn(), nb2.grad.into_dyn()];
     let worst = |a: &[Value], b: &[Value]| a.iter().zip(b).map(|(u, v)| rel_error(u, v)).fold(0.0, f64::max);
     let tape_loss = t.item(ids.loss).unwrap_or(f64::NAN);
     NetAgreement {

@@ -320,14 +320,19 @@ impl Layout {
         set_pos(&order, &mut pos);
         for round in 0..12 {
             let downward = round % 2 == 0;
-            let range: Vec<usize> = if downward { (1..layers).collect() } else { (0..layers.saturating_sub(1)).rev().collect() };
+            let range: Vec<usize> =
+                if downward { (1..layers).collect() } else { (0..layers.saturating_sub(1)).rev().collect() };
             for l in range {
                 let nb = if downward { &up } else { &down };
                 let mut keyed: Vec<(f64, usize)> = order[l]
                     .iter()
                     .map(|&i| {
                         let ns = &nb[i];
-                        let key = if ns.is_empty() { pos[i] } else { ns.iter().map(|&j| pos[j]).sum::<f64>() / ns.len() as f64 };
+                        let key = if ns.is_empty() {
+                            pos[i]
+                        } else {
+                            ns.iter().map(|&j| pos[j]).sum::<f64>() / ns.len() as f64
+                        };
                         (key, i)
                     })
                     .collect();
@@ -500,7 +505,9 @@ impl Layout {
                         it.w, it.h
                     );
                     let mut cx = x0;
-                    for (c, (lines, color)) in [(&r.name, "black"), (&r.value, "black"), (&r.grad, "red")].into_iter().enumerate() {
+                    for (c, (lines, color)) in
+                        [(&r.name, "black"), (&r.value, "black"), (&r.grad, "red")].into_iter().enumerate()
+                    {
                         if c > 0 {
                             let _ = write!(
                                 s,
