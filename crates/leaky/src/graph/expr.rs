@@ -139,7 +139,13 @@ struct Parser {
     /// How many times each name was assigned, for the primes of re-assignments.
     assigned: HashMap<String, usize>,
     inputs: Vec<(String, NodeId)>,
+    /// Current nesting of parentheses, calls and unary minus (bounded, so that a
+    /// pathological program is an error instead of a stack overflow).
+    depth: usize,
 }
+
+/// The deepest nesting a program may use.
+const MAX_DEPTH: usize = 100;
 
 const FUNCS: [&str; 6] = ["relu", "tanh", "sigmoid", "exp", "log", "sqrt"];
 
@@ -279,6 +285,16 @@ impl Parser {
     }
 
     fn unary(&mut self) -> Result<NodeId, ExprError> {
+        if self.depth >= MAX_DEPTH {
+            return self.err(format!("expressions nested more than {MAX_DEPTH} deep"));
+        }
+        self.depth += 1;
+        let r = self.unary_inner();
+        self.depth -= 1;
+        r
+    }
+
+    fn unary_inner(&mut self) -> Result<NodeId, ExprError> {
         if self.eat("-") {
             // A literal -4 is a constant; -a is a * -1, as in micrograd.
             let powered = matches!(self.toks[self.pos + 1].tok, Tok::Sym("^") | Tok::Sym("**"));
@@ -367,6 +383,7 @@ pub fn parse(src: &str) -> Result<Program, ExprError> {
         vars: HashMap::new(),
         assigned: HashMap::new(),
         inputs: Vec::new(),
+        depth: 0,
     };
     let output = p.program()?;
     let mut tape = p.tape;
@@ -391,6 +408,11 @@ mod tests {
         assert!(parse("").unwrap_err().message.contains("empty"));
         assert!(parse("x = 1; x = 2").unwrap_err().message.contains("declared twice"));
         assert!(parse("x = 1; clip(x, 2, 1)").unwrap_err().message.contains("reversed"));
+        let deep = format!("x = 1; {}x{}", "(".repeat(10_000), ")".repeat(10_000));
+        assert!(parse(&deep).unwrap_err().message.contains("nested more than 100 deep"));
+        assert!(parse(&format!("x = 1; {}x", "-".repeat(10_000))).is_err());
+        let ok = format!("x = 2; {}x{}", "(".repeat(50), ")".repeat(50));
+        assert_eq!(parse(&ok).unwrap().tape.grad_item(parse(&ok).unwrap().inputs[0].1), Some(1.0));
     }
 
     #[test]
