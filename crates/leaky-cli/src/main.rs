@@ -9,6 +9,7 @@ mod demo_cmd;
 mod doctor_cmd;
 mod experiment;
 mod gradcheck_cmd;
+mod graph_cmd;
 mod report;
 mod train_cmd;
 
@@ -39,6 +40,9 @@ enum Command {
     /// Reproduce each way backprop leaks, broken and fixed side by side, with the doctor's
     /// diagnosis, a table, and an HTML report (leaky-report/index.html).
     Demo(demo_cmd::DemoArgs),
+    /// Draw a computation on the reverse-mode tape (values black, gradients red) as SVG or
+    /// DOT: the staged batch norm, or a small scalar expression.
+    Graph(graph_cmd::GraphArgs),
 }
 
 /// How a command failed: bad input (exit 2) or a failed run (exit 1).
@@ -85,6 +89,7 @@ fn main() -> ExitCode {
         Command::Gradcheck(a) => gradcheck_cmd::run(a),
         Command::Doctor(a) => doctor_cmd::run(a),
         Command::Demo(a) => demo_cmd::run(a),
+        Command::Graph(a) => graph_cmd::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -28,6 +28,7 @@ pub mod checks;
 pub mod data;
 pub mod doctor;
 pub mod gradcheck;
+pub mod graph;
 pub mod layers;
 pub mod losses;
 pub mod nn;
