@@ -20,6 +20,8 @@ pub enum Which {
     Relu,
     /// A vanilla RNN's gradient exploding/vanishing through time; clipping; LSTM.
     Rnn,
+    /// Batch norm's computational graph (values black, gradients red), checked three ways.
+    Batchnorm,
     /// Every demo in sequence (the README's "run the main job").
     All,
 }
@@ -55,6 +57,7 @@ fn run_one(which: Which, opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
         Which::Sigmoid => demo::sigmoid::run(opts),
         Which::Relu => demo::relu::run(opts),
         Which::Rnn => demo::rnn::run(opts),
+        Which::Batchnorm => demo::batchnorm::run(opts),
         Which::All => unreachable!("`all` is expanded by the caller"),
     }
 }
@@ -64,6 +67,7 @@ fn title(which: Which) -> &'static str {
         Which::Sigmoid => "sigmoid: saturation and depth",
         Which::Relu => "relu: dead units",
         Which::Rnn => "rnn: exploding and vanishing through time",
+        Which::Batchnorm => "batchnorm: the computational graph",
         Which::All => "all",
     }
 }
@@ -107,7 +111,7 @@ pub fn run(args: DemoArgs) -> Result<(), Failure> {
     }
     let opts = DemoOptions { quick: args.quick, seed: args.seed, quiet: args.quiet, ..DemoOptions::default() };
     let list: Vec<Which> =
-        if args.which == Which::All { vec![Which::Sigmoid, Which::Relu, Which::Rnn] } else { vec![args.which] };
+        if args.which == Which::All { vec![Which::Sigmoid, Which::Relu, Which::Rnn, Which::Batchnorm] } else { vec![args.which] };
     let bar = if list.len() > 1 && !args.quiet {
         let b = ProgressBar::new(list.len() as u64);
         b.set_style(

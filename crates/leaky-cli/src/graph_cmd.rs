@@ -97,7 +97,6 @@ impl BatchnormDemo {
 /// agreement checks (batch norm, and the affine-relu-affine-softmax net). An error means
 /// the file could not be written; disagreeing gradients show in the numbers (see
 /// [`BatchnormDemo::passed`]).
-#[allow(dead_code)] // Called by `leaky demo batchnorm` (crates/leaky-cli/src/demo/).
 pub fn batchnorm_demo(out_svg: &Path) -> anyhow::Result<BatchnormDemo> {
     batchnorm_check(0, Some(out_svg))
 }

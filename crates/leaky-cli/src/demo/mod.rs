@@ -1,5 +1,6 @@
 //! `leaky demo`: each way backprop leaks, reproduced broken and fixed, side by side.
 
+pub mod batchnorm;
 pub mod relu;
 pub mod rnn;
 pub mod sigmoid;

@@ -341,7 +341,21 @@ pub fn render(chart: &Chart) -> anyhow::Result<Rendered> {
         ChartKind::Lines { series, log_y } => lines(chart, series, *log_y),
         ChartKind::Histograms { edges, series } => histograms(chart, edges, series),
         ChartKind::Bars { labels, groups, log_y } => bars(chart, labels, groups, *log_y),
+        ChartKind::Svg { svg } => Ok(Rendered { svg: Some(embedded(svg)), legend: Vec::new(), notes: Vec::new() }),
     }
+}
+
+/// A ready-made `<svg>`: drop its fixed `width`/`height` so the page scales it by its
+/// `viewBox` like the charts.
+fn embedded(svg: &str) -> String {
+    let svg = svg.trim();
+    let Some(end) = svg.find('>') else { return svg.to_string() };
+    let head: String = svg[..end]
+        .split(' ')
+        .filter(|a| !(a.starts_with("width=") || a.starts_with("height=")))
+        .collect::<Vec<_>>()
+        .join(" ");
+    format!("{} class=\"plot\"{}", head, &svg[end..])
 }
 
 /// Polylines of drawable points.

@@ -83,6 +83,12 @@ pub enum ChartKind {
         /// One count vector (length `bins`) per series.
         series: Vec<HistSeries>,
     },
+    /// A picture drawn elsewhere (e.g. the computational graph of `leaky graph`): one
+    /// self-contained `<svg>` element with a `viewBox`; it is scaled to the page width.
+    Svg {
+        /// The `<svg ...>...</svg>` text.
+        svg: String,
+    },
     /// One bar per label (e.g. per-layer gradient norms); `log_y` as above.
     Bars {
         /// Bar labels along x.
