@@ -9,6 +9,7 @@ mod doctor_cmd;
 mod experiment;
 mod gradcheck_cmd;
 mod report;
+mod rl_cmd;
 mod train_cmd;
 
 use clap::{Parser, Subcommand};
