@@ -2,6 +2,8 @@
 
 #![allow(dead_code)] // The demos land one by one; this is their shared shape.
 
+pub mod dqn;
+
 use crate::report::Section;
 use leaky::doctor::finding::Finding;
 
