@@ -87,7 +87,7 @@ fn run_job(job: Job, episodes: usize) -> Done {
 }
 
 /// Run every job on the available cores (at most 2 threads: the demo must leave the machine usable).
-fn run_all(jobs: &[Job], episodes: usize, quiet: bool) -> Vec<Done> {
+fn run_all(jobs: &[Job], episodes: usize, last: usize, quiet: bool) -> Vec<Done> {
     let next = AtomicUsize::new(0);
     let out: Mutex<Vec<Done>> = Mutex::new(Vec::new());
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 2);
@@ -99,11 +99,11 @@ fn run_all(jobs: &[Job], episodes: usize, quiet: bool) -> Vec<Done> {
                 let done = run_job(job, episodes);
                 if !quiet {
                     println!(
-                        "  {:<13} seed {} reward x{:<4} mean return (last 50) {:>6.1}  zero-gradient samples {:>5.1}%  ({:.1}s)",
+                        "  {:<13} seed {} reward x{:<4} mean return (last {last}) {:>6.1}  zero-gradient samples {:>5.1}%  ({:.1}s)",
                         job.loss.name(),
                         job.seed,
                         job.scale,
-                        done.run.mean_last(50),
+                        done.run.mean_last(last),
                         100.0 * done.run.zeroed_share_total(),
                         done.run.seconds
                     );
@@ -206,7 +206,7 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
         );
     }
     let start = std::time::Instant::now();
-    let done = run_all(&jobs, b.episodes, opts.quiet);
+    let done = run_all(&jobs, b.episodes, b.last, opts.quiet);
     let seconds = start.elapsed().as_secs_f64();
     let pick = |loss: TdLoss, scale: f64| -> Vec<&Done> {
         done.iter().filter(|d| d.job.loss == loss && d.job.scale == scale).collect()
@@ -222,9 +222,16 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
             b.episodes,
             seeds.len()
         ),
-        header: ["td_loss", "mean return (last N)", "per seed", "zero-gradient samples", "doctor: zero_gradient"]
-            .map(String::from)
-            .to_vec(),
+        header: [
+            "td_loss",
+            "mean return (last N)",
+            "per seed",
+            "zero-gradient samples",
+            "of terminal transitions",
+            "doctor: zero_gradient",
+        ]
+        .map(String::from)
+        .to_vec(),
         rows: Vec::new(),
     };
     let huber_runs = pick(TdLoss::Huber, opts.reward_scale);
@@ -234,12 +241,16 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
         let zero: Vec<f64> = runs.iter().map(|d| d.run.zeroed_share_total()).collect();
         let (m, s) = mean_std(&lasts);
         let (zm, _) = mean_std(&zero);
+        let terminal: u64 = runs.iter().map(|d| d.run.terminal).sum();
+        let terminal_zeroed: u64 = runs.iter().map(|d| d.run.terminal_zeroed).sum();
+        let tz = terminal_zeroed as f64 / terminal.max(1) as f64;
         let per_seed: Vec<String> = lasts.iter().map(|v| format!("{v:.1}")).collect();
         table.rows.push(vec![
             loss.name().to_string(),
             format!("{m:.1} ± {s:.1}"),
             per_seed.join(", "),
             format!("{:.1}%", 100.0 * zm),
+            format!("{:.1}%", 100.0 * tz),
             severity_count(&runs),
         ]);
         let mut metrics = serde_json::Map::new();
@@ -252,14 +263,25 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
         metrics.insert("mean_return_last_n_per_seed".into(), serde_json::json!(lasts));
         metrics.insert("zeroed_share".into(), zm.into());
         metrics.insert("zeroed_share_per_seed".into(), serde_json::json!(zero));
-        metrics.insert("updates_per_seed".into(), serde_json::json!(runs.iter().map(|d| d.run.updates).collect::<Vec<_>>()));
+        metrics.insert("terminal_zeroed_share".into(), tz.into());
+        metrics.insert(
+            "terminal_zeroed_share_per_seed".into(),
+            serde_json::json!(runs.iter().map(|d| d.run.terminal_zeroed_share()).collect::<Vec<_>>()),
+        );
+        metrics.insert(
+            "updates_per_seed".into(),
+            serde_json::json!(runs.iter().map(|d| d.run.updates).collect::<Vec<_>>()),
+        );
         metrics.insert(
             "returns_per_seed".into(),
             serde_json::json!(runs.iter().map(|d| d.run.returns.clone()).collect::<Vec<_>>()),
         );
         if loss == TdLoss::GradClip {
             let same = runs.len() == huber_runs.len()
-                && runs.iter().zip(&huber_runs).all(|(a, h)| a.run.returns == h.run.returns && a.run.zeroed_share == h.run.zeroed_share);
+                && runs
+                    .iter()
+                    .zip(&huber_runs)
+                    .all(|(a, h)| a.run.returns == h.run.returns && a.run.zeroed_share == h.run.zeroed_share);
             metrics.insert("identical_to_huber".into(), same.into());
         }
         variants.push(Variant {
@@ -326,16 +348,15 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
     };
 
     let series_for = |f: &dyn Fn(&[&Done]) -> Vec<(f64, f64)>| -> Vec<Series> {
-        TdLoss::ALL
-            .iter()
-            .map(|&l| Series { name: l.name().into(), points: f(&pick(l, opts.reward_scale)) })
-            .collect()
+        TdLoss::ALL.iter().map(|&l| Series { name: l.name().into(), points: f(&pick(l, opts.reward_scale)) }).collect()
     };
     let returns_chart = Chart {
         title: "Return per episode".into(),
         x_label: "episode".into(),
         y_label: format!("return (mean over {} seed(s), moving average of 10 episodes)", seeds.len()),
-        caption: "huber and grad_clip draw one line (identical runs); clipped_delta lags or stays at the random policy's ~20".into(),
+        caption:
+            "huber and grad_clip draw one line (identical runs); clipped_delta lags or stays at the random policy's ~20"
+                .into(),
         kind: ChartKind::Lines { series: series_for(&|r| smoothed_returns(r, 10)), log_y: false },
     };
     let window = if opts.quick { 20 } else { 100 };
@@ -351,7 +372,8 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
         title: "Zero-gradient share by reward scale".into(),
         x_label: "reward scale".into(),
         y_label: "share of samples with zero gradient".into(),
-        caption: "with larger rewards every TD error starts beyond the clip: clipped_delta gets no gradient at all".into(),
+        caption: "with larger rewards every TD error starts beyond the clip: clipped_delta gets no gradient at all"
+            .into(),
         kind: ChartKind::Bars { labels: labels.clone(), groups: zero_bars, log_y: false },
     };
     let scale_return_chart = Chart {
@@ -377,13 +399,17 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
          clipping the error term in the backward pass (grad_clip) is the same gradient."
             .to_string(),
         format!(
-            "Measured ({} seed(s), {} episodes, reward x{}): clipped_delta {} (zero-gradient samples {}), huber {} ({}); \
-             grad_clip's runs are {} to huber's.",
+            "Measured ({} seed(s), {} episodes, reward x{}): mean return over the last {} episodes: clipped_delta {} \
+             (zero-gradient samples {}, of the terminal transitions {}), huber {} ({}); grad_clip's runs are {} to huber's. \
+             The terminal transitions are where the Q-network learns that the episode ends (their target is just the reward); \
+             an overestimate there is a large TD error, and clipped_delta is deaf to exactly those.",
             seeds.len(),
             b.episodes,
             opts.reward_scale,
+            b.last,
             cd[1],
             cd[3],
+            cd[4],
             hb[1],
             hb[3],
             if identical { "identical, episode for episode," } else { "NOT identical" }
@@ -407,7 +433,14 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
     };
     let mut terminal = table;
     terminal.rows.extend(sweep.rows.iter().filter(|r| r[0] != format!("x{}", opts.reward_scale)).map(|r| {
-        vec![format!("{} reward {}", r[1], r[0]), r[2].clone(), String::new(), r[3].clone(), r[4].clone()]
+        vec![
+            format!("{} reward {}", r[1], r[0]),
+            r[2].clone(),
+            String::new(),
+            r[3].clone(),
+            String::new(),
+            r[4].clone(),
+        ]
     }));
     Ok(DemoOutcome { name: "dqn".into(), code: "zero_gradient".into(), variants, table: terminal, section })
 }
@@ -426,7 +459,8 @@ mod tests {
         };
         let broken: Vec<&Variant> = out.variants.iter().filter(|v| v.name.starts_with("clipped_delta")).collect();
         assert!(broken.iter().any(|v| zero(v, Severity::Warning)), "clipped_delta must show zero_gradient");
-        for v in out.variants.iter().filter(|v| v.name.starts_with("huber") || v.name == "grad_clip" || v.name == "mse") {
+        for v in out.variants.iter().filter(|v| v.name.starts_with("huber") || v.name == "grad_clip" || v.name == "mse")
+        {
             assert!(!zero(v, Severity::Warning), "{}: {:?}", v.name, v.findings);
         }
         let gc = out.variants.iter().find(|v| v.name == "grad_clip").unwrap();

@@ -82,6 +82,8 @@ pub struct TdLossOutput {
     pub loss: f64,
     /// dloss/dq, (N,).
     pub dq: Array1<f64>,
+    /// The TD errors `q - y`, (N,).
+    pub delta: Array1<f64>,
     /// Samples whose gradient is exactly 0 although their TD error is not.
     pub zeroed: usize,
     /// Samples with |delta| > 1 (beyond the clip).
@@ -120,7 +122,7 @@ pub fn td_loss(kind: TdLoss, q: &Array1<f64>, y: &Array1<f64>) -> TdLossOutput {
         beyond += usize::from(d.abs() > 1.0);
         zeroed += usize::from(g == 0.0 && d != 0.0);
     }
-    TdLossOutput { loss, dq, zeroed, beyond_clip: beyond, mean_abs_delta: abs_sum / n.max(1) as f64 }
+    TdLossOutput { loss, dq, delta: q - y, zeroed, beyond_clip: beyond, mean_abs_delta: abs_sum / n.max(1) as f64 }
 }
 
 /// TD targets `y_i = r_i + gamma * max_a' q_next[i, a'] * (1 - terminated_i)`.
@@ -237,6 +239,10 @@ pub struct UpdateInfo {
     pub beyond_clip: usize,
     /// Mean |delta| over the minibatch.
     pub mean_abs_delta: f64,
+    /// Samples whose next state is terminal (their target is just the reward).
+    pub terminal: usize,
+    /// Of those, the ones with exactly zero gradient although their TD error is not zero.
+    pub terminal_zeroed: usize,
     /// The TD loss in use.
     pub td_loss: TdLoss,
 }
@@ -305,6 +311,10 @@ pub struct DqnRun {
     pub beyond_share: Vec<f32>,
     /// TD loss per update.
     pub losses: Vec<f32>,
+    /// Terminal transitions sampled over all updates.
+    pub terminal: u64,
+    /// Of those, the ones whose gradient was exactly zero although their TD error was not.
+    pub terminal_zeroed: u64,
     /// The update at which the loss or gradient became NaN or infinite (training stopped).
     pub diverged_at: Option<usize>,
     /// Wall-clock seconds.
@@ -316,6 +326,11 @@ impl DqnRun {
     pub fn mean_last(&self, k: usize) -> f64 {
         let tail = &self.returns[self.returns.len().saturating_sub(k)..];
         tail.iter().sum::<f64>() / tail.len().max(1) as f64
+    }
+
+    /// Share of the sampled terminal transitions whose gradient was zero (NaN when none).
+    pub fn terminal_zeroed_share(&self) -> f64 {
+        self.terminal_zeroed as f64 / self.terminal as f64
     }
 
     /// Share of zero-gradient samples over all updates.
@@ -432,6 +447,13 @@ pub fn train<F: Float>(cfg: &DqnConfig, observer: &mut dyn DqnObserver<F>) -> (S
                     }
                 };
                 let n = batch.actions.len();
+                let (mut terminal, mut terminal_zeroed) = (0, 0);
+                for (i, &done) in batch.terminated.iter().enumerate() {
+                    if done == 1.0 {
+                        terminal += 1;
+                        terminal_zeroed += usize::from(out.dq[i] == 0.0 && out.delta[i] != 0.0);
+                    }
+                }
                 let info = UpdateInfo {
                     update: u,
                     env_step: t,
@@ -443,8 +465,12 @@ pub fn train<F: Float>(cfg: &DqnConfig, observer: &mut dyn DqnObserver<F>) -> (S
                     zeroed: out.zeroed,
                     beyond_clip: out.beyond_clip,
                     mean_abs_delta: out.mean_abs_delta,
+                    terminal,
+                    terminal_zeroed,
                     td_loss: cfg.td_loss,
                 };
+                run.terminal += terminal as u64;
+                run.terminal_zeroed += terminal_zeroed as u64;
                 observer.on_update(&info, &online);
                 run.zeroed_share.push(out.zeroed as f32 / n as f32);
                 run.beyond_share.push(out.beyond_clip as f32 / n as f32);

@@ -96,7 +96,13 @@ mod tests {
     use super::*;
 
     fn exp(i: usize) -> Experience {
-        Experience { state: [i as f64; 4], action: i % 2, reward: 1.0, next_state: [i as f64 + 0.5; 4], terminated: i == 3 }
+        Experience {
+            state: [i as f64; 4],
+            action: i % 2,
+            reward: 1.0,
+            next_state: [i as f64 + 0.5; 4],
+            terminated: i == 3,
+        }
     }
 
     #[test]
