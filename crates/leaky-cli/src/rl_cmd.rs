@@ -144,10 +144,7 @@ fn pooled(records: &[&FlatOpStats], points: usize, value: impl Fn(&[&FlatOpStats
         return Vec::new();
     }
     let w = records.len().div_ceil(points.max(1));
-    records
-        .chunks(w)
-        .map(|c| [c.iter().map(|r| r.step as f64).sum::<f64>() / c.len() as f64, value(c)])
-        .collect()
+    records.chunks(w).map(|c| [c.iter().map(|r| r.step as f64).sum::<f64>() / c.len() as f64, value(c)]).collect()
 }
 
 /// Add the time course of the TD clip to a `zero_gradient` finding's evidence: the share
@@ -341,7 +338,8 @@ pub fn run_doctor(args: &DoctorArgs, exp: &Experiment) -> Result<(), Failure> {
         let mut metrics = summary_metrics(&run);
         metrics["treatments"] = serde_json::json!(treatments);
         metrics["loss_per_update"] = serde_json::json!(doctor.losses);
-        let run_doc = serde_json::json!({"file": show(&args.file), "experiment": exp, "sample_every": args.sample_every});
+        let run_doc =
+            serde_json::json!({"file": show(&args.file), "experiment": exp, "sample_every": args.sample_every});
         let doc = Report::new(run_doc, findings.clone(), metrics);
         leaky::train::write_atomic(path, doc.to_json_string().as_bytes())
             .map_err(|e| Failure::Run(anyhow!("cannot write {}: {e}", show(path))))?;

@@ -167,7 +167,8 @@ fn huber_and_grad_clip_give_identical_network_gradients_and_clipped_delta_none_a
         let mut online = tanh_net(1);
         let mut target = tanh_net(2);
         let out = td_gradient(&mut online, &mut target, &b, kind, 0.9, &mut NoProbe);
-        let g: Vec<f64> = online.params().iter().flat_map(|(_, p)| p.grad.iter().copied().collect::<Vec<_>>()).collect();
+        let g: Vec<f64> =
+            online.params().iter().flat_map(|(_, p)| p.grad.iter().copied().collect::<Vec<_>>()).collect();
         (out, g)
     };
     let (h, gh) = grads(TdLoss::Huber);
