@@ -32,22 +32,22 @@ fn trajectories_match_gymnasium() {
         let init = arr4(&t["initial_state"]);
         let mut env = CartPole::from_state(init);
         let obs0 = arr4(&t["initial_obs"]);
-        for i in 0..STATE_DIM {
-            assert_eq!(env.observation()[i], obs0[i] as f32, "{name}: initial observation");
+        for (o, &want) in env.observation().iter().zip(&obs0) {
+            assert_eq!(*o, want as f32, "{name}: initial observation");
         }
         let recorded = t["steps"].as_array().unwrap();
         for (k, s) in recorded.iter().enumerate() {
             let action = s["action"].as_u64().unwrap() as usize;
             let tr = env.step(action);
             let want = arr4(&s["state"]);
-            for i in 0..STATE_DIM {
-                let d = (tr.state[i] - want[i]).abs();
+            for (i, (&got, &w)) in tr.state.iter().zip(&want).enumerate() {
+                let d = (got - w).abs();
                 worst = worst.max(d);
-                assert!(d <= STATE_TOL, "{name} step {k} var {i}: {} vs {}", tr.state[i], want[i]);
+                assert!(d <= STATE_TOL, "{name} step {k} var {i}: {got} vs {w}");
             }
             let obs = arr4(&s["obs"]);
-            for i in 0..STATE_DIM {
-                let (a, b) = (env.observation()[i], obs[i] as f32);
+            for (i, (&a, &b)) in env.observation().iter().zip(&obs).enumerate() {
+                let b = b as f32;
                 assert!(a == b || (a - b).abs() <= f32::EPSILON * b.abs(), "{name} step {k} obs {i}: {a} vs {b}");
             }
             assert_eq!(tr.reward, s["reward"].as_f64().unwrap(), "{name} step {k} reward");

@@ -118,6 +118,8 @@ impl CartPole {
         self.state = [x + TAU * x_dot, x_dot + TAU * xacc, theta + TAU * theta_dot, theta_dot + TAU * thetaacc];
         self.steps += 1;
         let [x, _, theta, _] = self.state;
+        // Gymnasium's comparisons, kept as written (a range `contains` would differ on NaN).
+        #[allow(clippy::manual_range_contains)]
         let terminated = x < -X_LIMIT || x > X_LIMIT || theta < -THETA_LIMIT || theta > THETA_LIMIT;
         let truncated = !terminated && self.steps >= MAX_STEPS;
         self.done = terminated || truncated;
