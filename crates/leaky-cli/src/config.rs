@@ -146,21 +146,12 @@ impl Default for TrainSection {
     }
 }
 
-/// TD losses of the DQN.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum TdLoss {
-    /// Huber loss of the TD error.
-    Huber,
-    /// Square of clip_by_value(delta, -1, 1): the bug.
-    ClippedDelta,
-    /// Plain squared error.
-    Mse,
-    /// Squared error whose gradient is clipped to [-1, 1].
-    GradClip,
-}
+/// TD losses of the DQN (`huber | clipped_delta | mse | grad_clip`; see `leaky::rl::dqn`).
+pub use leaky::rl::dqn::TdLoss;
 
-/// `[rl]`
+/// `[rl]`: reinforcement-learning runs (`model.kind = "dqn"`). The first six keys are
+/// DESIGN.md's; the rest are leaky extensions with the defaults of
+/// `leaky::rl::dqn::DqnConfig::new`.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RlConfig {
@@ -174,12 +165,25 @@ pub struct RlConfig {
     pub gamma: f64,
     /// Multiply every reward by this.
     pub reward_scale: f64,
-    /// Steps between target-network copies.
+    /// Environment steps between target-network copies.
     pub target_update: usize,
+    /// Extension: replay capacity in transitions (default 50000).
+    pub buffer_size: usize,
+    /// Extension: environment steps of pure exploration before the first update (default 500).
+    pub learning_starts: usize,
+    /// Extension: one update every this many environment steps (default 1).
+    pub train_every: usize,
+    /// Extension: epsilon at the first step (default 1.0).
+    pub eps_start: f64,
+    /// Extension: epsilon at the end of the schedule (default 0.05).
+    pub eps_end: f64,
+    /// Extension: environment steps of the linear epsilon schedule (default 5000).
+    pub eps_decay_steps: usize,
 }
 
 impl Default for RlConfig {
     fn default() -> Self {
+        let d = leaky::rl::dqn::DqnConfig::new(TdLoss::Huber, 300, 0);
         RlConfig {
             env: "cartpole".into(),
             td_loss: TdLoss::Huber,
@@ -187,6 +191,12 @@ impl Default for RlConfig {
             gamma: 0.99,
             reward_scale: 1.0,
             target_update: 500,
+            buffer_size: d.buffer_size,
+            learning_starts: d.learning_starts,
+            train_every: d.train_every,
+            eps_start: d.eps_start,
+            eps_end: d.eps_end,
+            eps_decay_steps: d.eps_decay_steps,
         }
     }
 }
@@ -270,6 +280,20 @@ impl Experiment {
         if r.target_update == 0 {
             bail!("`rl.target_update` = 0: must be at least 1");
         }
+        if r.buffer_size == 0 {
+            bail!("`rl.buffer_size` = 0: must be at least 1");
+        }
+        if r.train_every == 0 {
+            bail!("`rl.train_every` = 0: must be at least 1");
+        }
+        for (key, v) in [("rl.eps_start", r.eps_start), ("rl.eps_end", r.eps_end)] {
+            if !(v.is_finite() && (0.0..=1.0).contains(&v)) {
+                bail!("`{key}` = {v}: must be in [0, 1]");
+            }
+        }
+        if self.model.kind == ModelKind::Dqn && self.model.batchnorm {
+            bail!("`model.batchnorm` = true: not supported for the DQN's Q-network");
+        }
         Ok(())
     }
 
@@ -314,5 +338,15 @@ mod tests {
         assert!(e.contains("model.hidden[1]"), "{e}");
         let e = format!("{:#}", parse("seed = 1\n[bogus]\n").unwrap_err());
         assert!(e.contains("bogus"), "{e}");
+        let e = format!("{:#}", parse("[rl]\ntd_los = \"huber\"\n").unwrap_err());
+        assert!(e.contains("td_los"), "{e}");
+        let e = format!("{:#}", parse("[rl]\ntd_loss = \"l1\"\n").unwrap_err());
+        assert!(e.contains("l1") && e.contains("clipped_delta"), "{e}");
+        let e = format!("{:#}", parse("[rl]\nreward_scale = 0.0\n").unwrap_err());
+        assert!(e.contains("rl.reward_scale"), "{e}");
+        let e = format!("{:#}", parse("[rl]\neps_end = 2.0\n").unwrap_err());
+        assert!(e.contains("rl.eps_end"), "{e}");
+        let e = format!("{:#}", parse("[rl]\nenv = \"pong\"\n").unwrap_err());
+        assert!(e.contains("rl.env"), "{e}");
     }
 }

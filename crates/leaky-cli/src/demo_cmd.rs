@@ -20,6 +20,8 @@ pub enum Which {
     Relu,
     /// A vanilla RNN's gradient exploding/vanishing through time; clipping; LSTM.
     Rnn,
+    /// A DQN on CartPole with four TD losses: clip_by_value's zero gradient vs Huber.
+    Dqn,
     /// Batch norm's computational graph (values black, gradients red), checked three ways.
     Batchnorm,
     /// Every demo in sequence (the README's "run the main job").
@@ -38,6 +40,13 @@ pub struct DemoArgs {
     /// Base seed.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// dqn: how many seeds each TD loss is trained with (seed, seed+1, ...).
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub seeds: usize,
+    /// dqn: multiply every reward by this; with larger rewards every TD error starts beyond
+    /// the clip and the clipped_delta agent gets no gradient at all.
+    #[arg(long, default_value_t = 1.0, value_name = "X")]
+    pub reward_scale: f64,
     /// Write the HTML report (index.html with inline SVG charts) into this directory.
     #[arg(long, value_name = "DIR", default_value = "leaky-report")]
     pub report: PathBuf,
@@ -57,6 +66,7 @@ fn run_one(which: Which, opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
         Which::Sigmoid => demo::sigmoid::run(opts),
         Which::Relu => demo::relu::run(opts),
         Which::Rnn => demo::rnn::run(opts),
+        Which::Dqn => demo::dqn::run(opts),
         Which::Batchnorm => demo::batchnorm::run(opts),
         Which::All => unreachable!("`all` is expanded by the caller"),
     }
@@ -67,6 +77,7 @@ fn title(which: Which) -> &'static str {
         Which::Sigmoid => "sigmoid: saturation and depth",
         Which::Relu => "relu: dead units",
         Which::Rnn => "rnn: exploding and vanishing through time",
+        Which::Dqn => "dqn: clipped TD error vs Huber on CartPole",
         Which::Batchnorm => "batchnorm: the computational graph",
         Which::All => "all",
     }
@@ -109,9 +120,21 @@ pub fn run(args: DemoArgs) -> Result<(), Failure> {
     if let Some(p) = &args.json {
         crate::train_cmd::check_output_path("--json", p)?;
     }
-    let opts = DemoOptions { quick: args.quick, seed: args.seed, quiet: args.quiet, ..DemoOptions::default() };
+    if args.seeds == 0 {
+        return Err(Failure::BadInput(anyhow!("--seeds 0: must be at least 1")));
+    }
+    if !(args.reward_scale.is_finite() && args.reward_scale > 0.0) {
+        return Err(Failure::BadInput(anyhow!("--reward-scale {}: must be a positive number", args.reward_scale)));
+    }
+    let opts = DemoOptions {
+        quick: args.quick,
+        seed: args.seed,
+        seeds: args.seeds,
+        quiet: args.quiet,
+        reward_scale: args.reward_scale,
+    };
     let list: Vec<Which> =
-        if args.which == Which::All { vec![Which::Sigmoid, Which::Relu, Which::Rnn, Which::Batchnorm] } else { vec![args.which] };
+        if args.which == Which::All { vec![Which::Sigmoid, Which::Relu, Which::Rnn, Which::Dqn, Which::Batchnorm] } else { vec![args.which] };
     let bar = if list.len() > 1 && !args.quiet {
         let b = ProgressBar::new(list.len() as u64);
         b.set_style(

@@ -122,12 +122,12 @@ fn outcome(r: &leaky::train::TrainReport) -> serde_json::Value {
 }
 
 /// Colours for a terminal; plain text when piped.
-struct Style {
-    on: bool,
+pub(crate) struct Style {
+    pub(crate) on: bool,
 }
 
 impl Style {
-    fn paint(&self, code: &str, text: &str) -> String {
+    pub(crate) fn paint(&self, code: &str, text: &str) -> String {
         if self.on {
             format!("\x1b[{code}m{text}\x1b[0m")
         } else {
@@ -158,7 +158,7 @@ fn short_number(x: f64) -> String {
 }
 
 /// Print one finding: headline, evidence, why, ranked fixes.
-fn print_finding(style: &Style, f: &Finding) {
+pub(crate) fn print_finding(style: &Style, f: &Finding) {
     let step = f.step.map(|s| format!(" at step {s}")).unwrap_or_default();
     println!("{} {} in {}{step}", style.severity(f.severity), style.paint("1", f.code.as_str()), f.where_);
     let ev: Vec<String> = f
@@ -307,6 +307,9 @@ pub fn run(args: DoctorArgs) -> Result<(), Failure> {
     }
     if args.sample_every == 0 {
         return Err(Failure::BadInput(anyhow!("--sample-every 0: must be at least 1")));
+    }
+    if exp.model.kind == config::ModelKind::Dqn {
+        return crate::rl_cmd::run_doctor(&args, &exp);
     }
     let base = args.file.parent().unwrap_or(std::path::Path::new(""));
     let style_on = std::io::stdout().is_terminal();

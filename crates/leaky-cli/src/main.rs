@@ -11,6 +11,7 @@ mod experiment;
 mod gradcheck_cmd;
 mod graph_cmd;
 mod report;
+mod rl_cmd;
 mod train_cmd;
 
 use clap::{Parser, Subcommand};

@@ -243,6 +243,9 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
     if matches!(exp.model.kind, config::ModelKind::Rnn | config::ModelKind::Lstm) {
         return run_seq(&args, &exp);
     }
+    if exp.model.kind == config::ModelKind::Dqn {
+        return crate::rl_cmd::run_train(&args, &exp);
+    }
     let base = args.file.parent().unwrap_or(std::path::Path::new(""));
     let data = prepare_data(&exp, base).map_err(|e| anyhow!("{}: {e:#}", show(&args.file)))?;
     let mut model = build_model(&exp, &data).map_err(|e| anyhow!("{}: {e:#}", show(&args.file)))?;

@@ -71,7 +71,7 @@ fn bad_recurrent_experiments_exit_2() {
         ("loss.toml", "[data]\ndataset = \"adding\"\n[model]\nkind = \"rnn\"\nhidden = [8]\n", &["train.loss", "mse"]),
         ("short.toml", "[data]\ndataset = \"adding\"\nseq_len = 1\n[model]\nkind = \"rnn\"\nhidden = [8]\n[train]\nloss = \"mse\"\n", &["adding"]),
         ("mlpseq.toml", "[data]\ndataset = \"adding\"\n", &["sequence"]),
-        ("dqn.toml", "[model]\nkind = \"dqn\"\n", &["dqn"]),
+        ("dqn.toml", "[model]\nkind = \"dqn\"\n[rl]\ntd_loss = \"l1\"\n", &["dqn.toml", "l1"]),
         ("notext.toml", "[data]\ndataset = \"text:/nonexistent/book.txt\"\n[model]\nkind = \"rnn\"\nhidden = [8]\n", &["/nonexistent/book.txt"]),
     ];
     for (name, text, needles) in cases {

@@ -33,6 +33,7 @@ pub mod layers;
 pub mod losses;
 pub mod nn;
 pub mod optim;
+pub mod rl;
 pub mod tensor;
 pub mod train;
 

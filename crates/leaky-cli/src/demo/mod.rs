@@ -1,6 +1,7 @@
 //! `leaky demo`: each way backprop leaks, reproduced broken and fixed, side by side.
 
 pub mod batchnorm;
+pub mod dqn;
 pub mod relu;
 pub mod rnn;
 pub mod sigmoid;
