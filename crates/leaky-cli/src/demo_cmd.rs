@@ -133,8 +133,11 @@ pub fn run(args: DemoArgs) -> Result<(), Failure> {
         quiet: args.quiet,
         reward_scale: args.reward_scale,
     };
-    let list: Vec<Which> =
-        if args.which == Which::All { vec![Which::Sigmoid, Which::Relu, Which::Rnn, Which::Dqn, Which::Batchnorm] } else { vec![args.which] };
+    let list: Vec<Which> = if args.which == Which::All {
+        vec![Which::Sigmoid, Which::Relu, Which::Rnn, Which::Dqn, Which::Batchnorm]
+    } else {
+        vec![args.which]
+    };
     let bar = if list.len() > 1 && !args.quiet {
         let b = ProgressBar::new(list.len() as u64);
         b.set_style(

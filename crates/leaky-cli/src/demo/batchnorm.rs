@@ -19,7 +19,9 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
     let rows: Vec<Vec<String>> = demo
         .rows()
         .into_iter()
-        .map(|(what, e)| vec![what.to_string(), format!("{e:.2e}"), if e <= TOLERANCE { "ok" } else { "DISAGREE" }.into()])
+        .map(|(what, e)| {
+            vec![what.to_string(), format!("{e:.2e}"), if e <= TOLERANCE { "ok" } else { "DISAGREE" }.into()]
+        })
         .collect();
     let tbl = table("", &["comparison (f64)", "max rel_error", "<= 1e-7"], rows);
     let mut metrics = Map::new();

@@ -332,6 +332,11 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
                 metrics.insert("std_return_last_n".into(), s.into());
                 metrics.insert("mean_return_last_n_per_seed".into(), serde_json::json!(lasts));
                 metrics.insert("zeroed_share".into(), zm.into());
+                // At 10x rewards every |delta| starts beyond the clip: the doctor must see it
+                // on every seed (at 1x it depends on the seed, see the README).
+                if loss == TdLoss::ClippedDelta && scale >= 10.0 {
+                    metrics.insert("expected_code".into(), "zero_gradient".into());
+                }
                 variants.push(Variant {
                     name: format!("{} reward x{scale}", loss.name()),
                     broken: loss == TdLoss::ClippedDelta,
