@@ -77,7 +77,7 @@ fn classifier_step(
         let scores = model.forward_probed(x.clone(), Mode::Train, probe);
         let scores = scores.into_dimensionality().expect("(N, C) scores");
         let (loss, dscores) = Loss::Softmax.classify(&scores, y);
-        model.backward_probed(dscores.into_dyn(), probe);
+        model.backward_params_probed(dscores.into_dyn(), probe);
         loss as f64
     };
     let grad_norm = global_norm(model.params().into_iter().map(|(_, p)| &p.grad));
