@@ -9,7 +9,9 @@
 For each thread count it starts one leaky server (`cargo bench -p leaky --bench steps --
 --serve`, MATMUL_NUM_THREADS=t) and one reference server (reference.py --serve --threads t),
 then for each workload runs ROUNDS rounds of one trial per side (a trial = 3 warm-up steps,
-then the median of 10 timed steps), alternating which side goes first. Each round gives the
+then 10 timed steps), alternating which side goes first. With 1 thread a trial's figure is
+the mean on-CPU time per step of the computing thread (time lost to other processes on the
+shared cores does not count); with 2 threads the median wall time per step. Each round gives the
 pairwise ratios t(leaky) / t(reference); the table reports their median with [min, max],
 and the median times. A ratio below 1 means leaky is faster; speed-up = 1 / ratio.
 The machine's load (`uptime`) is printed before and after.
@@ -45,13 +47,15 @@ class Server:
         self.p = subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                   text=True, bufsize=1)
 
-    def ask(self, name):
+    def ask(self, name, clock):
+        """One trial of `name`: median wall ms (clock "wall") or mean thread-CPU ms ("cpu")."""
         self.p.stdin.write(name + "\n")
         self.p.stdin.flush()
         line = self.p.stdout.readline().strip()
         if not line or line.startswith("error"):
             sys.exit(f"server failed on {name}: {line!r}")
-        return float(line)
+        wall, cpu = (float(v) for v in line.split())
+        return cpu if clock == "cpu" and cpu > 0 else wall
 
     def close(self):
         self.p.stdin.close()
@@ -75,6 +79,9 @@ def main():
     print(f"load before: {uptime()}")
     rows = []
     for t in args.threads:
+        # One thread: on-CPU time of the computing thread (robust when other processes
+        # share the cores); two threads: wall time (CPU time of one thread misses the other).
+        clock = "cpu" if t == 1 else "wall"
         env = dict(os.environ, MATMUL_NUM_THREADS=str(t), OMP_NUM_THREADS=str(t), MKL_NUM_THREADS=str(t),
                    OPENBLAS_NUM_THREADS=str(t))
         leaky = Server(["cargo", "bench", "-q", "-p", "leaky", "--bench", "steps", "--", "--serve"], env)
@@ -87,28 +94,29 @@ def main():
                 ratios, ta, tb = [], [], []
                 for r in range(args.rounds):
                     if r % 2 == 0:
-                        a = leaky.ask(name)
-                        b = side_b.ask(b_name)
+                        a = leaky.ask(name, clock)
+                        b = side_b.ask(b_name, clock)
                     else:
-                        b = side_b.ask(b_name)
-                        a = leaky.ask(name)
+                        b = side_b.ask(b_name, clock)
+                        a = leaky.ask(name, clock)
                     ta.append(a)
                     tb.append(b)
                     ratios.append(a / b)
-                row = (t, name, other, statistics.median(ta), statistics.median(tb), statistics.median(ratios),
+                row = (t, clock, name, other, statistics.median(ta), statistics.median(tb), statistics.median(ratios),
                        min(ratios), max(ratios))
                 rows.append(row)
-                print(f"  {t} thr {name:<15} vs {other:<15} {row[3]:8.3f} ms vs {row[4]:8.3f} ms  "
-                      f"ratio {row[5]:.3f} [{row[6]:.3f}, {row[7]:.3f}]", flush=True)
+                print(f"  {t} thr {clock} {name:<15} vs {other:<15} {row[4]:8.3f} ms vs {row[5]:8.3f} ms  "
+                      f"ratio {row[6]:.3f} [{row[7]:.3f}, {row[8]:.3f}]", flush=True)
         leaky.close()
         ref.close()
     print(f"load after: {uptime()}")
     print()
-    print("| threads | leaky workload | compared with | leaky ms/step | other ms/step | ratio leaky/other "
-          "(median [min, max]) | speed-up |")
-    print("|---:|---|---|---:|---:|---:|---:|")
-    for t, name, other, a, b, med, lo, hi in rows:
-        print(f"| {t} | {name} | {other} | {a:.3f} | {b:.3f} | {med:.3f} [{lo:.3f}, {hi:.3f}] | {1 / med:.2f}x |")
+    print("| threads | clock | leaky workload | compared with | leaky ms/step | other ms/step "
+          "| ratio leaky/other (median [min, max]) | speed-up |")
+    print("|---:|---|---|---|---:|---:|---:|---:|")
+    for t, clock, name, other, a, b, med, lo, hi in rows:
+        print(f"| {t} | {clock} | {name} | {other} | {a:.3f} | {b:.3f} | {med:.3f} [{lo:.3f}, {hi:.3f}] "
+              f"| {1 / med:.2f}x |")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ Run by hand, not by CI:
 
 Workload names: torch:mlp, numpy:mlp, torch:rnn, numpy:rnn, torch:lstm, numpy:lstm,
 torch:conv, torch:gemm128 ... numpy:gemm1024. In --serve mode each line on stdin is a name,
-answered by one trial's median milliseconds.
+answered by one trial's median wall and mean CPU milliseconds.
 """
 
 import argparse
@@ -241,15 +241,18 @@ def numpy_workloads():
 
 
 def trial(step):
+    """(median wall ms, mean on-CPU ms of this thread) per step, as steps.rs measures."""
     for _ in range(WARMUP):
         step()
     times = []
+    cpu0 = time.thread_time()
     for _ in range(REPS):
         t = time.perf_counter()
         step()
         times.append((time.perf_counter() - t) * 1e3)
+    cpu = (time.thread_time() - cpu0) * 1e3 / REPS
     times.sort()
-    return times[len(times) // 2]
+    return times[len(times) // 2], cpu
 
 
 def main():
@@ -277,14 +280,15 @@ def main():
             if name not in makers:
                 print(f"error unknown workload {name}", flush=True)
                 continue
-            print(f"{trial(get(name)):.6f}", flush=True)
+            wall, cpu = trial(get(name))
+            print(f"{wall:.6f} {cpu:.6f}", flush=True)
         return
     import numpy
     import torch
     print(f"torch {torch.__version__}, numpy {numpy.__version__}, threads {args.threads}: "
           f"median over {TRIALS} trials of the median of {REPS} steps after {WARMUP} warm-up steps")
     for name in args.names or list(makers):
-        ts = sorted(trial(get(name)) for _ in range(TRIALS))
+        ts = sorted(trial(get(name))[0] for _ in range(TRIALS))
         print(f"{name:<16} {ts[len(ts) // 2]:>10.3f} ms")
 
 

@@ -12,14 +12,15 @@
 //! | `gemm128` .. `gemm1024` | one square f32 product C = A B |
 //!
 //! Method (both sides): a trial runs `WARMUP` untimed steps, then `REPS` timed steps and
-//! reports the median step time; the figure of a workload is the median over trials.
+//! reports the median wall time of a step and the mean on-CPU time of the thread per step;
+//! the figure of a workload is the median over trials.
 //!
 //! Run:
 //! * `cargo bench -p leaky --bench steps` prints a table of every workload (`-- mlp rnn`
 //!   selects some). Threads: `MATMUL_NUM_THREADS=1` or `2` (matrixmultiply's thread pool,
 //!   read once at start; default = physical cores).
 //! * `cargo bench -p leaky --bench steps -- --serve` reads workload names on stdin and answers
-//!   each with one trial's median milliseconds: `scripts/bench/compare.py` drives it, A B A B
+//!   each with one trial's median wall and mean CPU milliseconds: `scripts/bench/compare.py` drives it, A B A B
 //!   with the reference.
 //! * Run without `--bench` (as `cargo test --all-targets` does) it runs one step of each
 //!   workload and checks that training the MLP lowers its loss.
@@ -254,12 +255,25 @@ fn median(v: &mut [f64]) -> f64 {
     v[v.len() / 2]
 }
 
-/// One trial: `WARMUP` untimed steps, then the median of `REPS` timed steps, in ms.
-fn trial(step: &mut Step) -> f64 {
+/// On-CPU time of the calling thread in ns (`/proc/thread-self/schedstat`, first field),
+/// or 0 where that file does not exist.
+fn thread_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// One trial: `WARMUP` untimed steps, then `REPS` timed steps. Returns the median wall
+/// time of a step and the mean on-CPU time of the calling thread per step, in ms. With one
+/// thread the CPU time is the robust measure on a shared machine (time spent waiting for
+/// the core is not counted); with more threads only wall time counts all the work.
+fn trial(step: &mut Step) -> (f64, f64) {
     let mut sink = 0.0;
     for _ in 0..WARMUP {
         sink += step();
     }
+    let cpu0 = thread_cpu_ns();
     let mut times: Vec<f64> = (0..REPS)
         .map(|_| {
             let t = Instant::now();
@@ -267,8 +281,9 @@ fn trial(step: &mut Step) -> f64 {
             t.elapsed().as_secs_f64() * 1e3
         })
         .collect();
+    let cpu = (thread_cpu_ns() - cpu0) as f64 / 1e6 / REPS as f64;
     std::hint::black_box(sink);
-    median(&mut times)
+    (median(&mut times), cpu)
 }
 
 fn serve() {
@@ -288,7 +303,8 @@ fn serve() {
             }
         }
         let step = &mut steps.iter_mut().find(|(n, _)| *n == name).expect("just made").1;
-        println!("{:.6}", trial(step));
+        let (wall, cpu) = trial(step);
+        println!("{wall:.6} {cpu:.6}");
     }
 }
 
@@ -317,7 +333,7 @@ fn main() {
     println!("{:<16} {:>10} {:>10}", "workload", "ms/step", "GFLOP/s");
     for name in WORKLOADS.iter().filter(|n| chosen.is_empty() || chosen.contains(n)) {
         let mut s = make(name).expect("listed");
-        let mut t: Vec<f64> = (0..TRIALS).map(|_| trial(&mut s)).collect();
+        let mut t: Vec<f64> = (0..TRIALS).map(|_| trial(&mut s).0).collect();
         let ms = median(&mut t);
         let gf = flops(name).map(|f| format!("{:.1}", f / ms / 1e6)).unwrap_or_default();
         println!("{name:<16} {ms:>10.3} {gf:>10}");

@@ -41,13 +41,20 @@ fn forward_view<F: Float>(x: Tensor<F>, w: ArrayView2<F>, b: ArrayView1<F>) -> (
     let x = flatten(x);
     assert_eq!(x.ncols(), w.nrows(), "affine: input has {} features, weight expects {}", x.ncols(), w.nrows());
     // Every row starts as b; the GEMM then adds x w (beta = 1): one pass for the bias.
-    let mut out = Array2::from_shape_vec(
-        (x.nrows(), w.ncols()),
-        std::iter::repeat_n(b.iter(), x.nrows()).flatten().copied().collect(),
-    )
-    .expect("N * M values");
+    let mut out = Array2::from_shape_vec((x.nrows(), w.ncols()), repeat_rows(b, x.nrows())).expect("N * M values");
     matmul_acc(x.view(), w, out.view_mut());
     (out, AffineCache { x, x_shape })
+}
+
+/// `rows` copies of `b` back to back (the bias rows an output starts from), by slice copies.
+pub(crate) fn repeat_rows<F: Float>(b: ArrayView1<F>, rows: usize) -> Vec<F> {
+    let b = b.as_standard_layout();
+    let b = b.as_slice().expect("standard layout");
+    let mut v = Vec::with_capacity(rows * b.len());
+    for _ in 0..rows {
+        v.extend_from_slice(b);
+    }
+    v
 }
 
 /// Affine backward.

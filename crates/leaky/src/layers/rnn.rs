@@ -260,9 +260,8 @@ fn input_projection<F: Float>(x: &Array3<F>, wx: &Array2<F>, b: &Array1<F>) -> A
     let (n, t_len, d) = x.dim();
     let g = wx.ncols();
     let x2 = rows_view(x);
-    let mut out =
-        Array3::from_shape_vec((n, t_len, g), std::iter::repeat_n(b.iter(), n * t_len).flatten().copied().collect())
-            .expect("N * T * G values");
+    let mut out = Array3::from_shape_vec((n, t_len, g), crate::layers::affine::repeat_rows(b.view(), n * t_len))
+        .expect("N * T * G values");
     let out2 = out.view_mut().into_shape_with_order((n * t_len, g)).expect("standard layout");
     matmul_acc(x2.view().into_shape_with_order((n * t_len, d)).expect("standard layout"), wx.view(), out2);
     out
