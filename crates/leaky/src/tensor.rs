@@ -69,8 +69,9 @@ pub trait Float:
 
 /// `tanh(x)` in f32 as Eigen computes it (`generic_fast_tanh_float`): the input clamped to
 /// [-7.905, 7.905] (beyond which tanh rounds to +-1 in f32), then an odd degree-13 over even
-/// degree-6 rational polynomial. No branches, so loops over slices vectorise; NaN stays NaN. Measured against `f32::tanh` in
-/// the tests below: max absolute difference 4.3e-7 over [-10, 10] (a few f32 ulps near +-1).
+/// degree-6 rational polynomial. No branches, so loops over slices vectorise; NaN stays NaN.
+/// Measured against `f64::tanh` in the tests below: max absolute difference 4.3e-7 over
+/// [-10, 10] (a few f32 ulps near +-1).
 #[inline]
 pub fn tanh_f32_fast(x: f32) -> f32 {
     const CLAMP: f32 = 7.905_311;
