@@ -265,7 +265,7 @@ pub fn fit<F: Float>(
                 };
                 let scores = scores_2d(model.forward_probed(x, Mode::Train, probe));
                 let (loss, dscores) = cfg.loss.classify(&scores, &y);
-                model.backward_probed(dscores.into_dyn(), probe);
+                model.backward_params_probed(dscores.into_dyn(), probe);
                 loss.to_f64c()
             };
             let grad_norm = regularise_and_clip(model.params_mut(), cfg);

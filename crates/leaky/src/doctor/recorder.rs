@@ -45,7 +45,11 @@ pub struct Doctor {
     step: usize,
     sampling: bool,
     layer_stats: Vec<Option<LayerStats>>,
-    snapshot: Option<(usize, Vec<Tensor<f64>>)>,
+    /// The step of the last parameter snapshot, if one is pending.
+    snapshot_step: Option<usize>,
+    /// Parameter values at `snapshot_step`, one buffer per parameter, reused between
+    /// sampled steps (no allocation once the sizes are known).
+    snapshot: Vec<Vec<f64>>,
     /// Loss of every step, for reports.
     pub losses: Vec<f64>,
     init_loss_scale: f64,
@@ -63,7 +67,8 @@ impl Doctor {
             step: 0,
             sampling: false,
             layer_stats: Vec::new(),
-            snapshot: None,
+            snapshot_step: None,
+            snapshot: Vec::new(),
             losses: Vec::new(),
             init_loss_scale: 1.0,
         }
@@ -113,13 +118,15 @@ impl Doctor {
     ) {
         let params: Vec<_> = params.collect();
         // The real update of the last sampled step (weights now minus weights then).
-        let updates: Option<Vec<f64>> = match &self.snapshot {
-            Some((s, old)) if *s + 1 == info.step && old.len() == params.len() => Some(
+        let updates: Option<Vec<f64>> = match self.snapshot_step {
+            Some(s) if s + 1 == info.step && self.snapshot.len() == params.len() => Some(
                 params
                     .iter()
-                    .zip(old)
+                    .zip(&self.snapshot)
                     .map(|((_, _, p), o)| {
-                        p.value.iter().zip(o.iter()).map(|(a, b)| (a.to_f64c() - b).powi(2)).sum::<f64>().sqrt()
+                        with_slice(&p.value, |v| {
+                            v.iter().zip(o.iter()).map(|(a, b)| (a.to_f64c() - b).powi(2)).sum::<f64>().sqrt()
+                        })
                     })
                     .collect(),
             ),
@@ -131,13 +138,13 @@ impl Doctor {
             for (ps, upd) in self.stats.params[start..].iter_mut().zip(u) {
                 ps.update_norm = Some(upd);
             }
-            self.snapshot = None;
+            self.snapshot_step = None;
         }
         if !self.sampled(info.step) {
             return;
         }
         for (layer, kind, p) in &params {
-            let norm = |t: &Tensor<F>| t.iter().map(|v| v.to_f64c().powi(2)).sum::<f64>().sqrt();
+            let norm = |t: &Tensor<F>| with_slice(t, |s| s.iter().map(|v| v.to_f64c().powi(2)).sum::<f64>().sqrt());
             self.stats.params.push(ParamStats {
                 layer: *layer,
                 layer_kind: kind.to_string(),
@@ -150,8 +157,12 @@ impl Doctor {
                 update_norm: None,
             });
         }
-        self.snapshot =
-            Some((info.step, params.iter().map(|(_, _, p)| p.value.mapv(|v| v.to_f64c())).collect::<Vec<_>>()));
+        self.snapshot.resize_with(params.len(), Vec::new);
+        for (buf, (_, _, p)) in self.snapshot.iter_mut().zip(&params) {
+            buf.clear();
+            with_slice(&p.value, |v| buf.extend(v.iter().map(|x| x.to_f64c())));
+        }
+        self.snapshot_step = Some(info.step);
     }
 
     fn record_loss(&mut self, info: &StepInfo) {
@@ -178,6 +189,14 @@ impl Doctor {
                 inf_count: u64::from(info.loss.is_infinite()),
             });
         }
+    }
+}
+
+/// Call `f` on the elements of `t` in memory order (a copy only for a non-contiguous view).
+fn with_slice<F: Float, R>(t: &Tensor<F>, f: impl FnOnce(&[F]) -> R) -> R {
+    match t.as_slice_memory_order() {
+        Some(s) => f(s),
+        None => f(t.as_standard_layout().as_slice().expect("standard layout")),
     }
 }
 
@@ -224,6 +243,13 @@ impl<F: Float> Probe<F> for DeadPassProbe {
 }
 
 impl<F: Float> Probe<F> for Doctor {
+    /// Only sampled steps record layer 0's input gradient; on the others the trainer may
+    /// skip computing it (dLoss/d(data) feeds no update, so a NaN that first appeared there
+    /// could not reach the parameters).
+    fn wants_input_grad(&self) -> bool {
+        self.sampling
+    }
+
     fn after_forward(&mut self, index: usize, layer: &dyn Layer<F>, out: &Tensor<F>) {
         self.scan_finite(Pass::Forward, index, layer, out);
         if !self.sampling {

@@ -228,13 +228,64 @@ impl ActivationAccumulator {
         }
     }
 
-    /// Count every element of a layer output.
+    /// Count every element of a layer output. The same arithmetic as [`Self::push`] per
+    /// element, but the kind is matched once per tensor instead of once per element, so
+    /// the loop is one tight pass (this is most of the doctor's cost on sampled steps).
     pub fn push_tensor<F: Float>(&mut self, out: &Tensor<F>) {
-        with_slice(out, |s| {
-            for v in s {
-                self.push(v.to_f64c());
-            }
+        with_slice(out, |s| match self.kind.as_str() {
+            "sigmoid" => self.push_slice(s, |v| {
+                let sat = !(SIGMOID_SATURATION_MARGIN..=1.0 - SIGMOID_SATURATION_MARGIN).contains(&v);
+                (u64::from(sat), 0, v * (1.0 - v))
+            }),
+            "tanh" => self.push_slice(s, |v| (u64::from(v.abs() > TANH_SATURATION_LEVEL), 0, 1.0 - v * v)),
+            "relu" => self.push_slice(s, |v| {
+                if v == 0.0 {
+                    (0, 1, 0.0)
+                } else if v > 0.0 {
+                    (0, 0, 1.0)
+                } else {
+                    (0, 0, 0.0)
+                }
+            }),
+            _ => self.push_slice(s, |_| (0, 0, 0.0)),
         });
+    }
+
+    /// The body of [`Self::push`] over a slice, with the kind-specific part `per_kind(v)` =
+    /// (saturated?, zero?, local gradient) inlined; sums are kept in locals.
+    #[inline]
+    fn push_slice<F: Float>(&mut self, s: &[F], per_kind: impl Fn(f64) -> (u64, u64, f64)) {
+        let Some(first) = s.first() else { return };
+        let shift = *self.shift.get_or_insert(first.to_f64c());
+        let (mut sum, mut sum_sq, mut saturated, mut zeros, mut local) = (0.0, 0.0, 0, 0, 0.0);
+        let h = &mut self.histogram;
+        let (lo, hi, bins) = (h.lo, h.hi, h.counts.len());
+        for v in s {
+            let v = v.to_f64c();
+            if v.is_nan() {
+                h.nan += 1;
+            } else if v < lo {
+                h.below += 1;
+            } else if v > hi {
+                h.above += 1;
+            } else {
+                let i = ((v - lo) / (hi - lo) * bins as f64) as usize;
+                h.counts[i.min(bins - 1)] += 1;
+            }
+            let d = v - shift;
+            sum += d;
+            sum_sq += d * d;
+            let (sat, zero, lg) = per_kind(v);
+            saturated += sat;
+            zeros += zero;
+            local += lg;
+        }
+        self.count += s.len() as u64;
+        self.sum += sum;
+        self.sum_sq += sum_sq;
+        self.saturated += saturated;
+        self.zeros += zeros;
+        self.local_grad_sum += local;
     }
 
     /// The summary for layer `index` at `step` (no input gradient yet: see

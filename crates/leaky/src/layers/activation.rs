@@ -152,16 +152,39 @@ impl<F: Float> Layer<F> for Nonlinearity<F> {
         out
     }
 
-    fn backward(&mut self, dout: Tensor<F>) -> Tensor<F> {
+    fn backward(&mut self, mut dout: Tensor<F>) -> Tensor<F> {
+        // The same local gradients as the free functions above, applied in place to the
+        // owned `dout` (no new array per step).
         let missing = "activation: backward called before forward";
+        let one = F::one();
         match self.kind {
-            Activation::Relu => relu_backward(&dout, self.relu_cache.as_ref().expect(missing)),
-            Activation::LeakyRelu => {
-                leaky_relu_backward(&dout, self.relu_cache.as_ref().expect(missing), F::from_f64c(LEAKY_RELU_SLOPE))
+            Activation::Relu => {
+                let x = &self.relu_cache.as_ref().expect(missing).x;
+                Zip::from(&mut dout).and(x).for_each(|d, &x| {
+                    if x <= F::zero() {
+                        *d = F::zero()
+                    }
+                });
             }
-            Activation::Sigmoid => sigmoid_backward(&dout, self.out_cache.as_ref().expect(missing)),
-            Activation::Tanh => tanh_backward(&dout, self.out_cache.as_ref().expect(missing)),
+            Activation::LeakyRelu => {
+                let alpha = F::from_f64c(LEAKY_RELU_SLOPE);
+                let x = &self.relu_cache.as_ref().expect(missing).x;
+                Zip::from(&mut dout).and(x).for_each(|d, &x| {
+                    if x <= F::zero() {
+                        *d *= alpha
+                    }
+                });
+            }
+            Activation::Sigmoid => {
+                let z = &self.out_cache.as_ref().expect(missing).out;
+                Zip::from(&mut dout).and(z).for_each(|d, &z| *d *= z * (one - z));
+            }
+            Activation::Tanh => {
+                let t = &self.out_cache.as_ref().expect(missing).out;
+                Zip::from(&mut dout).and(t).for_each(|d, &t| *d *= one - t * t);
+            }
         }
+        dout
     }
 }
 

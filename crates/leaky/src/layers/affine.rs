@@ -5,7 +5,7 @@
 
 use crate::nn::{Layer, Mode, Param};
 use crate::tensor::{init_weight, matmul, matmul_acc, Float, Init, Tensor};
-use ndarray::{Array1, Array2, Axis, Ix2, IxDyn};
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis, Ix2, IxDyn};
 
 /// What [`backward`] needs from [`forward`].
 #[derive(Clone, Debug)]
@@ -32,12 +32,29 @@ pub fn flatten<F: Float>(x: Tensor<F>) -> Array2<F> {
 ///
 /// Returns `out`: (N, M) and the cache.
 pub fn forward<F: Float>(x: Tensor<F>, w: &Array2<F>, b: &Array1<F>) -> (Array2<F>, AffineCache<F>) {
+    forward_view(x, w.view(), b.view())
+}
+
+/// [`forward`] on borrowed parameter views (no copy of `w`), for [`Affine`].
+fn forward_view<F: Float>(x: Tensor<F>, w: ArrayView2<F>, b: ArrayView1<F>) -> (Array2<F>, AffineCache<F>) {
     let x_shape = x.shape().to_vec();
     let x = flatten(x);
     assert_eq!(x.ncols(), w.nrows(), "affine: input has {} features, weight expects {}", x.ncols(), w.nrows());
-    let mut out = Array2::from_shape_fn((x.nrows(), w.ncols()), |(_, j)| b[j]);
-    matmul_acc(x.view(), w.view(), out.view_mut());
+    // Every row starts as b; the GEMM then adds x w (beta = 1): one pass for the bias.
+    let mut out = Array2::from_shape_vec((x.nrows(), w.ncols()), repeat_rows(b, x.nrows())).expect("N * M values");
+    matmul_acc(x.view(), w, out.view_mut());
     (out, AffineCache { x, x_shape })
+}
+
+/// `rows` copies of `b` back to back (the bias rows an output starts from), by slice copies.
+pub(crate) fn repeat_rows<F: Float>(b: ArrayView1<F>, rows: usize) -> Vec<F> {
+    let b = b.as_standard_layout();
+    let b = b.as_slice().expect("standard layout");
+    let mut v = Vec::with_capacity(rows * b.len());
+    for _ in 0..rows {
+        v.extend_from_slice(b);
+    }
+    v
 }
 
 /// Affine backward.
@@ -51,12 +68,18 @@ pub fn backward<F: Float>(
     cache: &AffineCache<F>,
     w: &Array2<F>,
 ) -> (Tensor<F>, Array2<F>, Array1<F>) {
-    // dx = dout @ w^T ; dw = x^T @ dout ; db = sum over the batch of dout
-    let dx = matmul(dout.view(), w.t());
-    let dw = matmul(cache.x.t(), dout.view());
-    let db = dout.sum_axis(Axis(0));
-    let dx = dx.into_shape_with_order(IxDyn(&cache.x_shape)).expect("same size");
-    (dx, dw, db)
+    let (dw, db) = backward_params(dout.view(), cache);
+    (backward_input(dout.view(), cache, w.view()), dw, db)
+}
+
+/// The parameter half of [`backward`]: `dw = x^T dout` (D, M), `db = sum_N dout` (M,).
+fn backward_params<F: Float>(dout: ArrayView2<F>, cache: &AffineCache<F>) -> (Array2<F>, Array1<F>) {
+    (matmul(cache.x.t(), dout), dout.sum_axis(Axis(0)))
+}
+
+/// The input half of [`backward`]: `dx = dout w^T`, reshaped to (N, d_1, ..., d_k).
+fn backward_input<F: Float>(dout: ArrayView2<F>, cache: &AffineCache<F>, w: ArrayView2<F>) -> Tensor<F> {
+    matmul(dout, w.t()).into_shape_with_order(IxDyn(&cache.x_shape)).expect("same size")
 }
 
 /// View a 2-D result as a [`Tensor`].
@@ -105,20 +128,40 @@ impl<F: Float> Layer<F> for Affine<F> {
     }
 
     fn forward(&mut self, x: Tensor<F>, _mode: Mode) -> Tensor<F> {
-        let w = self.weight().to_owned();
-        let b = self.b.value.view().into_dimensionality::<ndarray::Ix1>().expect("1-D bias").to_owned();
-        let (out, cache) = forward(x, &w, &b);
+        let b = self.b.value.view().into_dimensionality::<ndarray::Ix1>().expect("1-D bias");
+        let (out, cache) = forward_view(x, self.weight(), b);
         self.cache = Some(cache);
         out.into_dyn()
     }
 
     fn backward(&mut self, dout: Tensor<F>) -> Tensor<F> {
+        let dout = as_2d(dout);
         let cache = self.cache.as_ref().expect("affine: backward called before forward");
-        let w = self.weight().to_owned();
-        let (dx, dw, db) = backward(&as_2d(dout), cache, &w);
-        self.w.grad = dw.into_dyn();
-        self.b.grad = db.into_dyn();
+        let dx = backward_input(dout.view(), cache, self.weight());
+        self.backward_params(dout.into_dyn());
         dx
+    }
+
+    fn backward_params(&mut self, dout: Tensor<F>) {
+        let cache = self.cache.as_ref().expect("affine: backward called before forward");
+        let dout = as_2d(dout);
+        // Write into last step's gradient buffers when their shapes fit (no allocation).
+        let reuse = self.w.grad.shape() == self.w.value.shape() && self.b.grad.shape() == self.b.value.shape();
+        match (reuse, self.w.grad.view_mut().into_dimensionality::<Ix2>()) {
+            (true, Ok(dw)) => {
+                F::gemm(F::one(), cache.x.t(), dout.view(), F::zero(), dw);
+                let mut db = self.b.grad.view_mut().into_dimensionality::<ndarray::Ix1>().expect("1-D bias");
+                db.fill(F::zero());
+                for row in dout.rows() {
+                    db += &row;
+                }
+            }
+            _ => {
+                let (dw, db) = backward_params(dout.view(), cache);
+                self.w.grad = dw.into_dyn();
+                self.b.grad = db.into_dyn();
+            }
+        }
     }
 
     fn params(&self) -> Vec<&Param<F>> {

@@ -175,17 +175,6 @@ pub struct RnnCache<F> {
     pub h: Array3<F>,
 }
 
-impl<F: Float> RnnCache<F> {
-    /// `h_{t-1}`: `h0` at t = 0. (N, H).
-    fn prev_h(&self, t: usize) -> ArrayView2<'_, F> {
-        if t == 0 {
-            self.h0.view()
-        } else {
-            self.h.slice(s![.., t - 1, ..])
-        }
-    }
-}
-
 /// A vanilla RNN over a whole sequence (CS231n `rnn_forward`).
 ///
 /// * `x`: (N, T, D), `h0`: (N, H), `wx`: (D, H), `wh`: (H, H), `b`: (H,)
@@ -200,16 +189,19 @@ pub fn forward<F: Float>(
 ) -> (Array3<F>, RnnCache<F>) {
     let (n, t_len, d) = x.dim();
     check_shapes("rnn forward", (n, d), h0.dim(), wx, wh, b, 1);
-    let mut h = Array3::zeros((n, t_len, wh.nrows()));
+    // The input part of every step at once: h[:, t, :] = x[:, t, :] Wx + b for all t as
+    // one (N*T, D) x (D, H) product; the loop then adds h_{t-1} Wh and applies tanh.
+    let mut h = input_projection(x, wx, b);
     for t in 0..t_len {
-        let xt = x.slice(s![.., t, ..]);
         if t == 0 {
-            affine_into(xt, h0.view(), wx, wh, b, h.slice_mut(s![.., 0, ..]));
+            matmul_acc(h0.view(), wh.view(), h.slice_mut(s![.., 0, ..]));
         } else {
             let (prev, next) = h.multi_slice_mut((s![.., t - 1, ..], s![.., t, ..]));
-            affine_into(xt, prev.view(), wx, wh, b, next);
+            matmul_acc(prev.view(), wh.view(), next);
         }
-        h.slice_mut(s![.., t, ..]).mapv_inplace(|v| v.tanh());
+        for mut row in h.slice_mut(s![.., t, ..]).rows_mut() {
+            F::tanh_in_place(row.as_slice_mut().expect("contiguous rows"));
+        }
     }
     (h.clone(), RnnCache { x: x.clone(), h0: h0.clone(), h })
 }
@@ -235,26 +227,80 @@ pub fn backward_with_norms<F: Float>(
 ) -> (SequenceGrads<F>, Vec<f64>) {
     let (n, t_len, h) = cache.h.dim();
     assert_eq!(dh.dim(), (n, t_len, h), "rnn backward: dh is {:?}, the output was {:?}", dh.dim(), cache.h.dim());
-    let mut dx = Array3::zeros(cache.x.raw_dim());
-    let mut g = WeightGrads::zeros(wx, wh);
     let mut norms = vec![0.0; t_len];
-    // `dnext`: the total dL/dh_t; `dprev`: what step t sends back to h_{t-1}.
+    // The loop only carries the gradient back through time; `da` of every step is kept and
+    // the products that do not recur (dx, dWx, dWh, db) are done afterwards, each as one GEMM
+    // over all N*T rows.
+    let mut da = Array3::zeros((n, t_len, h));
+    // `dnext`: what step t+1 sent back to h_t (zero for the last step).
     let mut dnext = Array2::zeros((n, h));
-    let mut dprev = Array2::zeros((n, h));
-    let mut da = Array2::zeros((n, h));
+    let one = F::one();
     for t in (0..t_len).rev() {
-        dnext += &dh.slice(s![.., t, ..]);
-        norms[t] = frobenius(&dnext);
-        Zip::from(&mut da).and(&dnext).and(cache.h.slice(s![.., t, ..])).for_each(|a, &d, &ht| {
-            *a = d * (F::one() - ht * ht);
-        });
-        matmul_acc(da.view(), wx.t(), dx.slice_mut(s![.., t, ..]));
-        dprev.fill(F::zero());
-        matmul_acc(da.view(), wh.t(), dprev.view_mut());
-        g.accumulate(da.view(), cache.x.slice(s![.., t, ..]), cache.prev_h(t));
-        std::mem::swap(&mut dnext, &mut dprev);
+        // One pass: the total dL/dh_t = dnext + dh[:, t], its squared norm, and
+        // da = dL/dh_t * (1 - h_t^2).
+        let mut sq = 0.0f64;
+        Zip::from(da.slice_mut(s![.., t, ..]))
+            .and(&dnext)
+            .and(dh.slice(s![.., t, ..]))
+            .and(cache.h.slice(s![.., t, ..]))
+            .for_each(|a, &dn, &d, &ht| {
+                let total: F = dn + d;
+                sq += total.to_f64c() * total.to_f64c();
+                *a = total * (one - ht * ht);
+            });
+        norms[t] = sq.sqrt();
+        F::gemm(one, da.slice(s![.., t, ..]), wh.t(), F::zero(), dnext.view_mut());
     }
-    ((dx, dnext, g.dwx, g.dwh, g.db), norms)
+    let (dx, dwx, dwh, db) = sequence_weight_grads(&da, &cache.x, cache.h0.view(), &cache.h, wx);
+    ((dx, dnext, dwx, dwh, db), norms)
+}
+
+/// `b + x[:, t, :] Wx` for every step, as one (N*T, D) x (D, G) product: (N, T, G).
+fn input_projection<F: Float>(x: &Array3<F>, wx: &Array2<F>, b: &Array1<F>) -> Array3<F> {
+    let (n, t_len, d) = x.dim();
+    let g = wx.ncols();
+    let x2 = rows_view(x);
+    let mut out = Array3::from_shape_vec((n, t_len, g), crate::layers::affine::repeat_rows(b.view(), n * t_len))
+        .expect("N * T * G values");
+    let out2 = out.view_mut().into_shape_with_order((n * t_len, g)).expect("standard layout");
+    matmul_acc(x2.view().into_shape_with_order((n * t_len, d)).expect("standard layout"), wx.view(), out2);
+    out
+}
+
+/// `x` in standard layout (a view when it already is, else a copy).
+fn rows_view<F: Float>(x: &Array3<F>) -> CowArray<'_, F, ndarray::Ix3> {
+    x.as_standard_layout()
+}
+
+/// The products of a sequence backward that do not recur, each as one GEMM over the N*T
+/// rows of `da` (N, T, G): `dx = da Wx^T` (N, T, D), `dWx = x^T da` (D, G),
+/// `dWh = h_prev^T da` (H, G) with `h_prev[:, t] = h[:, t-1]` (`h0` at t = 0), and
+/// `db = sum_{N,T} da` (G,).
+fn sequence_weight_grads<F: Float>(
+    da: &Array3<F>,
+    x: &Array3<F>,
+    h0: ArrayView2<F>,
+    h: &Array3<F>,
+    wx: &Array2<F>,
+) -> (Array3<F>, Array2<F>, Array2<F>, Array1<F>) {
+    let (n, t_len, g) = da.dim();
+    let (d, hh) = (x.dim().2, h.dim().2);
+    let rows = n * t_len;
+    let da2 = da.view().into_shape_with_order((rows, g)).expect("standard layout");
+    let x = rows_view(x);
+    let x2 = x.view().into_shape_with_order((rows, d)).expect("standard layout");
+    let mut dx = Array3::zeros((n, t_len, d));
+    F::gemm(F::one(), da2, wx.t(), F::zero(), dx.view_mut().into_shape_with_order((rows, d)).expect("standard layout"));
+    let dwx = matmul(x2.t(), da2);
+    let mut h_prev = Array3::zeros((n, t_len, hh));
+    if t_len > 0 {
+        h_prev.slice_mut(s![.., 0, ..]).assign(&h0);
+        h_prev.slice_mut(s![.., 1.., ..]).assign(&h.slice(s![.., ..t_len - 1, ..]));
+    }
+    let h_prev2 = h_prev.view().into_shape_with_order((rows, hh)).expect("standard layout");
+    let dwh = matmul(h_prev2.t(), da2);
+    let db = da2.sum_axis(Axis(0));
+    (dx, dwx, dwh, db)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -434,24 +480,69 @@ pub fn lstm_forward<F: Float>(
     let mut h = Array3::zeros((n, t_len, hh));
     let mut c = Array3::zeros((n, t_len, hh));
     let mut tanh_c = Array3::zeros((n, t_len, hh));
-    let mut gates = Array3::zeros((n, t_len, 4 * hh));
-    let c0 = Array2::zeros((n, hh));
+    // The input part of every step at once (see `input_projection`); the loop adds
+    // h_{t-1} Wh and runs the cell.
+    let mut gates = input_projection(x, wx, b);
     for t in 0..t_len {
-        let xt = x.slice(s![.., t, ..]);
-        let mut a = gates.slice_mut(s![.., t, ..]);
         if t == 0 {
-            affine_into(xt, h0.view(), wx, wh, b, a.view_mut());
-            let (ct, tct, ht) =
-                (c.slice_mut(s![.., 0, ..]), tanh_c.slice_mut(s![.., 0, ..]), h.slice_mut(s![.., 0, ..]));
-            lstm_cell(a, c0.view(), ct, tct, ht);
+            matmul_acc(h0.view(), wh.view(), gates.slice_mut(s![.., 0, ..]));
         } else {
-            let (h_prev, ht) = h.multi_slice_mut((s![.., t - 1, ..], s![.., t, ..]));
-            affine_into(xt, h_prev.view(), wx, wh, b, a.view_mut());
-            let (c_prev, ct) = c.multi_slice_mut((s![.., t - 1, ..], s![.., t, ..]));
-            lstm_cell(a, c_prev.view(), ct, tanh_c.slice_mut(s![.., t, ..]), ht);
+            let prev = h.slice(s![.., t - 1, ..]);
+            matmul_acc(prev, wh.view(), gates.slice_mut(s![.., t, ..]));
         }
+        lstm_cell_rows(&mut gates, &mut c, &mut tanh_c, &mut h, t);
     }
     (h.clone(), LstmCache { x: x.clone(), h0: h0.clone(), h, c, tanh_c, gates })
+}
+
+/// [`lstm_cell`] of step `t` for every row, fused into two passes over contiguous slices of
+/// the standard-layout arrays `gates` (N, T, 4H) and `c`, `tanh_c`, `h` (N, T, H):
+/// sigmoid(a) = (1 + tanh(a / 2)) / 2 lets one vectorised tanh pass activate all four gates,
+/// then `c = f * prev_c + i * g`, `tanh_c = tanh(c)`, `h = o * tanh_c` (`prev_c` = 0 at t = 0).
+fn lstm_cell_rows<F: Float>(
+    gates: &mut Array3<F>,
+    c: &mut Array3<F>,
+    tanh_c: &mut Array3<F>,
+    h: &mut Array3<F>,
+    t: usize,
+) {
+    let (n, t_len, hh) = c.dim();
+    let half = F::from_f64c(0.5);
+    let gates = gates.as_slice_mut().expect("standard layout");
+    let c = c.as_slice_mut().expect("standard layout");
+    let tanh_c = tanh_c.as_slice_mut().expect("standard layout");
+    let h = h.as_slice_mut().expect("standard layout");
+    for row in 0..n {
+        let a = &mut gates[(row * t_len + t) * 4 * hh..][..4 * hh];
+        for v in &mut a[..3 * hh] {
+            *v *= half;
+        }
+        F::tanh_in_place(a);
+        for v in &mut a[..3 * hh] {
+            *v = half + half * *v;
+        }
+        let at = (row * t_len + t) * hh;
+        let (i, rest) = a.split_at(hh);
+        let (f, rest) = rest.split_at(hh);
+        let (o, g) = rest.split_at(hh);
+        if t == 0 {
+            for k in 0..hh {
+                c[at + k] = i[k] * g[k];
+            }
+        } else {
+            let (before, now) = c.split_at_mut(at);
+            let prev = &before[at - hh..];
+            for k in 0..hh {
+                now[k] = f[k] * prev[k] + i[k] * g[k];
+            }
+        }
+        let tc = &mut tanh_c[at..at + hh];
+        tc.copy_from_slice(&c[at..at + hh]);
+        F::tanh_in_place(tc);
+        for k in 0..hh {
+            h[at + k] = o[k] * tc[k];
+        }
+    }
 }
 
 /// An LSTM backward over a whole sequence (CS231n `lstm_backward`).
@@ -479,38 +570,35 @@ pub fn lstm_backward_with_norms<F: Float>(
 ) -> (SequenceGrads<F>, Vec<f64>) {
     let (n, t_len, h) = cache.h.dim();
     assert_eq!(dh.dim(), (n, t_len, h), "lstm backward: dh is {:?}, the output was {:?}", dh.dim(), cache.h.dim());
-    let mut dx = Array3::zeros(cache.x.raw_dim());
-    let mut g = WeightGrads::zeros(wx, wh);
     let mut norms = vec![0.0; t_len];
     let c0 = Array2::zeros((n, h));
+    // As in the RNN backward: the loop carries dL/dh and dL/dc back through time and keeps
+    // every step's `da`; dx, dWx, dWh and db are one GEMM each afterwards.
+    let mut da = Array3::zeros((n, t_len, 4 * h));
     // Total dL/dh_t and dL/dc_t; what step t sends back to h_{t-1} and c_{t-1}.
     let mut dnext_h = Array2::zeros((n, h));
     let mut dnext_c = Array2::zeros((n, h));
     let mut dprev_h = Array2::zeros((n, h));
     let mut dprev_c = Array2::zeros((n, h));
-    let mut da = Array2::zeros((n, 4 * h));
     for t in (0..t_len).rev() {
         dnext_h += &dh.slice(s![.., t, ..]);
         norms[t] = frobenius(&dnext_h);
         let prev_c = if t == 0 { c0.view() } else { cache.c.slice(s![.., t - 1, ..]) };
-        let prev_h = if t == 0 { cache.h0.view() } else { cache.h.slice(s![.., t - 1, ..]) };
         lstm_cell_backward(
             dnext_h.view(),
             dnext_c.view(),
             cache.gates.slice(s![.., t, ..]),
             prev_c,
             cache.tanh_c.slice(s![.., t, ..]),
-            da.view_mut(),
+            da.slice_mut(s![.., t, ..]),
             dprev_c.view_mut(),
         );
-        matmul_acc(da.view(), wx.t(), dx.slice_mut(s![.., t, ..]));
-        dprev_h.fill(F::zero());
-        matmul_acc(da.view(), wh.t(), dprev_h.view_mut());
-        g.accumulate(da.view(), cache.x.slice(s![.., t, ..]), prev_h);
+        F::gemm(F::one(), da.slice(s![.., t, ..]), wh.t(), F::zero(), dprev_h.view_mut());
         std::mem::swap(&mut dnext_h, &mut dprev_h);
         std::mem::swap(&mut dnext_c, &mut dprev_c);
     }
-    ((dx, dnext_h, g.dwx, g.dwh, g.db), norms)
+    let (dx, dwx, dwh, db) = sequence_weight_grads(&da, &cache.x, cache.h0.view(), &cache.h, wx);
+    ((dx, dnext_h, dwx, dwh, db), norms)
 }
 
 // ---------------------------------------------------------------------------------------

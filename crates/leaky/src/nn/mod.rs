@@ -61,6 +61,14 @@ pub trait Layer<F: Float>: Send + Sync {
     /// return dLoss/dx (shape of the last input). Panics if called before `forward`.
     fn backward(&mut self, dout: Tensor<F>) -> Tensor<F>;
 
+    /// [`Layer::backward`] for a caller that does not need dLoss/dx (the first layer of a
+    /// network whose input is data): sets every parameter's `grad` as `backward` does. A
+    /// layer may skip the input gradient here (the affine layer skips its `dout W^T`
+    /// product); the default computes and drops it.
+    fn backward_params(&mut self, dout: Tensor<F>) {
+        drop(self.backward(dout));
+    }
+
     /// Trainable parameters, in a fixed order.
     fn params(&self) -> Vec<&Param<F>> {
         Vec::new()
@@ -95,11 +103,21 @@ pub trait Probe<F: Float> {
     fn after_forward(&mut self, _index: usize, _layer: &dyn Layer<F>, _out: &Tensor<F>) {}
     /// Called after layer `index` computed `dx` (dLoss/d its input) in the backward pass.
     fn after_backward(&mut self, _index: usize, _layer: &dyn Layer<F>, _dx: &Tensor<F>) {}
+    /// Whether [`Sequential::backward_params_probed`] must compute the first layer's input
+    /// gradient and report it through `after_backward(0, ..)` in this step. When false,
+    /// layer 0 runs [`Layer::backward_params`] and `after_backward` is not called for it.
+    fn wants_input_grad(&self) -> bool {
+        true
+    }
 }
 
 /// A probe that records nothing.
 pub struct NoProbe;
-impl<F: Float> Probe<F> for NoProbe {}
+impl<F: Float> Probe<F> for NoProbe {
+    fn wants_input_grad(&self) -> bool {
+        false
+    }
+}
 
 /// Layers applied in order.
 #[derive(Default)]
@@ -146,6 +164,21 @@ impl<F: Float> Sequential<F> {
             probe.after_backward(i, layer.as_ref(), &dout);
         }
         dout
+    }
+
+    /// Backward through every layer in reverse for training: sets every parameter's `grad`
+    /// like [`Sequential::backward_probed`] but returns nothing, and computes the first
+    /// layer's input gradient (dLoss/d(data), which no update uses) only when
+    /// `probe.wants_input_grad()`.
+    pub fn backward_params_probed(&mut self, mut dout: Tensor<F>, probe: &mut dyn Probe<F>) {
+        for (i, layer) in self.layers.iter_mut().enumerate().rev() {
+            if i == 0 && !probe.wants_input_grad() {
+                layer.backward_params(dout);
+                return;
+            }
+            dout = layer.backward(dout);
+            probe.after_backward(i, layer.as_ref(), &dout);
+        }
     }
 
     /// All parameters, layer by layer, with their layer index.
