@@ -114,7 +114,7 @@ pub fn dead_fraction(passes: &[DeadUnitPass]) -> f64 {
 }
 
 /// The strongest finding of `code` (errors before warnings before info), if any.
-pub fn finding_of<'a>(findings: &'a [Finding], code: Code) -> Option<&'a Finding> {
+pub fn finding_of(findings: &[Finding], code: Code) -> Option<&Finding> {
     [Severity::Error, Severity::Warning, Severity::Info]
         .iter()
         .find_map(|&s| findings.iter().find(|f| f.code == code && f.severity == s))
