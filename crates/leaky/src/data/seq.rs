@@ -652,17 +652,33 @@ mod tests {
     }
 
     #[test]
+    fn memory_target_is_the_first_and_middle_inputs() {
+        let ds = memory(50, 10, 3);
+        let SeqInput::Dense(x) = &ds.input else { panic!("dense") };
+        let SeqTarget::Final(y) = &ds.target else { panic!("final") };
+        for i in 0..50 {
+            assert_eq!(y[i], x[[i, 0, 0]] + x[[i, 5, 1]]);
+        }
+        // Zero-mean N(0, 0.5^2) inputs: the sample mean of 1000 values is within 4 standard errors.
+        let mean = x.iter().map(|&v| v as f64).sum::<f64>() / x.len() as f64;
+        assert!(mean.abs() < 4.0 * 0.5 / (x.len() as f64).sqrt(), "{mean}");
+    }
+
+    #[test]
     fn load_seq_dispatches_and_checks() {
         let ds = load_seq("adding", 20, 1).unwrap();
         assert_eq!((ds.name.as_str(), ds.len(), ds.seq_len()), ("adding", 2000, 20));
         assert_eq!(dense(&ds), dense(&adding(2000, 20, 1)));
+        let ds = load_seq("memory", 20, 1).unwrap();
+        assert_eq!((ds.name.as_str(), ds.len(), ds.seq_len()), ("memory", 2000, 20));
+        assert_eq!(dense(&ds), dense(&memory(2000, 20, 1)));
         let ds = load_seq(" copy ", 20, 1).unwrap();
         assert_eq!((ds.len(), ds.vocab), (2000, COPY_ALPHABET + 2));
         let ds = load_seq("chars", 20, 1).unwrap();
         assert_eq!((ds.name.as_str(), ds.len(), ds.seq_len(), ds.vocab), ("chars", 2000, 20, 72));
 
         let e = spec_err("mnist", 20);
-        assert!(e.contains("unknown sequence data set `mnist`") && e.contains("adding, copy, chars, text:PATH"), "{e}");
+        assert!(e.contains("unknown sequence data set `mnist`") && e.contains("adding, memory, copy, chars, text:PATH"), "{e}");
         assert!(spec_err("adding:5", 20).contains("unknown sequence data set"));
         for spec in ["digits", "spiral", "spiral:10,2", "csv:a.csv", "npy:x.npy,y.npy", "idx:a,b"] {
             let e = spec_err(spec, 20);
