@@ -31,21 +31,33 @@ PICK = {
 def main():
     src = pathlib.Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "leaky-report" / "index.html"
     page = src.read_text()
-    svgs = re.findall(r"<svg\b.*?</svg>", page, flags=re.S)
+    # Each chart: its <svg>, then (in the page, outside the SVG) its legend <ul>.
     labelled = {}
-    for s in svgs:
-        m = re.search(r'aria-label="([^"]*)"', s[:500])
-        if m:
-            labelled.setdefault(html.unescape(m.group(1)), s)
+    for m in re.finditer(r"(<svg\b.*?</svg>)\s*(<ul class=\"legend\">.*?</ul>)?", page, flags=re.S):
+        s, legend = m.group(1), m.group(2) or ""
+        label = re.search(r'aria-label="([^"]*)"', s[:500])
+        if label:
+            keys = re.findall(r'background:(#[0-9a-fA-F]{6})"></span>([^<]*)</li>', legend)
+            labelled.setdefault(html.unescape(label.group(1)), (s, [(c, html.unescape(n)) for c, n in keys]))
     OUT.mkdir(parents=True, exist_ok=True)
     for name, title in PICK.items():
         hits = [s for t, s in labelled.items() if t.startswith(title)]
         if not hits:
             sys.exit(f"no chart titled {title!r} in {src}; titles: {sorted(labelled)}")
-        svg = hits[0]
+        svg, keys = hits[0]
         vb = re.search(r'viewBox="0 0 (\d+) (\d+)"', svg)
-        w, h = (vb.group(1), vb.group(2)) if vb else ("720", "360")
-        svg = re.sub(r'^<svg\b', f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}"', svg, count=1)
+        w, h = (int(vb.group(1)), int(vb.group(2))) if vb else (720, 360)
+        extra = 34 if keys else 0
+        # The legend, drawn as in the page (a colour key and a name per series), under the plot.
+        items, x = [], 70
+        for colour, series in keys:
+            items.append(f'<rect x="{x}" y="{h + 12}" width="22" height="4" fill="{colour}"/>'
+                         f'<text x="{x + 28}" y="{h + 19}" font-family="sans-serif" font-size="14">{html.escape(series)}</text>')
+            x += 40 + 8 * len(series)
+        legend = f'<rect x="0" y="{h}" width="{w}" height="{extra}" fill="white"/>' + "".join(items) if keys else ""
+        svg = re.sub(r'viewBox="0 0 \d+ \d+"', f'viewBox="0 0 {w} {h + extra}"', svg, count=1)
+        svg = re.sub(r'^<svg\b', f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h + extra}"', svg, count=1)
+        svg = svg[: svg.rindex("</svg>")] + legend + "</svg>"
         svg = svg.replace('xmlns="http://www.w3.org/2000/svg" xmlns="http://www.w3.org/2000/svg"',
                           'xmlns="http://www.w3.org/2000/svg"')
         (OUT / name).write_text(svg + "\n")

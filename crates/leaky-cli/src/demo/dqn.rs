@@ -361,10 +361,11 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
     let returns_chart = Chart {
         title: "Return per episode".into(),
         x_label: "episode".into(),
-        y_label: format!("return (mean over {} seed(s), moving average of 10 episodes)", seeds.len()),
-        caption:
-            "huber and grad_clip draw one line (identical runs); clipped_delta lags or stays at the random policy's ~20"
-                .into(),
+        y_label: "return (10-episode average)".into(),
+        caption: format!(
+            "Mean over {} seed(s) of each episode's return, averaged over the last 10 episodes. huber and grad_clip draw one line (identical runs); clipped_delta lags or stays at the random policy's ~20.",
+            seeds.len()
+        ),
         kind: ChartKind::Lines { series: series_for(&|r| smoothed_returns(r, 10)), log_y: false },
     };
     let window = if opts.quick { 20 } else { 100 };
