@@ -22,7 +22,7 @@ use std::process::ExitCode;
 #[derive(Parser)]
 #[command(name = "leaky", version, propagate_version = true)]
 #[command(
-    after_help = "Examples:\n  leaky train examples/digits.toml\n  leaky train examples/digits.toml --save digits.safetensors\n  leaky gradcheck\n  leaky doctor examples/sick/sigmoid-saturated.toml --json findings.json\n\nExit status: 0 ok; 1 the run failed (diverged, a gradient check failed) or leaky doctor found something at --fail-on; 2 bad input."
+    after_help = "Examples:\n  leaky demo all\n  leaky train examples/digits.toml\n  leaky train examples/digits.toml --save digits.safetensors\n  leaky gradcheck\n  leaky doctor examples/sick/sigmoid-saturated.toml --json findings.json --report report\n  leaky graph batchnorm --out bn.svg\n\nExit status: 0 ok; 1 the run failed (diverged, a gradient check failed) or leaky doctor found something at --fail-on; 2 bad input."
 )]
 struct Cli {
     #[command(subcommand)]

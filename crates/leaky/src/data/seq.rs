@@ -678,7 +678,10 @@ mod tests {
         assert_eq!((ds.name.as_str(), ds.len(), ds.seq_len(), ds.vocab), ("chars", 2000, 20, 72));
 
         let e = spec_err("mnist", 20);
-        assert!(e.contains("unknown sequence data set `mnist`") && e.contains("adding, memory, copy, chars, text:PATH"), "{e}");
+        assert!(
+            e.contains("unknown sequence data set `mnist`") && e.contains("adding, memory, copy, chars, text:PATH"),
+            "{e}"
+        );
         assert!(spec_err("adding:5", 20).contains("unknown sequence data set"));
         for spec in ["digits", "spiral", "spiral:10,2", "csv:a.csv", "npy:x.npy,y.npy", "idx:a,b"] {
             let e = spec_err(spec, 20);
