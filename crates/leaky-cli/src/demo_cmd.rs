@@ -126,6 +126,9 @@ pub fn run(args: DemoArgs) -> Result<(), Failure> {
     if !(args.reward_scale.is_finite() && args.reward_scale > 0.0) {
         return Err(Failure::BadInput(anyhow!("--reward-scale {}: must be a positive number", args.reward_scale)));
     }
+    if !args.no_report {
+        report::prepare_dir(&args.report)?;
+    }
     let opts = DemoOptions {
         quick: args.quick,
         seed: args.seed,

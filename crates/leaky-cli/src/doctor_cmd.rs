@@ -302,6 +302,11 @@ pub fn run(args: DoctorArgs) -> Result<(), Failure> {
     if let Some(p) = &args.json {
         crate::train_cmd::check_output_path("--json", p)?;
     }
+    if args.report.is_some() && exp.model.kind == config::ModelKind::Dqn {
+        return Err(Failure::BadInput(anyhow!(
+            "--report: not available for model.kind = \"dqn\" yet (`leaky demo dqn` draws the DQN charts); use --json"
+        )));
+    }
     if let Some(dir) = &args.report {
         crate::report::prepare_dir(dir)?;
     }

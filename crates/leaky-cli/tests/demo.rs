@@ -130,3 +130,45 @@ fn batchnorm_demo_agrees_three_ways() {
         assert!(m[key].as_f64().unwrap() <= 1e-7, "{key}: {}", m[key]);
     }
 }
+
+#[test]
+fn a_bad_report_directory_is_refused_before_training() {
+    let dir = temp_dir("badreport");
+    let file = dir.join("not-a-dir");
+    std::fs::write(&file, b"x").unwrap();
+    let out = leaky().args(["demo", "relu", "--quick", "--report"]).arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--report") && err.contains("not a directory"), "{err}");
+    // Nothing was trained: no table on stdout.
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("variant"));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn bad_demo_options_exit_2() {
+    for args in [
+        &["demo", "dqn", "--seeds", "0", "--no-report"][..],
+        &["demo", "dqn", "--reward-scale", "-1", "--no-report"][..],
+        &["demo", "nope"][..],
+    ] {
+        let out = leaky().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+#[test]
+fn dqn_doctor_refuses_report_instead_of_ignoring_it() {
+    let dir = temp_dir("dqnreport");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = leaky()
+        .args(["doctor"])
+        .arg(root.join("examples/sick/dqn-clipped-delta.toml"))
+        .arg("--report")
+        .arg(dir.join("r"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--report"));
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -183,7 +183,7 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
         anyhow::bail!("--reward-scale {}: must be a positive number", opts.reward_scale);
     }
     let b = budget(opts);
-    let seeds: Vec<u64> = (0..b.seeds as u64).map(|i| opts.seed + i).collect();
+    let seeds: Vec<u64> = (0..b.seeds as u64).map(|i| opts.seed.wrapping_add(i)).collect();
     let mut jobs: Vec<Job> = Vec::new();
     for &loss in &TdLoss::ALL {
         for &seed in &seeds {

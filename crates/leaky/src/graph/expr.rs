@@ -297,7 +297,8 @@ impl Parser {
     fn unary_inner(&mut self) -> Result<NodeId, ExprError> {
         if self.eat("-") {
             // A literal -4 is a constant; -a is a * -1, as in micrograd.
-            let powered = matches!(self.toks[self.pos + 1].tok, Tok::Sym("^") | Tok::Sym("**"));
+            let powered =
+                matches!(self.toks.get(self.pos + 1).map(|t| &t.tok), Some(Tok::Sym("^")) | Some(Tok::Sym("**")));
             if let (Tok::Num(v), false) = (self.peek(), powered) {
                 let v = *v;
                 self.pos += 1;
@@ -397,6 +398,10 @@ mod tests {
 
     #[test]
     fn errors_name_the_problem_and_place() {
+        // A trailing minus is an error, not an out-of-bounds panic.
+        for prog in ["-", "x = 1; y = -", "x = -"] {
+            assert!(parse(prog).is_err(), "{prog}");
+        }
         let e = parse("x = 1; y = x + z").unwrap_err();
         assert_eq!((e.line, e.column), (1, 16));
         assert!(e.message.contains("unknown name 'z'"), "{e}");

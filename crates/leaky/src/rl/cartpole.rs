@@ -121,7 +121,9 @@ impl CartPole {
         // Gymnasium's comparisons, kept as written (a range `contains` would differ on NaN).
         #[allow(clippy::manual_range_contains)]
         let terminated = x < -X_LIMIT || x > X_LIMIT || theta < -THETA_LIMIT || theta > THETA_LIMIT;
-        let truncated = !terminated && self.steps >= MAX_STEPS;
+        // As Gymnasium's TimeLimit wrapper: truncated at the limit even when that step also
+        // terminates (the DQN's target uses `terminated` only).
+        let truncated = self.steps >= MAX_STEPS;
         self.done = terminated || truncated;
         Transition { state: self.state, reward: 1.0, terminated, truncated }
     }
