@@ -77,6 +77,15 @@ pub fn detect(params: &[ParamStats]) -> Vec<Finding> {
                     "clip the gradient norm (train.clip_grad_norm = 5.0)".to_string(),
                 ],
             )
+        } else if first.grad_norm == 0.0 {
+            // No learning rate moves a weight whose gradient is exactly 0: the cause is upstream.
+            (
+                format!(
+                    "{name} does not move: its gradient is exactly 0, so no learning rate can change it. Something \
+                     upstream blocks the gradient: a clip whose gradient is 0 outside its range, or units that never fire."
+                ),
+                vec!["find what blocks the gradient (see the zero_gradient and dead_relu findings)".to_string()],
+            )
         } else {
             (
                 format!(
@@ -127,6 +136,15 @@ mod tests {
 
     fn at(decades: f64) -> f64 {
         UPDATE_RATIO_TARGET * 10f64.powf(decades)
+    }
+
+    #[test]
+    fn an_exactly_zero_gradient_does_not_ask_for_a_larger_learning_rate() {
+        let f = detect(&[w(0, 0.0)]);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].text("direction"), Some("too_small"));
+        assert!(f[0].why.contains("exactly 0"), "{}", f[0].why);
+        assert!(!f[0].fix[0].contains("train.lr"), "{:?}", f[0].fix);
     }
 
     #[test]
