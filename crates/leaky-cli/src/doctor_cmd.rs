@@ -417,7 +417,13 @@ pub fn run(args: DoctorArgs) -> Result<(), Failure> {
         let path = crate::report::write_report(dir, &crate::report::doctor::report(&run)).map_err(Failure::Run)?;
         println!("report: {}", show(&path));
     }
-    let threshold = match args.fail_on {
+    check_fail_on(args.fail_on, &findings)
+}
+
+/// Exit 1 (`Failure::Findings`) when a finding reaches `fail_on`; shared by the MLP,
+/// recurrent and DQN paths of `leaky doctor`.
+pub(crate) fn check_fail_on(fail_on: FailOn, findings: &[Finding]) -> Result<(), Failure> {
+    let threshold = match fail_on {
         FailOn::Error => Some(Severity::Error),
         FailOn::Warning => Some(Severity::Warning),
         FailOn::Info => Some(Severity::Info),

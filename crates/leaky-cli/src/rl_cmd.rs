@@ -5,7 +5,7 @@
 //! `train.lr_decay` do not (the episodes are `rl.episodes`).
 
 use crate::config::{Experiment, ModelKind};
-use crate::doctor_cmd::{apply_settings, fix_settings, print_finding, DoctorArgs, FailOn, Style};
+use crate::doctor_cmd::{apply_settings, fix_settings, print_finding, DoctorArgs, Style};
 use crate::train_cmd::TrainArgs;
 use crate::{show, Failure};
 use anyhow::{anyhow, bail};
@@ -344,16 +344,5 @@ pub fn run_doctor(args: &DoctorArgs, exp: &Experiment) -> Result<(), Failure> {
         leaky::train::write_atomic(path, doc.to_json_string().as_bytes())
             .map_err(|e| Failure::Run(anyhow!("cannot write {}: {e}", show(path))))?;
     }
-    let threshold = match args.fail_on {
-        FailOn::Error => Some(Severity::Error),
-        FailOn::Warning => Some(Severity::Warning),
-        FailOn::Info => Some(Severity::Info),
-        FailOn::Never => None,
-    };
-    if let Some(t) = threshold {
-        if findings.iter().any(|f| f.severity.is_at_least(t)) {
-            return Err(Failure::Findings(format!("a finding reached --fail-on {}", t.as_str())));
-        }
-    }
-    Ok(())
+    crate::doctor_cmd::check_fail_on(args.fail_on, &findings)
 }
