@@ -10,7 +10,7 @@
 
 use super::stats::{
     ActivationAccumulator, BpttStats, DeadUnitPass, InitLoss, InputAccumulator, LayerStats, NonFinite, ParamStats,
-    Pass, RecordedStats,
+    Pass, RecordedStats, ACTIVATION_SAMPLE_VALUES,
 };
 use super::Finding;
 use crate::data::Dataset;
@@ -19,6 +19,14 @@ use crate::nn::seq::SeqModel;
 use crate::nn::{Layer, Mode, Probe, Sequential};
 use crate::tensor::{Float, Tensor};
 use crate::train::{EpochInfo, Observer, SeqObserver, StepInfo};
+
+/// The recurrent doctor decomposes Wh (spectral radius and largest singular value) on the
+/// first sampled step and then on every this-many-th sample (every 100 steps at the default
+/// sampling). Our choice: the decomposition of a 128x128 Wh costs about one RNN training
+/// step (four for an LSTM's gate blocks), and the spectrum moves slowly at the learning
+/// rates that train; the per-time-step gradient norms, which the time-axis detectors judge,
+/// are still recorded on every sample.
+pub const SPECTRUM_EVERY_SAMPLES: usize = 10;
 
 /// How often the doctor looks.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -83,6 +91,12 @@ impl Doctor {
 
     fn sampled(&self, step: usize) -> bool {
         step % self.config.sample_every.max(1) == 0
+    }
+
+    /// Whether `on_step` must read the parameters: on sampled steps, and on the step after
+    /// one (to measure the update the optimiser applied). Other steps only record the loss.
+    fn wants_params(&self, step: usize) -> bool {
+        self.sampled(step) || self.snapshot_step.is_some_and(|s| s + 1 == step)
     }
 
     /// Record the input features' scale (before training): (N, D) rows of `data`.
@@ -259,7 +273,7 @@ impl<F: Float> Probe<F> for Doctor {
             self.layer_stats.resize(index + 1, None);
         }
         let mut acc = ActivationAccumulator::new(layer.kind());
-        acc.push_tensor(out);
+        acc.push_rows(out, ACTIVATION_SAMPLE_VALUES);
         self.layer_stats[index] = Some(acc.finish(index, self.step));
     }
 
@@ -291,6 +305,9 @@ impl<F: Float> Observer<F> for Doctor {
 
     fn on_step(&mut self, info: &StepInfo, model: &Sequential<F>) {
         self.record_loss(info);
+        if !self.wants_params(info.step) {
+            return;
+        }
         let kinds: Vec<&'static str> = model.layers.iter().map(|l| l.kind()).collect();
         self.record_params(info, model.params().into_iter().map(|(i, p)| (i, kinds[i], p)));
     }
@@ -302,17 +319,34 @@ impl<F: Float> SeqObserver<F> for Doctor {
     fn on_step(&mut self, info: &StepInfo, model: &SeqModel<F>) {
         self.step = info.step;
         self.record_loss(info);
+        if !self.wants_params(info.step) {
+            return;
+        }
         let kind = model.spec.cell.name();
         self.record_params(info, model.params().into_iter().map(|p| (0, kind, p)));
         if self.sampled(info.step) {
-            let (radius, sigma) = model.whh_spectrum();
+            // Wh's Schur form and SVD cost more than a training step (a 128x128 RNN: about
+            // one step; an LSTM: four blocks): measured on the first sample and then every
+            // SPECTRUM_EVERY_SAMPLES-th, each sample carrying the latest measurement and
+            // its step.
+            let k = self.stats.bptt.len();
+            let spectrum = match self.stats.bptt.last() {
+                Some(last) if k % SPECTRUM_EVERY_SAMPLES != 0 => {
+                    (last.whh_spectral_radius, last.whh_largest_singular, last.whh_spectrum_step)
+                }
+                _ => {
+                    let (radius, sigma) = model.whh_spectrum();
+                    (Some(radius), Some(sigma), Some(info.step))
+                }
+            };
             self.stats.bptt.push(BpttStats {
                 layer: 0,
                 kind: kind.into(),
                 step: info.step,
                 norms_per_t: model.bptt_norms().to_vec(),
-                whh_spectral_radius: Some(radius),
-                whh_largest_singular: Some(sigma),
+                whh_spectral_radius: spectrum.0,
+                whh_largest_singular: spectrum.1,
+                whh_spectrum_step: spectrum.2,
             });
         }
     }
@@ -328,6 +362,38 @@ mod tests {
     fn blobs() -> Dataset {
         let x = Array2::from_shape_fn((200, 4), |(i, j)| ((i * 7 + j * 3) % 11) as f32 / 5.0 - 1.0 + (i % 2) as f32);
         Dataset { name: "t".into(), x, y: (0..200).map(|i| i % 2).collect(), classes: 2, feature_shape: vec![4] }
+    }
+
+    /// Wh is decomposed on samples 0, 10, 20, ... only; the samples between carry the
+    /// latest measurement and say when it was made. A large learning rate makes Wh move, so
+    /// the measurements differ.
+    #[test]
+    fn spectrum_is_measured_every_few_samples_and_carried_between() {
+        use crate::nn::seq::{Cell, SeqSpec};
+        use crate::optim::{Rule, UpdateConfig};
+        use crate::train::{fit_seq, TrainConfig};
+        let d = crate::data::seq::adding(200, 10, 1);
+        let (tr, va) = d.split(0.2, 0);
+        let spec = SeqSpec::for_data(&tr, Cell::Rnn, 8, Init::Xavier, 0.0);
+        let mut m = SeqModel::<f64>::new(spec, 0);
+        // 160 examples / batch 8 = 20 steps per epoch, 2 epochs, every step sampled.
+        let cfg =
+            TrainConfig { epochs: 2, batch_size: 8, update: UpdateConfig::new(Rule::Sgd, 0.5), ..Default::default() };
+        let mut doc = Doctor::new(DoctorConfig { sample_every: 1 }, Loss::Mse, 0);
+        fit_seq(&mut m, &tr, &va, &cfg, &mut doc);
+        let b = &doc.stats.bptt;
+        assert_eq!(b.len(), 40);
+        for (k, s) in b.iter().enumerate() {
+            let measured_at = k - k % SPECTRUM_EVERY_SAMPLES;
+            assert_eq!(s.whh_spectrum_step, Some(b[measured_at].step), "sample {k}");
+            assert_eq!(s.whh_spectral_radius, b[measured_at].whh_spectral_radius);
+            assert_eq!(s.whh_largest_singular, b[measured_at].whh_largest_singular);
+            assert!(s.whh_spectral_radius.unwrap() > 0.0 && s.whh_largest_singular.unwrap() > 0.0);
+        }
+        assert_ne!(b[0].whh_largest_singular, b[30].whh_largest_singular, "Wh should have moved");
+        // The last measurement is Wh as it was at its step: after training it has moved on.
+        let (_, sigma_now) = m.whh_spectrum();
+        assert_ne!(Some(sigma_now), b[30].whh_largest_singular);
     }
 
     #[test]

@@ -37,6 +37,14 @@ pub const TANH_SATURATION_LEVEL: f64 = 0.99;
 /// Number of equal-width bins of an activation [`Histogram`].
 pub const HISTOGRAM_BINS: usize = 20;
 
+/// On a sampled step the doctor summarises about this many output values per layer (whole
+/// examples, evenly spread over the batch: [`ActivationAccumulator::push_rows`]), not the
+/// whole output. Streaming every value through the histogram was the largest part of the
+/// doctor's overhead on small networks (BENCHMARKS.md); 4096 values estimate a fraction
+/// with a standard error of at most 0.8% (sqrt(0.25 / 4096)) if the values were
+/// independent, and rows of one example are whole, so per-example structure is kept.
+pub const ACTIVATION_SAMPLE_VALUES: usize = 4096;
+
 /// The largest local gradient of an activation: 0.25 for sigmoid (z(1-z) at z = 1/2), 1 for
 /// tanh (1 - t^2 at t = 0), 1 for relu and leaky relu; `None` for other layer kinds.
 pub fn max_local_grad(kind: &str) -> Option<f64> {
@@ -116,7 +124,8 @@ pub struct LayerStats {
     pub kind: String,
     /// The training step.
     pub step: usize,
-    /// Number of output elements summarised (batch x features).
+    /// Number of output elements summarised (sampled rows x features; at most about
+    /// [`ACTIVATION_SAMPLE_VALUES`] rounded up to whole rows).
     pub count: u64,
     /// Mean of the layer's outputs.
     pub act_mean: f64,
@@ -232,7 +241,44 @@ impl ActivationAccumulator {
     /// element, but the kind is matched once per tensor instead of once per element, so
     /// the loop is one tight pass (this is most of the doctor's cost on sampled steps).
     pub fn push_tensor<F: Float>(&mut self, out: &Tensor<F>) {
-        with_slice(out, |s| match self.kind.as_str() {
+        with_slice(out, |s| self.push_elements(s));
+    }
+
+    /// Count the rows of a layer output `out`, shaped (N, ...), that an evenly strided
+    /// sample picks: rows 0, s, 2s, ... with the stride s chosen so that at least
+    /// `max_values` elements are counted when the tensor has that many (every row when
+    /// `max_values >= out.len()`). A row is one example, so the sample is `ceil(max_values
+    /// / row length)` whole examples spread over the batch. Returns the number of rows
+    /// counted.
+    ///
+    /// This is what the doctor uses on sampled steps ([`ACTIVATION_SAMPLE_VALUES`]): the
+    /// fractions it reports (saturated, zero) are means over elements, whose standard error
+    /// over a few thousand values is about 1%, far below the gaps between the sick and
+    /// healthy examples.
+    pub fn push_rows<F: Float>(&mut self, out: &Tensor<F>, max_values: usize) -> usize {
+        let rows = out.shape().first().copied().unwrap_or(1).max(1);
+        let row_len = out.len() / rows;
+        if row_len == 0 {
+            return 0;
+        }
+        let want = max_values.div_ceil(row_len).clamp(1, rows);
+        if want == rows {
+            self.push_tensor(out);
+            return rows;
+        }
+        let stride = rows / want;
+        // Rows need the logical (row-major) order; a standard-layout tensor is borrowed.
+        let standard = out.as_standard_layout();
+        let s = standard.as_slice().expect("standard layout");
+        for r in (0..rows).step_by(stride).take(want) {
+            self.push_elements(&s[r * row_len..(r + 1) * row_len]);
+        }
+        want
+    }
+
+    /// [`Self::push_tensor`] on a slice of elements.
+    fn push_elements<F: Float>(&mut self, s: &[F]) {
+        match self.kind.as_str() {
             "sigmoid" => self.push_slice(s, |v| {
                 let sat = !(SIGMOID_SATURATION_MARGIN..=1.0 - SIGMOID_SATURATION_MARGIN).contains(&v);
                 (u64::from(sat), 0, v * (1.0 - v))
@@ -248,7 +294,7 @@ impl ActivationAccumulator {
                 }
             }),
             _ => self.push_slice(s, |_| (0, 0, 0.0)),
-        });
+        }
     }
 
     /// The body of [`Self::push`] over a slice, with the kind-specific part `per_kind(v)` =
@@ -429,10 +475,17 @@ pub struct BpttStats {
     /// `norms_per_t[t] = ||dL/dh_t||`, the total gradient into each hidden state
     /// (`layers::rnn::backward_with_norms`), t = 0..T.
     pub norms_per_t: Vec<f64>,
-    /// Spectral radius of the recurrent matrix Wh ([`crate::nn::spectral::spectral_radius`]).
+    /// Spectral radius of the recurrent matrix Wh ([`crate::nn::spectral::spectral_radius`]),
+    /// as measured at `whh_spectrum_step`.
     pub whh_spectral_radius: Option<f64>,
-    /// Largest singular value of Wh ([`crate::nn::spectral::largest_singular_value`]).
+    /// Largest singular value of Wh ([`crate::nn::spectral::largest_singular_value`]), as
+    /// measured at `whh_spectrum_step`.
     pub whh_largest_singular: Option<f64>,
+    /// The training step at which the two numbers above were measured: this sample's step
+    /// or an earlier one (the recorder decomposes Wh only every few samples; see
+    /// `doctor::recorder::SPECTRUM_EVERY_SAMPLES`). `None` when they were not measured.
+    #[serde(default)]
+    pub whh_spectrum_step: Option<usize>,
 }
 
 impl BpttStats {
@@ -787,6 +840,38 @@ mod tests {
     }
 
     #[test]
+    fn push_rows_takes_whole_evenly_spread_rows() {
+        // 8 rows of 3; row r holds r in every element, so the mean says which rows were read.
+        let x: Tensor<f64> = Tensor::from_shape_fn(IxDyn(&[8, 3]), |d| d[0] as f64);
+        // 6 values -> 2 rows at stride 4: rows 0 and 4.
+        let mut a = ActivationAccumulator::new("relu");
+        assert_eq!(a.push_rows(&x, 6), 2);
+        let s = a.finish(0, 0);
+        assert_eq!(s.count, 6);
+        assert!((s.act_mean - 2.0).abs() < 1e-12);
+        assert_eq!(s.zero_fraction, Some(0.5), "row 0 is all zeros, row 4 all fours");
+        // 7 values round up to 3 whole rows at stride 2: rows 0, 2, 4.
+        let mut a = ActivationAccumulator::new("affine");
+        assert_eq!(a.push_rows(&x, 7), 3);
+        let s = a.finish(0, 0);
+        assert_eq!(s.count, 9);
+        assert!((s.act_mean - 2.0).abs() < 1e-12);
+        // Enough room for everything: the same as push_tensor.
+        let mut a = ActivationAccumulator::new("affine");
+        assert_eq!(a.push_rows(&x, 24), 8);
+        let mut b = ActivationAccumulator::new("affine");
+        b.push_tensor(&x);
+        assert_eq!(a.finish(0, 0), b.finish(0, 0));
+        // A transposed (column-major) view is read in logical row order.
+        let t: Tensor<f64> = Tensor::from_shape_fn(IxDyn(&[3, 8]), |d| d[1] as f64);
+        let f = t.t().to_owned();
+        assert!(!f.is_standard_layout(), "the test needs a column-major tensor");
+        let mut a = ActivationAccumulator::new("affine");
+        a.push_rows(&f, 6);
+        assert!((a.finish(0, 0).act_mean - 2.0).abs() < 1e-12);
+    }
+
+    #[test]
     fn tanh_saturation_boundary() {
         let mut a = ActivationAccumulator::new("tanh");
         for v in [0.99, -0.99, 0.995, -0.999, 0.0] {
@@ -817,6 +902,7 @@ mod tests {
             norms_per_t: vec![1.0, 2.0, 4.0, 8.0],
             whh_spectral_radius: None,
             whh_largest_singular: None,
+            whh_spectrum_step: None,
         };
         assert_eq!(b.ratio(), Some(0.125));
         assert!((b.growth_per_step().unwrap() - 0.5).abs() < 1e-15);

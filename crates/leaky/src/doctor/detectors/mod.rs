@@ -172,6 +172,7 @@ pub(crate) mod testutil {
             norms_per_t: (0..t_len).map(|t| g.powi((t_len - 1 - t) as i32)).collect(),
             whh_spectral_radius: Some(rho),
             whh_largest_singular: Some(rho * 1.2),
+            whh_spectrum_step: Some(step),
         }
     }
 }
@@ -265,6 +266,9 @@ pub(crate) fn with_time_evidence(f: Finding, b: &BpttStats, samples: usize, flag
     }
     if let Some(s) = b.whh_largest_singular {
         f = f.with("whh_largest_singular", s);
+    }
+    if let Some(s) = b.whh_spectrum_step {
+        f = f.with("whh_spectrum_step", s);
     }
     f
 }
