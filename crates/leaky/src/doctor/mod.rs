@@ -74,10 +74,10 @@ pub fn diagnose(all: &RecordedStats) -> Vec<Finding> {
     out.extend(detectors::bad_init_loss::detect(all.init_loss.as_ref()));
     out.extend(detectors::saturation::detect(&all.layers));
     out.extend(detectors::vanishing_gradient::detect(&all.layers, &all.bptt));
-    out.extend(detectors::exploding_gradient::detect(&all.layers, &all.bptt));
+    out.extend(detectors::exploding_gradient::detect(&all.layers, &all.bptt, &all.global_norms));
     out.extend(detectors::dead_relu::detect(&all.dead_units));
     out.extend(detectors::zero_gradient::detect(&all.flat_ops));
-    out.extend(detectors::update_ratio::detect(&all.params));
+    out.extend(detectors::update_ratio::detect(&all.params, &all.global_norms));
     sort_findings(&mut out);
     out
 }

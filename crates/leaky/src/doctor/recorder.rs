@@ -9,8 +9,8 @@
 //! copied on the hot path except the sampled parameter snapshots.
 
 use super::stats::{
-    ActivationAccumulator, BpttStats, DeadUnitPass, InitLoss, InputAccumulator, LayerStats, NonFinite, ParamStats,
-    Pass, RecordedStats, ACTIVATION_SAMPLE_VALUES,
+    ActivationAccumulator, BpttStats, DeadUnitPass, GlobalNormSample, InitLoss, InputAccumulator, LayerStats,
+    NonFinite, ParamStats, Pass, RecordedStats, ACTIVATION_SAMPLE_VALUES,
 };
 use super::Finding;
 use crate::data::Dataset;
@@ -157,8 +157,11 @@ impl Doctor {
         if !self.sampled(info.step) {
             return;
         }
+        let mut after_sq = 0.0;
         for (layer, kind, p) in &params {
             let norm = |t: &Tensor<F>| with_slice(t, |s| s.iter().map(|v| v.to_f64c().powi(2)).sum::<f64>().sqrt());
+            let grad_norm = norm(&p.grad);
+            after_sq += grad_norm * grad_norm;
             self.stats.params.push(ParamStats {
                 layer: *layer,
                 layer_kind: kind.to_string(),
@@ -166,11 +169,16 @@ impl Doctor {
                 step: info.step,
                 is_weight: p.decay,
                 weight_norm: norm(&p.value),
-                grad_norm: norm(&p.grad),
+                grad_norm,
                 lr: info.lr,
                 update_norm: None,
             });
         }
+        self.stats.global_norms.push(GlobalNormSample {
+            step: info.step,
+            before: info.grad_norm,
+            after: after_sq.sqrt(),
+        });
         self.snapshot.resize_with(params.len(), Vec::new);
         for (buf, (_, _, p)) in self.snapshot.iter_mut().zip(&params) {
             buf.clear();

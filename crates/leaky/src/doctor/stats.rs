@@ -15,6 +15,7 @@
 //! | [`DeadUnitPass`] | a forward pass over the whole training set in eval mode | ReLU layer, pass |
 //! | [`BpttStats`] | the recurrent layers' `backward_with_norms` + [`crate::nn::spectral`] | recurrent layer, sampled step |
 //! | [`FlatOpStats`] | the backward of an op with flat regions (clip, step, relu, max-pool) | op, sampled step |
+//! | [`GlobalNormSample`] | `Observer::on_step` (`StepInfo::grad_norm` and the clipped gradients) | sampled step |
 //! | [`NonFinite`] | the first NaN/Inf a probe sees, forward or backward | run (first only) |
 //! | [`InitLoss`] | the loss of step 0 | run |
 //! | [`InputStats`] | the training features, before training | run |
@@ -540,6 +541,25 @@ impl FlatOp {
     }
 }
 
+/// The global gradient norm of one sampled step, before and after the trainer's
+/// global-norm clipping (`train.clip_grad_norm`); equal when clipping is off or did not cut.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GlobalNormSample {
+    /// The training step.
+    pub step: usize,
+    /// ||g|| over every parameter before clipping (what the trainer reports in `StepInfo`).
+    pub before: f64,
+    /// ||g|| of the gradients the update will use.
+    pub after: f64,
+}
+
+impl GlobalNormSample {
+    /// Whether clipping cut the norm on this step (by more than rounding: 1e-6 relative).
+    pub fn clipped(&self) -> bool {
+        self.before.is_finite() && self.after < self.before * (1.0 - 1e-6)
+    }
+}
+
 /// How much of the gradient one flat op blocked at one sampled step.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FlatOpStats {
@@ -766,6 +786,9 @@ pub struct RecordedStats {
     pub bptt: Vec<BpttStats>,
     /// Per flat op, per sampled step.
     pub flat_ops: Vec<FlatOpStats>,
+    /// The global gradient norm before and after clipping, per sampled step.
+    #[serde(default)]
+    pub global_norms: Vec<GlobalNormSample>,
     /// The first NaN/Inf, if any (see [`RecordedStats::record_non_finite`]).
     pub non_finite: Option<NonFinite>,
     /// The loss of step 0.

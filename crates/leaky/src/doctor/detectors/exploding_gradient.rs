@@ -3,10 +3,10 @@
 //! measurements as [`super::vanishing_gradient`], read in the other direction.
 
 use super::{
-    depth_samples, layer_where, persistent, radius_phrase, time_samples, with_depth_evidence, with_time_evidence,
+    depth_samples, layer_where, persistent, radius_phrase, sig3, time_samples, with_depth_evidence, with_time_evidence,
 };
 use crate::doctor::finding::{Code, Finding, Severity};
-use crate::doctor::stats::{BpttStats, LayerStats};
+use crate::doctor::stats::{BpttStats, GlobalNormSample, LayerStats};
 
 /// Depth: reported when the lowest layer's input-gradient RMS is at least this multiple of
 /// the highest layer's: three orders of magnitude (the mirror image of
@@ -28,11 +28,35 @@ pub const TIME_EXPLODING_ERROR_RATIO: f64 = 1e6;
 const FIX_CLIP: &str = "clip the gradient norm (train.clip_grad_norm = 5.0)";
 
 /// Findings for a gradient that explodes through depth (at most one) and back through time
-/// (one per recurrent layer).
-pub fn detect(layers: &[LayerStats], bptt: &[BpttStats]) -> Vec<Finding> {
+/// (one per recurrent layer). `norms` (the global norm before and after clipping, per
+/// sampled step) tells whether clipping is already on: then the finding says so, with how
+/// often it cut, and does not suggest it again.
+pub fn detect(layers: &[LayerStats], bptt: &[BpttStats], norms: &[GlobalNormSample]) -> Vec<Finding> {
     let mut out = Vec::new();
     out.extend(detect_depth(layers));
     out.extend(detect_time(bptt));
+    let clipped: Vec<&GlobalNormSample> = norms.iter().filter(|s| s.clipped()).collect();
+    let Some(worst) = clipped.iter().max_by(|a, b| (a.before / a.after).total_cmp(&(b.before / b.after))) else {
+        return out;
+    };
+    let said = format!(
+        " Clipping is already on: it cut the gradient's norm on {} of {} sampled steps (at most from {} to {}); \
+         it bounds the size of each update, not this growth.",
+        clipped.len(),
+        norms.len(),
+        sig3(worst.before),
+        sig3(worst.after)
+    );
+    out = out
+        .into_iter()
+        .map(|mut f| {
+            f.why.push_str(&said);
+            f.fix.retain(|x| x != FIX_CLIP);
+            f.with("clipped_samples", clipped.len())
+                .with("clip_norm_before_max", worst.before)
+                .with("clip_norm_after", worst.after)
+        })
+        .collect();
     out
 }
 
@@ -112,24 +136,24 @@ mod tests {
     #[test]
     fn depth_borderline() {
         let k = 1.0 + 1e-6;
-        assert!(detect(&net(0, DEPTH_EXPLODING_RATIO / k), &[]).is_empty());
-        let f = detect(&net(0, DEPTH_EXPLODING_RATIO * k), &[]);
+        assert!(detect(&net(0, DEPTH_EXPLODING_RATIO / k), &[], &[]).is_empty());
+        let f = detect(&net(0, DEPTH_EXPLODING_RATIO * k), &[], &[]);
         assert_eq!(f.len(), 1);
         assert_eq!((f[0].code, f[0].severity), (Code::ExplodingGradient, Severity::Warning));
         assert_eq!(f[0].where_, "layer 0 (affine)");
         assert_eq!(f[0].text("axis"), Some("depth"));
-        assert_eq!(detect(&net(0, DEPTH_EXPLODING_ERROR_RATIO / k), &[])[0].severity, Severity::Warning);
-        assert_eq!(detect(&net(0, DEPTH_EXPLODING_ERROR_RATIO * k), &[])[0].severity, Severity::Error);
+        assert_eq!(detect(&net(0, DEPTH_EXPLODING_ERROR_RATIO / k), &[], &[])[0].severity, Severity::Warning);
+        assert_eq!(detect(&net(0, DEPTH_EXPLODING_ERROR_RATIO * k), &[], &[])[0].severity, Severity::Error);
         // A vanishing gradient is not exploding.
-        assert!(detect(&net(0, 1e-9), &[]).is_empty());
+        assert!(detect(&net(0, 1e-9), &[], &[]).is_empty());
     }
 
     #[test]
     fn time_borderline() {
         let g_at = |r: f64| r.powf(1.0 / 9.0); // 10 steps
         let k = 1.0 + 1e-6;
-        assert!(detect(&[], &[bptt(0, 10, g_at(TIME_EXPLODING_RATIO / k), 1.3)]).is_empty());
-        let f = detect(&[], &[bptt(2, 10, g_at(TIME_EXPLODING_RATIO * k), 1.3)]);
+        assert!(detect(&[], &[bptt(0, 10, g_at(TIME_EXPLODING_RATIO / k), 1.3)], &[]).is_empty());
+        let f = detect(&[], &[bptt(2, 10, g_at(TIME_EXPLODING_RATIO * k), 1.3)], &[]);
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].severity, Severity::Warning);
         assert_eq!(f[0].where_, "layer 1 (rnn)");
@@ -139,10 +163,13 @@ mod tests {
         assert_eq!(f[0].number("time_steps"), Some(10.0));
         assert!(f[0].fix[0].contains("clip_grad_norm"));
         assert_eq!(
-            detect(&[], &[bptt(0, 10, g_at(TIME_EXPLODING_ERROR_RATIO / k), 1.3)])[0].severity,
+            detect(&[], &[bptt(0, 10, g_at(TIME_EXPLODING_ERROR_RATIO / k), 1.3)], &[])[0].severity,
             Severity::Warning
         );
-        assert_eq!(detect(&[], &[bptt(0, 10, g_at(TIME_EXPLODING_ERROR_RATIO * k), 1.3)])[0].severity, Severity::Error);
+        assert_eq!(
+            detect(&[], &[bptt(0, 10, g_at(TIME_EXPLODING_ERROR_RATIO * k), 1.3)], &[])[0].severity,
+            Severity::Error
+        );
     }
 
     #[test]
@@ -151,10 +178,45 @@ mod tests {
         let k = 1.0 + 1e-6;
         // Step 0 explodes, two later samples do not (the run saturated or diverged after).
         let calm = |step| bptt(step, 10, 1.0, 3.0);
-        let f = detect(&[], &[bptt(0, 10, g_at(TIME_EXPLODING_ERROR_RATIO * k), 3.0), calm(10), calm(20)]);
+        let f = detect(&[], &[bptt(0, 10, g_at(TIME_EXPLODING_ERROR_RATIO * k), 3.0), calm(10), calm(20)], &[]);
         assert_eq!(f.len(), 1);
         assert_eq!((f[0].severity, f[0].step), (Severity::Error, Some(0)));
         // Just below the error ratio, one sample out of three is not persistent: nothing.
-        assert!(detect(&[], &[bptt(0, 10, g_at(TIME_EXPLODING_ERROR_RATIO / k), 3.0), calm(10), calm(20)]).is_empty());
+        assert!(
+            detect(&[], &[bptt(0, 10, g_at(TIME_EXPLODING_ERROR_RATIO / k), 3.0), calm(10), calm(20)], &[]).is_empty()
+        );
+    }
+}
+
+#[cfg(test)]
+mod clip_tests {
+    use super::*;
+    use crate::doctor::detectors::testutil::bptt;
+
+    fn norm(step: usize, before: f64, after: f64) -> GlobalNormSample {
+        GlobalNormSample { step, before, after }
+    }
+
+    /// With clipping on (it cut the norm on a sampled step), the finding says so, carries how
+    /// often and by how much, and stops suggesting clipping; without a cut it is unchanged.
+    #[test]
+    fn clipping_already_on_is_said_and_not_suggested_again() {
+        let exploding = [bptt(0, 10, 1e7f64.powf(1.0 / 9.0), 3.0)];
+        let plain = detect(&[], &exploding, &[norm(0, 0.5, 0.5), norm(10, 0.9, 0.9)]);
+        assert_eq!(plain.len(), 1);
+        assert_eq!(plain[0].fix[0], FIX_CLIP);
+        assert_eq!(plain[0].number("clipped_samples"), None);
+        let clipped = detect(&[], &exploding, &[norm(0, 40.0, 1.0), norm(10, 0.9, 0.9), norm(20, 3.0, 1.0)]);
+        assert_eq!(clipped.len(), 1);
+        assert!(!clipped[0].fix.iter().any(|f| f.contains("clip_grad_norm")), "{:?}", clipped[0].fix);
+        assert!(!clipped[0].fix.is_empty());
+        assert!(clipped[0].why.contains("on 2 of 3 sampled steps"), "{}", clipped[0].why);
+        assert!(clipped[0].why.contains("from 40.0 to 1.00"), "{}", clipped[0].why);
+        assert_eq!(clipped[0].number("clipped_samples"), Some(2.0));
+        assert_eq!(clipped[0].number("clip_norm_before_max"), Some(40.0));
+        // A cut within rounding is not clipping.
+        assert!(!norm(0, 1.0, 1.0 - 1e-9).clipped());
+        assert!(norm(0, 1.0, 0.99).clipped());
+        assert!(!norm(0, f64::NAN, 1.0).clipped());
     }
 }

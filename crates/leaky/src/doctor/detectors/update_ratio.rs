@@ -9,7 +9,7 @@
 
 use super::{group_by, layer_where};
 use crate::doctor::finding::{Code, Finding, Severity};
-use crate::doctor::stats::ParamStats;
+use crate::doctor::stats::{GlobalNormSample, ParamStats};
 
 /// The healthy update-to-weight ratio. CS231n, "Neural Networks Part 3: Learning and
 /// Evaluation", *Ratio of weights:updates*: "a rough heuristic is that this ratio should be
@@ -42,7 +42,16 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// Findings, one per weight whose median ratio is out of the band.
-pub fn detect(params: &[ParamStats]) -> Vec<Finding> {
+///
+/// `norms` (the global gradient norm before and after clipping, per sampled step) tells
+/// whether clipping is on: a too-small ratio under clipping that cut on most sampled steps
+/// says so (the clip shrinks every parameter's step, and the exploding part of the gradient
+/// takes the whole budget), and a too-large one does not suggest clipping again.
+pub fn detect(params: &[ParamStats], norms: &[GlobalNormSample]) -> Vec<Finding> {
+    let clipped: Vec<&GlobalNormSample> = norms.iter().filter(|s| s.clipped()).collect();
+    let clipping_on = !clipped.is_empty();
+    let mostly_clipped = 2 * clipped.len() > norms.len();
+    let max_cut = clipped.iter().map(|s| s.before / s.after).fold(1.0, f64::max);
     let relevant = params.iter().filter(|p| p.is_weight && p.weight_norm > 0.0 && p.update_ratio().is_finite());
     let mut out = Vec::new();
     for ((layer, name), samples) in group_by(relevant, |p| (p.layer, p.name.clone()), |p| p.step) {
@@ -72,10 +81,14 @@ pub fn detect(params: &[ParamStats]) -> Vec<Finding> {
                     "Each step moves {name} by {ratio:.1e} of its own size (about 1e-3 is healthy): steps this large \
                      overshoot, and can push ReLU units negative for every example, where their gradient is 0 forever."
                 ),
-                vec![
-                    format!("lower the learning rate (train.lr = {suggested:.0e})"),
-                    "clip the gradient norm (train.clip_grad_norm = 5.0)".to_string(),
-                ],
+                if clipping_on {
+                    vec![format!("lower the learning rate (train.lr = {suggested:.0e})")]
+                } else {
+                    vec![
+                        format!("lower the learning rate (train.lr = {suggested:.0e})"),
+                        "clip the gradient norm (train.clip_grad_norm = 5.0)".to_string(),
+                    ]
+                },
             )
         } else if first.grad_norm == 0.0 {
             // No learning rate moves a weight whose gradient is exactly 0: the cause is upstream.
@@ -85,6 +98,23 @@ pub fn detect(params: &[ParamStats]) -> Vec<Finding> {
                      upstream blocks the gradient: a clip whose gradient is 0 outside its range, or units that never fire."
                 ),
                 vec!["find what blocks the gradient (see the zero_gradient and dead_relu findings)".to_string()],
+            )
+        } else if mostly_clipped {
+            // The global clip scales every parameter's gradient by the same factor: a part of
+            // the network whose gradient explodes leaves the others almost nothing.
+            (
+                format!(
+                    "Each step moves {name} by only {ratio:.1e} of its own size (about 1e-3 is healthy): gradient \
+                     clipping cut the global norm on {} of {} sampled steps (by up to {}x), and the cut shrinks {name}'s \
+                     step with every other parameter's, so the part of the gradient that is huge takes the whole budget.",
+                    clipped.len(),
+                    norms.len(),
+                    super::sig3(max_cut)
+                ),
+                vec![
+                    "fix what makes the gradient huge (see the exploding_gradient finding)".to_string(),
+                    format!("raise the learning rate (train.lr = {suggested:.0e})"),
+                ],
             )
         } else {
             (
@@ -140,7 +170,7 @@ mod tests {
 
     #[test]
     fn an_exactly_zero_gradient_does_not_ask_for_a_larger_learning_rate() {
-        let f = detect(&[w(0, 0.0)]);
+        let f = detect(&[w(0, 0.0)], &[]);
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].text("direction"), Some("too_small"));
         assert!(f[0].why.contains("exactly 0"), "{}", f[0].why);
@@ -150,17 +180,17 @@ mod tests {
     #[test]
     fn borderline_bands() {
         let e = 1e-6;
-        assert!(detect(&[w(0, 1e-3)]).is_empty());
-        assert!(detect(&[w(0, at(UPDATE_RATIO_HIGH_DECADES - e))]).is_empty());
-        let f = detect(&[w(3, at(UPDATE_RATIO_HIGH_DECADES + e))]);
+        assert!(detect(&[w(0, 1e-3)], &[]).is_empty());
+        assert!(detect(&[w(0, at(UPDATE_RATIO_HIGH_DECADES - e))], &[]).is_empty());
+        let f = detect(&[w(3, at(UPDATE_RATIO_HIGH_DECADES + e))], &[]);
         assert_eq!((f[0].code, f[0].severity, f[0].step), (Code::UpdateRatio, Severity::Warning, Some(3)));
         assert_eq!(f[0].where_, "layer 0 (affine) W");
         assert_eq!(f[0].text("direction"), Some("too_large"));
         assert!(f[0].fix[0].starts_with("lower the learning rate (train.lr = "));
-        assert_eq!(detect(&[w(0, at(UPDATE_RATIO_ERROR_DECADES - e))])[0].severity, Severity::Warning);
-        assert_eq!(detect(&[w(0, at(UPDATE_RATIO_ERROR_DECADES + e))])[0].severity, Severity::Error);
-        assert!(detect(&[w(0, at(-UPDATE_RATIO_LOW_DECADES + e))]).is_empty());
-        let s = detect(&[w(0, at(-UPDATE_RATIO_LOW_DECADES - e))]);
+        assert_eq!(detect(&[w(0, at(UPDATE_RATIO_ERROR_DECADES - e))], &[])[0].severity, Severity::Warning);
+        assert_eq!(detect(&[w(0, at(UPDATE_RATIO_ERROR_DECADES + e))], &[])[0].severity, Severity::Error);
+        assert!(detect(&[w(0, at(-UPDATE_RATIO_LOW_DECADES + e))], &[]).is_empty());
+        let s = detect(&[w(0, at(-UPDATE_RATIO_LOW_DECADES - e))], &[]);
         assert_eq!((s[0].severity, s[0].text("direction")), (Severity::Warning, Some("too_small")));
         assert!(s[0].fix[0].starts_with("raise the learning rate (train.lr = "));
         // lr 1e-2 at ratio 1e-5.00...: the suggestion brings it to 1e-3.
@@ -170,17 +200,35 @@ mod tests {
     #[test]
     fn median_measured_update_and_biases() {
         // Two of three samples far too large: the median is.
-        assert_eq!(detect(&[w(0, 1e-3), w(1, 0.1), w(2, 0.1)]).len(), 1);
-        assert!(detect(&[w(0, 1e-3), w(1, 1e-3), w(2, 0.1)]).is_empty());
+        assert_eq!(detect(&[w(0, 1e-3), w(1, 0.1), w(2, 0.1)], &[]).len(), 1);
+        assert!(detect(&[w(0, 1e-3), w(1, 1e-3), w(2, 0.1)], &[]).is_empty());
         // A measured update overrides lr*|dW| (Adam: small gradient, normal step).
         let mut adam = w(0, 1e-8);
         adam.update_norm = Some(1e-2);
-        assert!(detect(&[adam.clone()]).is_empty());
+        assert!(detect(&[adam.clone()], &[]).is_empty());
         assert_eq!(adam.update_ratio(), 1e-3);
         let mut b = w(0, 1.0);
         b.is_weight = false;
         let mut zero = w(0, 1.0);
         zero.weight_norm = 0.0;
-        assert!(detect(&[b, zero]).is_empty());
+        assert!(detect(&[b, zero], &[]).is_empty());
+    }
+
+    /// Under clipping that cut on most sampled steps, a too-small ratio names the clip as the
+    /// cause and points at the exploding gradient first; a too-large one stops suggesting
+    /// clipping once it is on.
+    #[test]
+    fn clipping_changes_the_story() {
+        let cut = |step| GlobalNormSample { step, before: 400.0, after: 1.0 };
+        let calm = |step| GlobalNormSample { step, before: 0.5, after: 0.5 };
+        let slow = [w(0, 1e-7), w(1, 1e-7), w(2, 1e-7)];
+        let plain = detect(&slow, &[calm(0), calm(1), cut(2)]);
+        assert!(plain[0].fix[0].starts_with("raise the learning rate"), "{:?}", plain[0].fix);
+        let clipped = detect(&slow, &[cut(0), cut(1), calm(2)]);
+        assert!(clipped[0].fix[0].contains("exploding_gradient"), "{:?}", clipped[0].fix);
+        assert!(clipped[0].why.contains("on 2 of 3 sampled steps (by up to 400x)"), "{}", clipped[0].why);
+        let fast = [w(0, 0.1), w(1, 0.1)];
+        assert!(detect(&fast, &[])[0].fix.iter().any(|f| f.contains("clip_grad_norm")));
+        assert!(!detect(&fast, &[cut(0)])[0].fix.iter().any(|f| f.contains("clip_grad_norm")));
     }
 }
