@@ -12,7 +12,8 @@
 //!
 //! Run: `cargo bench -p leaky --bench doctor_overhead [-- mlp rnn lstm]`. `LEAKY_EPOCHS=N`
 //! sets the epochs per trial, `LEAKY_SAMPLE_EVERY=N` the sampling, `LEAKY_PAIRS=N` the
-//! number of pairs (default 21). Without `--bench` (as `cargo test --all-targets` runs it)
+//! number of pairs (default 21). `LEAKY_SIDE=with|without` runs one side only, `LEAKY_PAIRS`
+//! times (for `perf stat -e instructions`). Without `--bench` (as `cargo test --all-targets` runs it)
 //! one short pair per workload.
 
 use leaky::data::seq::{SeqDataset, SeqInput, SeqTarget};
@@ -44,7 +45,13 @@ fn main() {
             "rnn" => seq(Cell::Rnn, if quick { 1 } else { env("LEAKY_EPOCHS", 3) }, every),
             _ => seq(Cell::Lstm, if quick { 1 } else { env("LEAKY_EPOCHS", 3) }, every),
         };
-        compare(name, pairs, every, &mut run);
+        match std::env::var("LEAKY_SIDE").as_deref() {
+            // One side only, `pairs` times: for `perf stat` (instruction counts do not depend
+            // on the machine's load the way times do).
+            Ok("with") => (0..pairs).for_each(|_| run(true)),
+            Ok("without") => (0..pairs).for_each(|_| run(false)),
+            _ => compare(name, pairs, every, &mut run),
+        }
     }
 }
 

@@ -17,6 +17,7 @@ use crate::data::Dataset;
 use crate::losses::Loss;
 use crate::nn::seq::SeqModel;
 use crate::nn::{Layer, Mode, Probe, Sequential};
+use crate::optim::global_norm;
 use crate::tensor::{Float, Tensor};
 use crate::train::{EpochInfo, Observer, SeqObserver, StepInfo};
 
@@ -55,9 +56,10 @@ pub struct Doctor {
     layer_stats: Vec<Option<LayerStats>>,
     /// The step of the last parameter snapshot, if one is pending.
     snapshot_step: Option<usize>,
-    /// Parameter values at `snapshot_step`, one buffer per parameter, reused between
-    /// sampled steps (no allocation once the sizes are known).
-    snapshot: Vec<Vec<f64>>,
+    /// Parameter values at `snapshot_step` (a `Vec<Vec<F>>` for the model's float type
+    /// `F`, one buffer per parameter, reused between sampled steps: no allocation once the
+    /// sizes are known).
+    snapshot: Option<Box<dyn std::any::Any>>,
     /// Loss of every step, for reports.
     pub losses: Vec<f64>,
     init_loss_scale: f64,
@@ -76,7 +78,7 @@ impl Doctor {
             sampling: false,
             layer_stats: Vec::new(),
             snapshot_step: None,
-            snapshot: Vec::new(),
+            snapshot: None,
             losses: Vec::new(),
             init_loss_scale: 1.0,
         }
@@ -131,17 +133,16 @@ impl Doctor {
         params: impl Iterator<Item = (usize, &'a str, &'a crate::nn::Param<F>)>,
     ) {
         let params: Vec<_> = params.collect();
-        // The real update of the last sampled step (weights now minus weights then).
-        let updates: Option<Vec<f64>> = match self.snapshot_step {
-            Some(s) if s + 1 == info.step && self.snapshot.len() == params.len() => Some(
+        // The real update of the last sampled step (weights now minus weights then; the
+        // difference is taken in F, where it is exact for an update much smaller than the
+        // weight, then squared and summed in f64).
+        let snapshot = self.snapshot.as_ref().and_then(|b| b.downcast_ref::<Vec<Vec<F>>>());
+        let updates: Option<Vec<f64>> = match (self.snapshot_step, snapshot) {
+            (Some(s), Some(old)) if s + 1 == info.step && old.len() == params.len() => Some(
                 params
                     .iter()
-                    .zip(&self.snapshot)
-                    .map(|((_, _, p), o)| {
-                        with_slice(&p.value, |v| {
-                            v.iter().zip(o.iter()).map(|(a, b)| (a.to_f64c() - b).powi(2)).sum::<f64>().sqrt()
-                        })
-                    })
+                    .zip(old)
+                    .map(|((_, _, p), o)| with_slice(&p.value, |v| sum_sq_diff(v, o).sqrt()))
                     .collect(),
             ),
             _ => None,
@@ -159,7 +160,7 @@ impl Doctor {
         }
         let mut after_sq = 0.0;
         for (layer, kind, p) in &params {
-            let norm = |t: &Tensor<F>| with_slice(t, |s| s.iter().map(|v| v.to_f64c().powi(2)).sum::<f64>().sqrt());
+            let norm = |t: &Tensor<F>| global_norm(std::iter::once(t));
             let grad_norm = norm(&p.grad);
             after_sq += grad_norm * grad_norm;
             self.stats.params.push(ParamStats {
@@ -179,10 +180,17 @@ impl Doctor {
             before: info.grad_norm,
             after: after_sq.sqrt(),
         });
-        self.snapshot.resize_with(params.len(), Vec::new);
-        for (buf, (_, _, p)) in self.snapshot.iter_mut().zip(&params) {
+        // The snapshot keeps the model's own float type (a copy, no conversion); it is
+        // replaced if a model of another type is watched by the same doctor.
+        let boxed = self.snapshot.get_or_insert_with(|| Box::new(Vec::<Vec<F>>::new()));
+        if !boxed.is::<Vec<Vec<F>>>() {
+            *boxed = Box::new(Vec::<Vec<F>>::new());
+        }
+        let snap = boxed.downcast_mut::<Vec<Vec<F>>>().expect("the snapshot was just typed");
+        snap.resize_with(params.len(), Vec::new);
+        for (buf, (_, _, p)) in snap.iter_mut().zip(&params) {
             buf.clear();
-            with_slice(&p.value, |v| buf.extend(v.iter().map(|x| x.to_f64c())));
+            with_slice(&p.value, |v| buf.extend_from_slice(v));
         }
         self.snapshot_step = Some(info.step);
     }
@@ -212,6 +220,22 @@ impl Doctor {
             });
         }
     }
+}
+
+/// sum((a - b)^2) over two slices of equal length, the difference taken in `F` and the
+/// squares summed in f64 over eight independent partial sums (so the loop vectorises).
+fn sum_sq_diff<F: Float>(a: &[F], b: &[F]) -> f64 {
+    assert_eq!(a.len(), b.len(), "snapshot and parameter differ in size");
+    let mut lanes = [0.0f64; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let rest: f64 = ca.remainder().iter().zip(cb.remainder()).map(|(&x, &y)| (x - y).to_f64c().powi(2)).sum();
+    for (x, y) in ca.zip(cb) {
+        for k in 0..8 {
+            let d = (x[k] - y[k]).to_f64c();
+            lanes[k] += d * d;
+        }
+    }
+    lanes.iter().sum::<f64>() + rest
 }
 
 /// Call `f` on the elements of `t` in memory order (a copy only for a non-contiguous view).
