@@ -2,6 +2,7 @@
 //! and a final diagnosis; `--json` writes the findings contract of DESIGN.md.
 
 use crate::experiment::{build_model, build_seq_model, prepare_data, prepare_seq, train_config};
+use crate::report::html::number;
 use crate::{config, show, Failure};
 use anyhow::anyhow;
 use clap::{Args, ValueEnum};
@@ -145,19 +146,8 @@ impl Style {
     }
 }
 
-/// A number as the terminal shows evidence: scientific when tiny or huge, 4 decimals when
-/// fractional, plain when whole.
-fn short_number(x: f64) -> String {
-    if x != 0.0 && (x.abs() < 1e-3 || x.abs() >= 1e4) {
-        format!("{x:.3e}")
-    } else if x.fract() != 0.0 {
-        format!("{x:.4}")
-    } else {
-        format!("{x}")
-    }
-}
-
-/// Print one finding: headline, evidence, why, ranked fixes.
+/// Print one finding: headline, evidence, why, ranked fixes. Evidence numbers read as in
+/// the HTML report ([`number`]).
 pub(crate) fn print_finding(style: &Style, f: &Finding) {
     let step = f.step.map(|s| format!(" at step {s}")).unwrap_or_default();
     println!("{} {} in {}{step}", style.severity(f.severity), style.paint("1", f.code.as_str()), f.where_);
@@ -165,10 +155,10 @@ pub(crate) fn print_finding(style: &Style, f: &Finding) {
         .evidence
         .iter()
         .map(|(k, v)| match (v.as_f64(), v.as_array()) {
-            (Some(x), _) => format!("{k}={}", short_number(x)),
+            (Some(x), _) => format!("{k}={}", number(x)),
             // Long lists (per-time-step norms, unit indices) are summarised; --json has them all.
             (None, Some(a)) if a.len() > 8 => {
-                let item = |j: &serde_json::Value| j.as_f64().map(short_number).unwrap_or_else(|| j.to_string());
+                let item = |j: &serde_json::Value| j.as_f64().map(number).unwrap_or_else(|| j.to_string());
                 format!(
                     "{k}=[{}, {}, {}, ..., {}] ({} values)",
                     item(&a[0]),
