@@ -209,3 +209,42 @@ fn a_closed_stdout_is_not_a_panic() {
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(out.status.code(), Some(141), "{err}");
 }
+
+#[test]
+fn train_prints_the_run_header_of_each_trainer() {
+    let dir = scratch("header");
+    // MLP: the split, features and classes; the parameter count (2*8+8 + 8*3+3 = 51); the
+    // training settings, without clip_grad_norm.
+    let mlp = dir.join("mlp.toml");
+    std::fs::write(
+        &mlp,
+        "[data]\ndataset = \"spiral\"\nval_fraction = 0.5\n[model]\nhidden = [8]\n[train]\nepochs = 1\nbatch_size = 32\noptimizer = \"sgd\"\nlr = 0.5\nclip_grad_norm = 2.0\n",
+    )
+    .unwrap();
+    let o = leaky(&["train", mlp.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], format!("{}: spiral (150 train / 150 val examples, 2 features, 3 classes)", mlp.display()));
+    assert_eq!(lines[1], "model (51 parameters):");
+    let training: Vec<&&str> = lines.iter().filter(|l| l.starts_with("training:")).collect();
+    assert_eq!(training, [&"training: 1 epochs, batch 32, sgd lr 0.5, loss softmax"], "{out}");
+    // Recurrent: sequences and their length, the model on one line, Whh at init, and the
+    // training settings with clip_grad_norm.
+    let rnn = dir.join("rnn.toml");
+    std::fs::write(
+        &rnn,
+        "[data]\ndataset = \"adding\"\nseq_len = 10\n[model]\nkind = \"rnn\"\nhidden = [4]\n[train]\nloss = \"mse\"\nepochs = 1\nbatch_size = 16\noptimizer = \"sgd\"\nlr = 0.01\nclip_grad_norm = 1.0\n",
+    )
+    .unwrap();
+    let o = leaky(&["train", rnn.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with(&format!("{}: adding (", rnn.display())), "{out}");
+    assert!(lines[0].ends_with(" val sequences of 10 steps)"), "{out}");
+    assert!(lines[1].starts_with("model (") && lines[1].contains("parameters): "), "{out}");
+    assert!(lines[2].starts_with("Whh at init: spectral radius "), "{out}");
+    assert_eq!(lines[3], "training: 1 epochs, batch 16, sgd lr 0.01, loss mse, clip_grad_norm 1", "{out}");
+    std::fs::remove_dir_all(&dir).ok();
+}
