@@ -126,3 +126,34 @@ fn treat_applies_the_first_fix_and_reports_honestly() {
     assert_eq!(sat["gone"], true, "{sat}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn doctor_prints_a_header_unless_quiet_and_names_the_file_on_bad_data() {
+    let dir = scratch("header");
+    let exp = dir.join("tiny.toml");
+    std::fs::write(&exp, "[data]\ndataset = \"spiral\"\n[model]\nhidden = [8]\n[train]\nepochs = 1\n").unwrap();
+    let run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_leaky"))
+            .args(["doctor", exp.to_str().unwrap(), "--fail-on", "never"])
+            .args(extra)
+            .current_dir(root())
+            .output()
+            .unwrap()
+    };
+    let o = run(&[]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], format!("{}: spiral | affine 2->8 -> relu -> affine 8->3", exp.display()), "{out}");
+    assert!(lines[1].starts_with("epoch   1/1  loss "), "{out}");
+    let o = run(&["--quiet"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(!out.contains("spiral |") && !out.contains("epoch "), "{out}");
+    assert!(out.contains("Diagnosis"), "{out}");
+    std::fs::write(&exp, "[data]\ndataset = \"csv:/nonexistent/x.csv\"\n").unwrap();
+    let o = run(&[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains(&format!("{}: ", exp.display())) && err.contains("/nonexistent/x.csv"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
