@@ -1,29 +1,8 @@
 //! End-to-end tests of the `leaky` binary: real runs, real files, real exit codes.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn leaky(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_leaky"))
-        .args(args)
-        .current_dir(repo_root())
-        .output()
-        .expect("the leaky binary runs")
-}
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("leaky-cli-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use common::{expect_bad_input, leaky, scratch, stderr};
 
 #[test]
 fn train_digits_reaches_97_percent_and_saves_a_checkpoint() {
@@ -80,16 +59,6 @@ fn bad_recurrent_experiments_exit_2() {
         expect_bad_input(&["train", p.to_str().unwrap()], needles);
     }
     std::fs::remove_dir_all(&dir).ok();
-}
-
-fn expect_bad_input(args: &[&str], needles: &[&str]) {
-    let o = leaky(args);
-    let err = stderr(&o);
-    assert_eq!(o.status.code(), Some(2), "args {args:?}: {err}");
-    for n in needles {
-        assert!(err.contains(n), "args {args:?}: expected {n:?} in: {err}");
-    }
-    assert!(!err.contains("panicked"), "{err}");
 }
 
 #[test]
@@ -197,7 +166,7 @@ fn help_reads_well() {
 #[test]
 fn a_closed_stdout_is_not_a_panic() {
     // `leaky gradcheck | head -1` style: the reader goes away before the first line.
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_leaky"))
+    let mut child = common::leaky_cmd()
         .arg("gradcheck")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

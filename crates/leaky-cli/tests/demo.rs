@@ -1,19 +1,10 @@
 //! `leaky demo ... --quick`: every broken variant yields the finding it is about, and no
 //! fixed variant yields that finding at error level.
 
+mod common;
+
+use common::{expect_bad_input, leaky_cmd as leaky, root, scratch as temp_dir};
 use serde_json::Value;
-use std::path::PathBuf;
-use std::process::Command;
-
-fn leaky() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_leaky"))
-}
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("leaky-demo-test-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 /// Run one demo in quick mode and return its JSON.
 fn demo_json(which: &str) -> Value {
@@ -207,18 +198,16 @@ fn bad_demo_options_exit_2() {
         &["demo", "dqn", "--reward-scale", "-1", "--no-report"][..],
         &["demo", "nope"][..],
     ] {
-        let out = leaky().args(args).output().unwrap();
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        expect_bad_input(args, &[]);
     }
 }
 
 #[test]
 fn dqn_doctor_refuses_report_instead_of_ignoring_it() {
     let dir = temp_dir("dqnreport");
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let out = leaky()
         .args(["doctor"])
-        .arg(root.join("examples/sick/dqn-clipped-delta.toml"))
+        .arg(root().join("examples/sick/dqn-clipped-delta.toml"))
         .arg("--report")
         .arg(dir.join("r"))
         .output()

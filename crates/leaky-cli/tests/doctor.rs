@@ -2,19 +2,13 @@
 //! (code, and place where it gives one); no experiment in examples/healthy/ may yield an
 //! error or a warning. Each is a real, short training run with the probes on.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
-}
+use common::{expect_bad_input, leaky, leaky_cmd, root, scratch};
+use std::path::{Path, PathBuf};
 
 fn doctor_json(file: &Path, json: &Path) -> (Option<i32>, serde_json::Value, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_leaky"))
-        .args(["doctor", file.to_str().unwrap(), "--json", json.to_str().unwrap(), "--quiet"])
-        .current_dir(root())
-        .output()
-        .unwrap();
+    let o = leaky(&["doctor", file.to_str().unwrap(), "--json", json.to_str().unwrap(), "--quiet"]);
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     let doc = std::fs::read_to_string(json).map(|t| serde_json::from_str(&t).unwrap()).unwrap_or_default();
     (o.status.code(), doc, err)
@@ -28,12 +22,6 @@ fn experiments(dir: &str) -> Vec<PathBuf> {
         .collect();
     v.sort();
     v
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("leaky-doctor-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
 }
 
 #[test]
@@ -103,19 +91,16 @@ fn treat_applies_the_first_fix_and_reports_honestly() {
     let dir = scratch("treat");
     let json = dir.join("t.json");
     let file = root().join("examples/sick/sigmoid-saturated.toml");
-    let o = Command::new(env!("CARGO_BIN_EXE_leaky"))
-        .args([
-            "doctor",
-            file.to_str().unwrap(),
-            "--treat",
-            "--quiet",
-            "--fail-on",
-            "never",
-            "--json",
-            json.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let o = leaky(&[
+        "doctor",
+        file.to_str().unwrap(),
+        "--treat",
+        "--quiet",
+        "--fail-on",
+        "never",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
     let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let t = doc["metrics"]["treatments"].as_array().unwrap();
@@ -133,12 +118,7 @@ fn doctor_prints_a_header_unless_quiet_and_names_the_file_on_bad_data() {
     let exp = dir.join("tiny.toml");
     std::fs::write(&exp, "[data]\ndataset = \"spiral\"\n[model]\nhidden = [8]\n[train]\nepochs = 1\n").unwrap();
     let run = |extra: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_leaky"))
-            .args(["doctor", exp.to_str().unwrap(), "--fail-on", "never"])
-            .args(extra)
-            .current_dir(root())
-            .output()
-            .unwrap()
+        leaky_cmd().args(["doctor", exp.to_str().unwrap(), "--fail-on", "never"]).args(extra).output().unwrap()
     };
     let o = run(&[]);
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
@@ -151,9 +131,6 @@ fn doctor_prints_a_header_unless_quiet_and_names_the_file_on_bad_data() {
     assert!(!out.contains("spiral |") && !out.contains("epoch "), "{out}");
     assert!(out.contains("Diagnosis"), "{out}");
     std::fs::write(&exp, "[data]\ndataset = \"csv:/nonexistent/x.csv\"\n").unwrap();
-    let o = run(&[]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(err.contains(&format!("{}: ", exp.display())) && err.contains("/nonexistent/x.csv"), "{err}");
+    expect_bad_input(&["doctor", exp.to_str().unwrap()], &[&format!("{}: ", exp.display()), "/nonexistent/x.csv"]);
     std::fs::remove_dir_all(&dir).ok();
 }

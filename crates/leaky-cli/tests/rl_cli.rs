@@ -1,22 +1,9 @@
 //! `leaky train` and `leaky doctor` with `model.kind = "dqn"`: the run, its JSON, bad `[rl]`
 //! input (exit 2, naming the key) and `--treat` applying `rl.td_loss = "huber"`.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
-}
-
-fn leaky(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_leaky")).args(args).current_dir(root()).output().unwrap()
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("leaky-rl-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+use common::{expect_bad_input, leaky, root, scratch};
 
 const SMALL: &str = "seed = 3\n[model]\nkind = \"dqn\"\nhidden = [32]\n[rl]\nepisodes = 12\nlearning_starts = 50\n";
 
@@ -60,13 +47,7 @@ fn bad_rl_sections_exit_2_and_name_the_key() {
         let p = dir.join(name);
         std::fs::write(&p, text).unwrap();
         for cmd in ["train", "doctor"] {
-            let o = leaky(&[cmd, p.to_str().unwrap()]);
-            let err = String::from_utf8_lossy(&o.stderr);
-            assert_eq!(o.status.code(), Some(2), "{cmd} {name}: {err}");
-            for n in *needles {
-                assert!(err.contains(n), "{cmd} {name}: expected {n:?} in {err}");
-            }
-            assert!(!err.contains("panicked"), "{err}");
+            expect_bad_input(&[cmd, p.to_str().unwrap()], needles);
         }
     }
     std::fs::remove_dir_all(&dir).ok();
