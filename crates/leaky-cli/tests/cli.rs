@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{expect_bad_input, leaky, scratch, stderr};
+use common::{expect_bad_input, leaky, read_json, scratch, stderr};
 
 #[test]
 fn train_digits_reaches_97_percent_and_saves_a_checkpoint() {
@@ -12,7 +12,7 @@ fn train_digits_reaches_97_percent_and_saves_a_checkpoint() {
     let o =
         leaky(&["train", "examples/digits.toml", "--json", json.to_str().unwrap(), "--save", ckpt.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let doc = read_json(&json);
     let acc = doc["metrics"]["best_val_acc"].as_f64().unwrap();
     assert!(acc >= 0.97, "best validation accuracy {acc}");
     let history = doc["history"].as_array().unwrap();
@@ -32,7 +32,7 @@ fn recurrent_examples_train_and_the_loss_goes_down() {
         assert!(o.status.success(), "{file}: {}", stderr(&o));
         let out = String::from_utf8_lossy(&o.stdout);
         assert!(out.contains("|dL/dh_t|"), "{out}");
-        let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        let doc = read_json(&json);
         let first = doc["metrics"]["initial_val_loss"].as_f64().unwrap();
         let best = doc["metrics"]["best_val_loss"].as_f64().unwrap();
         assert!(best < max_ratio * first, "{file}: val loss {first} -> {best}");
@@ -147,7 +147,7 @@ fn gradcheck_passes_and_writes_json() {
     for layer in ["affine", "relu", "sigmoid", "tanh", "softmax_loss", "huber_loss", "clipped_mse_loss", "gather"] {
         assert!(out.contains(layer), "{layer} missing from the table:\n{out}");
     }
-    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let doc = read_json(&json);
     let checks = doc["checks"].as_array().unwrap();
     assert!(checks.iter().all(|c| c["report"]["max_rel_error"].as_f64().unwrap() <= 1e-7));
     std::fs::remove_dir_all(&dir).ok();
@@ -182,17 +182,20 @@ fn a_closed_stdout_is_not_a_panic() {
 #[test]
 fn train_prints_the_run_header_of_each_trainer() {
     let dir = scratch("header");
+    // `leaky train` on an experiment written to `name`: its path and its standard output.
+    let train = |name: &str, toml: &str| {
+        let file = dir.join(name);
+        std::fs::write(&file, toml).unwrap();
+        let o = leaky(&["train", file.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        (file, String::from_utf8_lossy(&o.stdout).into_owned())
+    };
     // MLP: the split, features and classes; the parameter count (2*8+8 + 8*3+3 = 51); the
     // training settings, without clip_grad_norm.
-    let mlp = dir.join("mlp.toml");
-    std::fs::write(
-        &mlp,
+    let (mlp, out) = train(
+        "mlp.toml",
         "[data]\ndataset = \"spiral\"\nval_fraction = 0.5\n[model]\nhidden = [8]\n[train]\nepochs = 1\nbatch_size = 32\noptimizer = \"sgd\"\nlr = 0.5\nclip_grad_norm = 2.0\n",
-    )
-    .unwrap();
-    let o = leaky(&["train", mlp.to_str().unwrap()]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let out = String::from_utf8_lossy(&o.stdout);
+    );
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], format!("{}: spiral (150 train / 150 val examples, 2 features, 3 classes)", mlp.display()));
     assert_eq!(lines[1], "model (51 parameters):");
@@ -200,15 +203,10 @@ fn train_prints_the_run_header_of_each_trainer() {
     assert_eq!(training, [&"training: 1 epochs, batch 32, sgd lr 0.5, loss softmax"], "{out}");
     // Recurrent: sequences and their length, the model on one line, Whh at init, and the
     // training settings with clip_grad_norm.
-    let rnn = dir.join("rnn.toml");
-    std::fs::write(
-        &rnn,
+    let (rnn, out) = train(
+        "rnn.toml",
         "[data]\ndataset = \"adding\"\nseq_len = 10\n[model]\nkind = \"rnn\"\nhidden = [4]\n[train]\nloss = \"mse\"\nepochs = 1\nbatch_size = 16\noptimizer = \"sgd\"\nlr = 0.01\nclip_grad_norm = 1.0\n",
-    )
-    .unwrap();
-    let o = leaky(&["train", rnn.to_str().unwrap()]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let out = String::from_utf8_lossy(&o.stdout);
+    );
     let lines: Vec<&str> = out.lines().collect();
     assert!(lines[0].starts_with(&format!("{}: adding (", rnn.display())), "{out}");
     assert!(lines[0].ends_with(" val sequences of 10 steps)"), "{out}");

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{expect_bad_input, leaky_cmd as leaky, root, scratch as temp_dir};
+use common::{expect_bad_input, leaky_cmd as leaky, read_json, root, scratch as temp_dir};
 use serde_json::Value;
 
 /// Run one demo in quick mode and return its JSON.
@@ -21,7 +21,7 @@ fn demo_run(which: &str) -> (Value, String) {
         .output()
         .expect("run leaky demo");
     assert!(out.status.success(), "leaky demo {which}: {}", String::from_utf8_lossy(&out.stderr));
-    let v: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let v = read_json(&json);
     std::fs::remove_dir_all(&dir).ok();
     (v, String::from_utf8_lossy(&out.stdout).into_owned())
 }

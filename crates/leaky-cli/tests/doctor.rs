@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{expect_bad_input, leaky, leaky_cmd, root, scratch};
+use common::{doctor_treat_json, expect_bad_input, leaky, leaky_cmd, root, scratch};
 use std::path::{Path, PathBuf};
 
 fn doctor_json(file: &Path, json: &Path) -> (Option<i32>, serde_json::Value, String) {
@@ -88,28 +88,13 @@ fn no_healthy_experiment_yields_an_error_or_warning() {
 
 #[test]
 fn treat_applies_the_first_fix_and_reports_honestly() {
-    let dir = scratch("treat");
-    let json = dir.join("t.json");
-    let file = root().join("examples/sick/sigmoid-saturated.toml");
-    let o = leaky(&[
-        "doctor",
-        file.to_str().unwrap(),
-        "--treat",
-        "--quiet",
-        "--fail-on",
-        "never",
-        "--json",
-        json.to_str().unwrap(),
-    ]);
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
-    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let doc = doctor_treat_json("examples/sick/sigmoid-saturated.toml");
     let t = doc["metrics"]["treatments"].as_array().unwrap();
     let sat = t.iter().find(|t| t["finding"] == "saturation in layer 1 (sigmoid)").expect("saturation was treated");
     assert_eq!(sat["fix"], "use Xavier init (model.init = \"xavier\")");
     assert_eq!(sat["applied"], true);
     // Xavier init alone fixes the saturation of layer 1 (measured: saturated share 0.94 -> healthy).
     assert_eq!(sat["gone"], true, "{sat}");
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]

@@ -51,6 +51,33 @@ pub fn scratch(tag: &str) -> PathBuf {
     d
 }
 
+/// A JSON file the binary wrote, parsed.
+pub fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// `leaky doctor EXAMPLE --treat --quiet --fail-on never --json FILE` (`example` relative to
+/// the repository root) must exit 0; its JSON document.
+pub fn doctor_treat_json(example: &str) -> serde_json::Value {
+    let dir = scratch(&format!("treat-{}", example.replace('/', "-")));
+    let json = dir.join("t.json");
+    let file = root().join(example);
+    let o = leaky(&[
+        "doctor",
+        file.to_str().unwrap(),
+        "--treat",
+        "--quiet",
+        "--fail-on",
+        "never",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let doc = read_json(&json);
+    std::fs::remove_dir_all(&dir).ok();
+    doc
+}
+
 /// Bad input: `leaky ARGS` exits 2, names every one of `needles` on stderr, and does not panic.
 pub fn expect_bad_input(args: &[&str], needles: &[&str]) {
     let o = leaky(args);
