@@ -150,8 +150,11 @@ impl Default for TrainSection {
 pub use leaky::rl::dqn::TdLoss;
 
 /// `[rl]`: reinforcement-learning runs (`model.kind = "dqn"`). The first six keys are
-/// DESIGN.md's; the rest are leaky extensions with the defaults of
-/// `leaky::rl::dqn::DqnConfig::new`.
+/// DESIGN.md's; the rest are leaky extensions. Every key but `env` is the
+/// `leaky::rl::dqn::DqnConfig` field of the same name, and its default is that field's value
+/// in `DqnConfig::new` (the one place the defaults are written); `td_loss` and `episodes`,
+/// which `DqnConfig::new` takes as arguments, default to [`DEFAULT_TD_LOSS`] and
+/// [`DEFAULT_EPISODES`].
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RlConfig {
@@ -167,37 +170,69 @@ pub struct RlConfig {
     pub reward_scale: f64,
     /// Environment steps between target-network copies.
     pub target_update: usize,
-    /// Extension: replay capacity in transitions (default 50000).
+    /// Extension: replay capacity in transitions.
     pub buffer_size: usize,
-    /// Extension: environment steps of pure exploration before the first update (default 500).
+    /// Extension: environment steps of pure exploration before the first update.
     pub learning_starts: usize,
-    /// Extension: one update every this many environment steps (default 1).
+    /// Extension: one update every this many environment steps.
     pub train_every: usize,
-    /// Extension: epsilon at the first step (default 1.0).
+    /// Extension: epsilon at the first step.
     pub eps_start: f64,
-    /// Extension: epsilon at the end of the schedule (default 0.05).
+    /// Extension: epsilon at the end of the linear schedule.
     pub eps_end: f64,
-    /// Extension: environment steps of the linear epsilon schedule (default 5000).
+    /// Extension: environment steps of the linear epsilon schedule.
     pub eps_decay_steps: usize,
+}
+
+/// DESIGN.md's default `rl.td_loss`.
+pub const DEFAULT_TD_LOSS: TdLoss = TdLoss::Huber;
+
+/// DESIGN.md's default `rl.episodes`.
+pub const DEFAULT_EPISODES: usize = 300;
+
+/// Calls `$then!(field, ...)` with the `[rl]` keys that are `DqnConfig` fields of the same
+/// name and type (all but `env`): the one list both directions of the mapping use.
+macro_rules! rl_dqn_fields {
+    ($then:ident) => {
+        $then!(
+            td_loss,
+            episodes,
+            gamma,
+            reward_scale,
+            target_update,
+            buffer_size,
+            learning_starts,
+            train_every,
+            eps_start,
+            eps_end,
+            eps_decay_steps
+        )
+    };
 }
 
 impl Default for RlConfig {
     fn default() -> Self {
-        let d = leaky::rl::dqn::DqnConfig::new(TdLoss::Huber, 300, 0);
-        RlConfig {
-            env: "cartpole".into(),
-            td_loss: TdLoss::Huber,
-            episodes: 300,
-            gamma: 0.99,
-            reward_scale: 1.0,
-            target_update: 500,
-            buffer_size: d.buffer_size,
-            learning_starts: d.learning_starts,
-            train_every: d.train_every,
-            eps_start: d.eps_start,
-            eps_end: d.eps_end,
-            eps_decay_steps: d.eps_decay_steps,
+        let d = leaky::rl::dqn::DqnConfig::new(DEFAULT_TD_LOSS, DEFAULT_EPISODES, 0);
+        macro_rules! from_dqn {
+            ($($field:ident),*) => {
+                RlConfig { env: "cartpole".into(), $($field: d.$field),* }
+            };
         }
+        rl_dqn_fields!(from_dqn)
+    }
+}
+
+impl RlConfig {
+    /// Set `cfg`'s fields from these keys (every key but `env`, which has one value).
+    pub fn apply(&self, cfg: &mut leaky::rl::dqn::DqnConfig) {
+        macro_rules! to_dqn {
+            ($($field:ident),*) => {
+                {
+                    $(cfg.$field = self.$field;)*
+                }
+            };
+        }
+        rl_dqn_fields!(to_dqn)
     }
 }
 
@@ -320,6 +355,32 @@ mod tests {
     fn design_example_parses() {
         let text = include_str!("../../../examples/digits.toml");
         parse(text).unwrap();
+    }
+
+    #[test]
+    fn rl_defaults_are_design_md_and_the_library_defaults() {
+        let r = parse("").unwrap().rl;
+        // DESIGN.md's [rl] section.
+        assert_eq!(r.env, "cartpole");
+        assert_eq!(r.td_loss, TdLoss::Huber);
+        assert_eq!((r.episodes, r.gamma, r.reward_scale, r.target_update), (300, 0.99, 1.0, 500));
+        // Unchanged by the file, the library's config stays the library's default.
+        let mut cfg = leaky::rl::dqn::DqnConfig::new(TdLoss::Huber, 300, 0);
+        let before = cfg.clone();
+        r.apply(&mut cfg);
+        assert_eq!(cfg, before);
+    }
+
+    #[test]
+    fn every_rl_key_reaches_the_dqn_config() {
+        let text = "[rl]\ntd_loss = \"grad_clip\"\nepisodes = 19\ngamma = 0.5\nreward_scale = 2.0\ntarget_update = 7\nbuffer_size = 11\nlearning_starts = 13\ntrain_every = 3\neps_start = 0.9\neps_end = 0.25\neps_decay_steps = 17\n";
+        let r = parse(text).unwrap().rl;
+        let mut c = leaky::rl::dqn::DqnConfig::new(TdLoss::Huber, 300, 0);
+        r.apply(&mut c);
+        assert_eq!(c.td_loss, TdLoss::GradClip);
+        assert_eq!((c.episodes, c.target_update, c.buffer_size, c.learning_starts), (19, 7, 11, 13));
+        assert_eq!((c.train_every, c.eps_decay_steps), (3, 17));
+        assert_eq!((c.gamma, c.reward_scale, c.eps_start, c.eps_end), (0.5, 2.0, 0.9, 0.25));
     }
 
     #[test]

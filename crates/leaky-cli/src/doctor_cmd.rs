@@ -2,16 +2,18 @@
 //! and a final diagnosis; `--json` writes the findings contract of DESIGN.md.
 
 use crate::experiment::{build_model, build_seq_model, prepare_data, prepare_seq, train_config};
+use crate::report::html::number;
 use crate::{config, show, Failure};
 use anyhow::anyhow;
 use clap::{Args, ValueEnum};
+use leaky::doctor::stats::DeadUnitPass;
 use leaky::doctor::{Doctor, DoctorConfig, Finding, Report, Severity};
 use leaky::nn::seq::SeqModel;
 use leaky::nn::Sequential;
-use leaky::train::{fit, fit_seq, EpochInfo, Observer, SeqObserver, StepInfo};
+use leaky::train::{fit, fit_seq, EpochInfo, Observer, SeqObserver, StepInfo, TrainReport};
 use std::collections::HashSet;
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The lowest severity that makes `leaky doctor` exit 1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -122,6 +124,7 @@ fn outcome(r: &leaky::train::TrainReport) -> serde_json::Value {
 }
 
 /// Colours for a terminal; plain text when piped.
+#[derive(Clone, Copy)]
 pub(crate) struct Style {
     pub(crate) on: bool,
 }
@@ -145,19 +148,8 @@ impl Style {
     }
 }
 
-/// A number as the terminal shows evidence: scientific when tiny or huge, 4 decimals when
-/// fractional, plain when whole.
-fn short_number(x: f64) -> String {
-    if x != 0.0 && (x.abs() < 1e-3 || x.abs() >= 1e4) {
-        format!("{x:.3e}")
-    } else if x.fract() != 0.0 {
-        format!("{x:.4}")
-    } else {
-        format!("{x}")
-    }
-}
-
-/// Print one finding: headline, evidence, why, ranked fixes.
+/// Print one finding: headline, evidence, why, ranked fixes. Evidence numbers read as in
+/// the HTML report ([`number`]).
 pub(crate) fn print_finding(style: &Style, f: &Finding) {
     let step = f.step.map(|s| format!(" at step {s}")).unwrap_or_default();
     println!("{} {} in {}{step}", style.severity(f.severity), style.paint("1", f.code.as_str()), f.where_);
@@ -165,10 +157,10 @@ pub(crate) fn print_finding(style: &Style, f: &Finding) {
         .evidence
         .iter()
         .map(|(k, v)| match (v.as_f64(), v.as_array()) {
-            (Some(x), _) => format!("{k}={}", short_number(x)),
+            (Some(x), _) => format!("{k}={}", number(x)),
             // Long lists (per-time-step norms, unit indices) are summarised; --json has them all.
             (None, Some(a)) if a.len() > 8 => {
-                let item = |j: &serde_json::Value| j.as_f64().map(short_number).unwrap_or_else(|| j.to_string());
+                let item = |j: &serde_json::Value| j.as_f64().map(number).unwrap_or_else(|| j.to_string());
                 format!(
                     "{k}=[{}, {}, {}, ..., {}] ({} values)",
                     item(&a[0]),
@@ -243,56 +235,76 @@ impl SeqObserver<f32> for Live {
     }
 }
 
-/// Train `exp` with the doctor attached; returns the doctor (inside `Live`), the training
-/// report and the number of training examples.
-fn examine(
-    exp: &config::Experiment,
-    base: &std::path::Path,
-    file: &std::path::Path,
-    quiet: bool,
-    sample_every: usize,
-    style_on: bool,
-) -> anyhow::Result<(Live, leaky::train::TrainReport, usize)> {
+/// How [`examine`] watches a run.
+pub(crate) struct Watch<'a> {
+    /// Record statistics every this many steps (and at step 0).
+    pub(crate) sample_every: usize,
+    /// Print a header naming this experiment file, then each epoch and each new finding as
+    /// it appears, in this style; `None` trains silently.
+    pub(crate) live: Option<(&'a Path, Style)>,
+    /// MLPs: also count dead units over a full pass of the training set before training
+    /// ([`Examined::dead_at_init`]).
+    pub(crate) dead_at_init: bool,
+}
+
+/// A run trained by [`examine`].
+pub(crate) struct Examined {
+    /// The doctor, with everything it recorded (MLPs: and the dead-unit pass after training).
+    pub(crate) doctor: Doctor,
+    /// The trainer's report.
+    pub(crate) report: TrainReport,
+    /// Training examples (sequences for recurrent models).
+    pub(crate) train_len: usize,
+    /// The dead-unit pass before training, when [`Watch::dead_at_init`] asked for it (one
+    /// entry per ReLU layer); empty otherwise.
+    pub(crate) dead_at_init: Vec<DeadUnitPass>,
+}
+
+/// Train an experiment with the doctor watching: prepare the data (relative paths against
+/// `base`), build the model, fit it (MLPs: then count dead units over a full pass). The one
+/// path behind `leaky doctor`, `--treat` and the MLP demos. Errors are those of the data and
+/// the model, unprefixed.
+pub(crate) fn examine(exp: &config::Experiment, base: &Path, watch: &Watch) -> anyhow::Result<Examined> {
     let cfg = train_config(exp);
-    let style = Style { on: style_on };
-    let dcfg = DoctorConfig { sample_every };
+    let dcfg = DoctorConfig { sample_every: watch.sample_every };
+    let live = |classes: usize| Live {
+        doctor: Doctor::new(dcfg, cfg.loss, classes),
+        style: watch.live.map(|(_, style)| style).unwrap_or(Style { on: false }),
+        quiet: watch.live.is_none(),
+        printed: HashSet::new(),
+        epochs: cfg.epochs,
+    };
+    let header = |model: String| {
+        if let Some((file, _)) = watch.live {
+            println!("{}: {} | {model}", show(file), exp.data.dataset);
+        }
+    };
     let seq = matches!(exp.model.kind, config::ModelKind::Rnn | config::ModelKind::Lstm);
     Ok(if seq {
-        let data = prepare_seq(exp, base).map_err(|e| anyhow!("{}: {e:#}", show(file)))?;
-        let mut model = build_seq_model(exp, &data).map_err(|e| anyhow!("{}: {e:#}", show(file)))?;
-        if !quiet {
-            println!("{}: {} | {}", show(file), exp.data.dataset, model.describe());
-        }
-        let mut live = Live {
-            doctor: Doctor::new(dcfg, cfg.loss, data.train.classes),
-            style,
-            quiet,
-            printed: HashSet::new(),
-            epochs: cfg.epochs,
-        };
+        let data = prepare_seq(exp, base)?;
+        let mut model = build_seq_model(exp, &data)?;
+        header(model.describe());
+        let mut live = live(data.train.classes);
         if let leaky::data::seq::SeqTarget::Tokens { mask, .. } = &data.train.target {
             let steps = mask.iter().filter(|&&m| m).count() as f64 / mask.nrows().max(1) as f64;
             live.doctor.set_init_loss_scale(steps);
         }
         let report = fit_seq(&mut model, &data.train, &data.val, &cfg, &mut live);
-        (live, report, data.train.len())
+        Examined { doctor: live.doctor, report, train_len: data.train.len(), dead_at_init: Vec::new() }
     } else {
-        let data = prepare_data(exp, base).map_err(|e| anyhow!("{}: {e:#}", show(file)))?;
-        let mut model = build_model(exp, &data).map_err(|e| anyhow!("{}: {e:#}", show(file)))?;
-        if !quiet {
-            let layers: Vec<String> = model.layers.iter().map(|l| l.describe()).collect();
-            println!("{}: {} | {}", show(file), exp.data.dataset, layers.join(" -> "));
+        let data = prepare_data(exp, base)?;
+        let mut model = build_model(exp, &data)?;
+        header(model.layers.iter().map(|l| l.describe()).collect::<Vec<_>>().join(" -> "));
+        let mut live = live(data.train.classes);
+        let mut dead_at_init = Vec::new();
+        if watch.dead_at_init {
+            let mut before = Doctor::new(dcfg, cfg.loss, data.train.classes);
+            before.dead_unit_pass(&mut model, &data.train);
+            dead_at_init = before.stats.dead_units;
         }
-        let mut live = Live {
-            doctor: Doctor::new(dcfg, cfg.loss, data.train.classes),
-            style,
-            quiet,
-            printed: HashSet::new(),
-            epochs: cfg.epochs,
-        };
         let report = fit(&mut model, &data.train, &data.val, &cfg, &mut live);
         live.doctor.dead_unit_pass(&mut model, &data.train);
-        (live, report, data.train.len())
+        Examined { doctor: live.doctor, report, train_len: data.train.len(), dead_at_init }
     })
 }
 
@@ -317,16 +329,22 @@ pub fn run(args: DoctorArgs) -> Result<(), Failure> {
         return crate::rl_cmd::run_doctor(&args, &exp);
     }
     let base = args.file.parent().unwrap_or(std::path::Path::new(""));
-    let style_on = std::io::stdout().is_terminal();
-    let (live, report, dataset_len) = examine(&exp, base, &args.file, args.quiet, args.sample_every, style_on)?;
-    let findings = live.doctor.diagnose();
+    let style = Style { on: std::io::stdout().is_terminal() };
+    let watch = Watch {
+        sample_every: args.sample_every,
+        live: (!args.quiet).then_some((&args.file, style)),
+        dead_at_init: false,
+    };
+    let Examined { doctor, report, train_len: dataset_len, .. } =
+        examine(&exp, base, &watch).map_err(|e| anyhow!("{}: {e:#}", show(&args.file)))?;
+    let findings = doctor.diagnose();
     println!();
-    println!("{}", live.style.paint("1", "Diagnosis"));
+    println!("{}", style.paint("1", "Diagnosis"));
     if findings.is_empty() {
         println!("no findings: every probe is within its healthy range");
     }
     for f in &findings {
-        print_finding(&live.style, f);
+        print_finding(&style, f);
     }
     let count = |s: Severity| findings.iter().filter(|f| f.severity == s).count();
     println!(
@@ -342,7 +360,7 @@ pub fn run(args: DoctorArgs) -> Result<(), Failure> {
     let mut treatments = Vec::new();
     if args.treat {
         println!();
-        println!("{}", live.style.paint("1", "Treatment: each finding's first fix, same budget"));
+        println!("{}", style.paint("1", "Treatment: each finding's first fix, same budget"));
         let mut tried: HashSet<String> = HashSet::new();
         for f in findings.iter().filter(|f| f.severity.is_at_least(Severity::Warning)) {
             let Some(fix) = f.fix.first() else { continue };
@@ -361,9 +379,10 @@ pub fn run(args: DoctorArgs) -> Result<(), Failure> {
             };
             match treated {
                 Some(Ok(exp2)) => {
-                    let (live2, report2, _) = examine(&exp2, base, &args.file, true, args.sample_every, false)
-                        .map_err(|e| Failure::Run(anyhow!("treating with `{fix}`: {e:#}")))?;
-                    let after = live2.doctor.diagnose();
+                    let quiet = Watch { sample_every: args.sample_every, live: None, dead_at_init: false };
+                    let Examined { doctor: doctor2, report: report2, .. } = examine(&exp2, base, &quiet)
+                        .map_err(|e| Failure::Run(anyhow!("treating with `{fix}`: {}: {e:#}", show(&args.file))))?;
+                    let after = doctor2.diagnose();
                     t.applied = true;
                     // Gone means no warning or error of the same code anywhere (a fix that only
                     // moves the problem to another layer has not removed it).
@@ -375,7 +394,7 @@ pub fn run(args: DoctorArgs) -> Result<(), Failure> {
                         "{:<44} {:<52} {}  val acc {} -> {}, val loss {:.4} -> {:.4}",
                         t.finding,
                         fix,
-                        if t.gone { live.style.paint("32", "gone     ") } else { live.style.paint("31", "persists ") },
+                        if t.gone { style.paint("32", "gone     ") } else { style.paint("31", "persists ") },
                         pct(report.best_val_acc),
                         pct(report2.best_val_acc),
                         report.best_val_loss,
@@ -397,7 +416,7 @@ pub fn run(args: DoctorArgs) -> Result<(), Failure> {
             "best_val_acc": report.best_val_acc, "best_val_loss": report.best_val_loss,
             "best_epoch": report.best_epoch, "steps": report.steps, "seconds": report.seconds,
             "diverged_at_step": report.diverged_at_step, "history": report.history,
-            "loss_per_step": live.doctor.losses,
+            "loss_per_step": doctor.losses,
         });
         let run = serde_json::json!({"file": show(&args.file), "experiment": exp, "sample_every": args.sample_every});
         let doc = Report::new(run, findings.clone(), metrics);
@@ -410,8 +429,8 @@ pub fn run(args: DoctorArgs) -> Result<(), Failure> {
             experiment: &exp,
             sample_every: args.sample_every,
             findings: &findings,
-            stats: &live.doctor.stats,
-            losses: &live.doctor.losses,
+            stats: &doctor.stats,
+            losses: &doctor.losses,
             train: &report,
         };
         let path = crate::report::write_report(dir, &crate::report::doctor::report(&run)).map_err(Failure::Run)?;

@@ -25,8 +25,8 @@ pub fn dqn_config(exp: &Experiment) -> anyhow::Result<DqnConfig> {
     if exp.train.weight_decay != 0.0 {
         bail!("`train.weight_decay` = {}: not supported for model.kind = \"dqn\"; use 0", exp.train.weight_decay);
     }
-    let r = &exp.rl;
-    let mut cfg = DqnConfig::new(r.td_loss, r.episodes, exp.seed);
+    let mut cfg = DqnConfig::new(exp.rl.td_loss, exp.rl.episodes, exp.seed);
+    exp.rl.apply(&mut cfg);
     cfg.net = MlpSpec {
         input_dim: leaky::rl::cartpole::STATE_DIM,
         hidden: exp.model.hidden.clone(),
@@ -37,18 +37,9 @@ pub fn dqn_config(exp: &Experiment) -> anyhow::Result<DqnConfig> {
         batchnorm: false,
         dropout_keep: None,
     };
-    cfg.gamma = r.gamma;
-    cfg.reward_scale = r.reward_scale;
-    cfg.target_update = r.target_update;
     cfg.update = leaky::optim::UpdateConfig::new(exp.train.optimizer, exp.train.lr);
     cfg.batch_size = exp.train.batch_size;
     cfg.clip_grad_norm = exp.train.clip_grad_norm;
-    cfg.buffer_size = r.buffer_size;
-    cfg.learning_starts = r.learning_starts;
-    cfg.train_every = r.train_every;
-    cfg.eps_start = r.eps_start;
-    cfg.eps_end = r.eps_end;
-    cfg.eps_decay_steps = r.eps_decay_steps;
     Ok(cfg)
 }
 

@@ -7,9 +7,9 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use leaky::nn::seq::SeqModel;
 use leaky::nn::Sequential;
-use leaky::train::{fit, fit_seq, EpochInfo, Observer, SeqObserver, StepInfo};
+use leaky::train::{fit, fit_seq, EpochInfo, Observer, SeqObserver, StepInfo, TrainConfig, TrainReport};
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Arguments of `leaky train`.
 #[derive(Args)]
@@ -37,6 +37,19 @@ struct Progress {
 }
 
 impl Progress {
+    /// Progress over `cfg.epochs` epochs of `train_len` examples in batches of
+    /// `cfg.batch_size`; prints nothing when `quiet`.
+    fn new(cfg: &TrainConfig, train_len: usize, quiet: bool) -> Self {
+        Progress {
+            bar: None,
+            epochs: cfg.epochs,
+            steps_per_epoch: train_len.div_ceil(cfg.batch_size) as u64,
+            quiet,
+            loss_sum: 0.0,
+            steps: 0,
+        }
+    }
+
     fn new_bar(&self, epoch: usize) -> Option<ProgressBar> {
         if self.quiet {
             return None;
@@ -141,6 +154,61 @@ fn write_json(path: &std::path::Path, doc: &serde_json::Value) -> Result<(), Fai
         .map_err(|e| Failure::Run(anyhow!("cannot write {}: {e}", show(path))))
 }
 
+/// The run header both trainers print: the data line (`data` says what the split holds), the
+/// model (`model`, after "model (N parameters):"), `extra` lines, then the training settings;
+/// `clip` adds `clip_grad_norm` to those (the recurrent trainer's remedy for explosion).
+fn print_header(
+    file: &Path,
+    exp: &config::Experiment,
+    data: &str,
+    model: &str,
+    extra: &[String],
+    cfg: &TrainConfig,
+    clip: bool,
+) {
+    println!("{}: {} ({data})", show(file), exp.data.dataset);
+    println!("{model}");
+    for line in extra {
+        println!("{line}");
+    }
+    let clip = if clip { format!(", clip_grad_norm {}", cfg.clip_grad_norm) } else { String::new() };
+    println!(
+        "training: {} epochs, batch {}, {} lr {}, loss {}{clip}",
+        cfg.epochs,
+        cfg.batch_size,
+        cfg.update.rule.name(),
+        cfg.update.lr,
+        cfg.loss.name()
+    );
+}
+
+/// The run's JSON document (`{"version", "run", "metrics", "history"}`), written atomically.
+fn write_run_json(
+    path: &Path,
+    args: &TrainArgs,
+    exp: &config::Experiment,
+    metrics: serde_json::Value,
+    report: &TrainReport,
+) -> Result<(), Failure> {
+    let doc = serde_json::json!({
+        "version": 1,
+        "run": {"file": show(&args.file), "experiment": exp},
+        "metrics": metrics,
+        "history": report.history,
+    });
+    write_json(path, &doc)
+}
+
+/// A run whose loss became NaN or infinite fails (exit 1) with the step and the remedies.
+fn check_diverged(report: &TrainReport) -> Result<(), Failure> {
+    match report.diverged_at_step {
+        Some(step) => Err(Failure::Run(anyhow!(
+            "the loss became NaN or infinite at step {step}; lower train.lr or set train.clip_grad_norm"
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// `leaky train` for `model.kind = "rnn" | "lstm"`.
 fn run_seq(args: &TrainArgs, exp: &config::Experiment) -> Result<(), Failure> {
     let base = args.file.parent().unwrap_or(std::path::Path::new(""));
@@ -149,34 +217,17 @@ fn run_seq(args: &TrainArgs, exp: &config::Experiment) -> Result<(), Failure> {
     let cfg = train_config(exp);
     let (radius, sigma) = model.whh_spectrum();
     if !args.quiet {
-        println!(
-            "{}: {} ({} train / {} val sequences of {} steps)",
-            show(&args.file),
-            exp.data.dataset,
-            data.train.len(),
-            data.val.len(),
-            data.train.seq_len()
-        );
-        println!("model ({} parameters): {}", model.num_params(), model.describe());
-        println!("Whh at init: spectral radius {radius:.3}, largest singular value {sigma:.3}");
-        println!(
-            "training: {} epochs, batch {}, {} lr {}, loss {}, clip_grad_norm {}",
-            cfg.epochs,
-            cfg.batch_size,
-            cfg.update.rule.name(),
-            cfg.update.lr,
-            cfg.loss.name(),
-            cfg.clip_grad_norm
+        print_header(
+            &args.file,
+            exp,
+            &format!("{} train / {} val sequences of {} steps", data.train.len(), data.val.len(), data.train.seq_len()),
+            &format!("model ({} parameters): {}", model.num_params(), model.describe()),
+            &[format!("Whh at init: spectral radius {radius:.3}, largest singular value {sigma:.3}")],
+            &cfg,
+            true,
         );
     }
-    let mut progress = Progress {
-        bar: None,
-        epochs: cfg.epochs,
-        steps_per_epoch: data.train.len().div_ceil(cfg.batch_size) as u64,
-        quiet: args.quiet,
-        loss_sum: 0.0,
-        steps: 0,
-    };
+    let mut progress = Progress::new(&cfg, data.train.len(), args.quiet);
     let first_loss = {
         let idx: Vec<usize> = (0..data.val.len().min(256)).collect();
         leaky::train::evaluate_seq(&model, &data.val.subset(&idx)).0
@@ -200,23 +251,14 @@ fn run_seq(args: &TrainArgs, exp: &config::Experiment) -> Result<(), Failure> {
         println!("|dL/dh_t| in the last step (first to last time step): {}", pick.join(", "));
     }
     if let Some(path) = &args.json {
-        let doc = serde_json::json!({
-            "version": 1,
-            "run": {"file": show(&args.file), "experiment": exp},
-            "metrics": {"initial_val_loss": first_loss, "best_val_loss": report.best_val_loss,
+        let metrics = serde_json::json!({"initial_val_loss": first_loss, "best_val_loss": report.best_val_loss,
                         "best_val_acc": report.best_val_acc, "best_epoch": report.best_epoch,
                         "steps": report.steps, "seconds": report.seconds,
                         "diverged_at_step": report.diverged_at_step,
-                        "whh_spectral_radius_init": radius, "bptt_norms_last_step": norms},
-            "history": report.history,
-        });
-        write_json(path, &doc)?;
+                        "whh_spectral_radius_init": radius, "bptt_norms_last_step": norms});
+        write_run_json(path, args, exp, metrics, &report)?;
     }
-    if let Some(step) = report.diverged_at_step {
-        return Err(Failure::Run(anyhow!(
-            "the loss became NaN or infinite at step {step}; lower train.lr or set train.clip_grad_norm"
-        )));
-    }
+    check_diverged(&report)?;
     if let Some(path) = &args.save {
         let tensors: Vec<(String, &leaky::Tensor<f32>)> =
             model.params().into_iter().map(|p| (format!("{}.{}", model.spec.cell.name(), p.name), &p.value)).collect();
@@ -251,37 +293,25 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
     let mut model = build_model(&exp, &data).map_err(|e| anyhow!("{}: {e:#}", show(&args.file)))?;
     let cfg = train_config(&exp);
     if !args.quiet {
-        println!(
-            "{}: {} ({} train / {} val examples, {} features, {} classes)",
-            show(&args.file),
-            exp.data.dataset,
-            data.train.len(),
-            data.val.len(),
-            data.train.dim(),
-            data.train.classes
-        );
-        println!("model ({} parameters):\n{}", model.num_params(), model.summary());
-        println!(
-            "training: {} epochs, batch {}, {} lr {}, loss {}",
-            cfg.epochs,
-            cfg.batch_size,
-            cfg.update.rule.name(),
-            cfg.update.lr,
-            cfg.loss.name()
+        print_header(
+            &args.file,
+            &exp,
+            &format!(
+                "{} train / {} val examples, {} features, {} classes",
+                data.train.len(),
+                data.val.len(),
+                data.train.dim(),
+                data.train.classes
+            ),
+            &format!("model ({} parameters):\n{}", model.num_params(), model.summary()),
+            &[],
+            &cfg,
+            false,
         );
     }
-    let mut progress = Progress {
-        bar: None,
-        epochs: cfg.epochs,
-        steps_per_epoch: data.train.len().div_ceil(cfg.batch_size) as u64,
-        quiet: args.quiet,
-        loss_sum: 0.0,
-        steps: 0,
-    };
+    let mut progress = Progress::new(&cfg, data.train.len(), args.quiet);
     let report = fit(&mut model, &data.train, &data.val, &cfg, &mut progress);
-    if let Some(bar) = progress.bar.take() {
-        bar.finish_and_clear();
-    }
+    progress.end_epoch();
     let best = &report.history.get(report.best_epoch);
     println!(
         "done: best val acc {:.2}% at epoch {} of {}; {} steps in {:.2}s",
@@ -292,20 +322,12 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
         report.seconds
     );
     if let Some(path) = &args.json {
-        let doc = serde_json::json!({
-            "version": 1,
-            "run": {"file": show(&args.file), "experiment": exp},
-            "metrics": {"best_val_acc": report.best_val_acc, "best_epoch": report.best_epoch, "steps": report.steps,
-                        "seconds": report.seconds, "diverged_at_step": report.diverged_at_step},
-            "history": report.history,
-        });
-        write_json(path, &doc)?;
+        let metrics = serde_json::json!({"best_val_acc": report.best_val_acc, "best_epoch": report.best_epoch,
+                        "steps": report.steps, "seconds": report.seconds,
+                        "diverged_at_step": report.diverged_at_step});
+        write_run_json(path, &args, &exp, metrics, &report)?;
     }
-    if let Some(step) = report.diverged_at_step {
-        return Err(Failure::Run(anyhow!(
-            "the loss became NaN or infinite at step {step}; lower train.lr or set train.clip_grad_norm"
-        )));
-    }
+    check_diverged(&report)?;
     if let Some(path) = &args.save {
         let meta = HashMap::from([
             ("experiment".to_string(), show(&args.file)),

@@ -1,29 +1,8 @@
 //! End-to-end tests of the `leaky` binary: real runs, real files, real exit codes.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn leaky(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_leaky"))
-        .args(args)
-        .current_dir(repo_root())
-        .output()
-        .expect("the leaky binary runs")
-}
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("leaky-cli-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use common::{expect_bad_input, leaky, read_json, scratch, stderr};
 
 #[test]
 fn train_digits_reaches_97_percent_and_saves_a_checkpoint() {
@@ -33,7 +12,7 @@ fn train_digits_reaches_97_percent_and_saves_a_checkpoint() {
     let o =
         leaky(&["train", "examples/digits.toml", "--json", json.to_str().unwrap(), "--save", ckpt.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let doc = read_json(&json);
     let acc = doc["metrics"]["best_val_acc"].as_f64().unwrap();
     assert!(acc >= 0.97, "best validation accuracy {acc}");
     let history = doc["history"].as_array().unwrap();
@@ -53,7 +32,7 @@ fn recurrent_examples_train_and_the_loss_goes_down() {
         assert!(o.status.success(), "{file}: {}", stderr(&o));
         let out = String::from_utf8_lossy(&o.stdout);
         assert!(out.contains("|dL/dh_t|"), "{out}");
-        let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        let doc = read_json(&json);
         let first = doc["metrics"]["initial_val_loss"].as_f64().unwrap();
         let best = doc["metrics"]["best_val_loss"].as_f64().unwrap();
         assert!(best < max_ratio * first, "{file}: val loss {first} -> {best}");
@@ -80,16 +59,6 @@ fn bad_recurrent_experiments_exit_2() {
         expect_bad_input(&["train", p.to_str().unwrap()], needles);
     }
     std::fs::remove_dir_all(&dir).ok();
-}
-
-fn expect_bad_input(args: &[&str], needles: &[&str]) {
-    let o = leaky(args);
-    let err = stderr(&o);
-    assert_eq!(o.status.code(), Some(2), "args {args:?}: {err}");
-    for n in needles {
-        assert!(err.contains(n), "args {args:?}: expected {n:?} in: {err}");
-    }
-    assert!(!err.contains("panicked"), "{err}");
 }
 
 #[test]
@@ -178,7 +147,7 @@ fn gradcheck_passes_and_writes_json() {
     for layer in ["affine", "relu", "sigmoid", "tanh", "softmax_loss", "huber_loss", "clipped_mse_loss", "gather"] {
         assert!(out.contains(layer), "{layer} missing from the table:\n{out}");
     }
-    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let doc = read_json(&json);
     let checks = doc["checks"].as_array().unwrap();
     assert!(checks.iter().all(|c| c["report"]["max_rel_error"].as_f64().unwrap() <= 1e-7));
     std::fs::remove_dir_all(&dir).ok();
@@ -197,7 +166,7 @@ fn help_reads_well() {
 #[test]
 fn a_closed_stdout_is_not_a_panic() {
     // `leaky gradcheck | head -1` style: the reader goes away before the first line.
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_leaky"))
+    let mut child = common::leaky_cmd()
         .arg("gradcheck")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -208,4 +177,41 @@ fn a_closed_stdout_is_not_a_panic() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(out.status.code(), Some(141), "{err}");
+}
+
+#[test]
+fn train_prints_the_run_header_of_each_trainer() {
+    let dir = scratch("header");
+    // `leaky train` on an experiment written to `name`: its path and its standard output.
+    let train = |name: &str, toml: &str| {
+        let file = dir.join(name);
+        std::fs::write(&file, toml).unwrap();
+        let o = leaky(&["train", file.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        (file, String::from_utf8_lossy(&o.stdout).into_owned())
+    };
+    // MLP: the split, features and classes; the parameter count (2*8+8 + 8*3+3 = 51); the
+    // training settings, without clip_grad_norm.
+    let (mlp, out) = train(
+        "mlp.toml",
+        "[data]\ndataset = \"spiral\"\nval_fraction = 0.5\n[model]\nhidden = [8]\n[train]\nepochs = 1\nbatch_size = 32\noptimizer = \"sgd\"\nlr = 0.5\nclip_grad_norm = 2.0\n",
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], format!("{}: spiral (150 train / 150 val examples, 2 features, 3 classes)", mlp.display()));
+    assert_eq!(lines[1], "model (51 parameters):");
+    let training: Vec<&&str> = lines.iter().filter(|l| l.starts_with("training:")).collect();
+    assert_eq!(training, [&"training: 1 epochs, batch 32, sgd lr 0.5, loss softmax"], "{out}");
+    // Recurrent: sequences and their length, the model on one line, Whh at init, and the
+    // training settings with clip_grad_norm.
+    let (rnn, out) = train(
+        "rnn.toml",
+        "[data]\ndataset = \"adding\"\nseq_len = 10\n[model]\nkind = \"rnn\"\nhidden = [4]\n[train]\nloss = \"mse\"\nepochs = 1\nbatch_size = 16\noptimizer = \"sgd\"\nlr = 0.01\nclip_grad_norm = 1.0\n",
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with(&format!("{}: adding (", rnn.display())), "{out}");
+    assert!(lines[0].ends_with(" val sequences of 10 steps)"), "{out}");
+    assert!(lines[1].starts_with("model (") && lines[1].contains("parameters): "), "{out}");
+    assert!(lines[2].starts_with("Whh at init: spectral radius "), "{out}");
+    assert_eq!(lines[3], "training: 1 epochs, batch 16, sgd lr 0.01, loss mse, clip_grad_norm 1", "{out}");
+    std::fs::remove_dir_all(&dir).ok();
 }

@@ -1,22 +1,18 @@
 //! `leaky demo ... --quick`: every broken variant yields the finding it is about, and no
 //! fixed variant yields that finding at error level.
 
+mod common;
+
+use common::{expect_bad_input, leaky_cmd as leaky, read_json, root, scratch as temp_dir};
 use serde_json::Value;
-use std::path::PathBuf;
-use std::process::Command;
-
-fn leaky() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_leaky"))
-}
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("leaky-demo-test-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 /// Run one demo in quick mode and return its JSON.
 fn demo_json(which: &str) -> Value {
+    demo_run(which).0
+}
+
+/// Run one demo in quick mode and return its JSON and its standard output (the table).
+fn demo_run(which: &str) -> (Value, String) {
     let dir = temp_dir(which);
     let json = dir.join("demo.json");
     let out = leaky()
@@ -25,9 +21,34 @@ fn demo_json(which: &str) -> Value {
         .output()
         .expect("run leaky demo");
     assert!(out.status.success(), "leaky demo {which}: {}", String::from_utf8_lossy(&out.stderr));
-    let v: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let v = read_json(&json);
     std::fs::remove_dir_all(&dir).ok();
-    v
+    (v, String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The cells of the printed table's row that starts with `label`, cut at the header's
+/// column starts (columns are padded to a common width).
+fn table_row(stdout: &str, label: &str) -> Vec<String> {
+    let lines: Vec<&str> = stdout.lines().collect();
+    let header = lines.iter().find(|l| l.trim_start().starts_with("variant")).expect("a table header");
+    let mut starts = vec![header.find("variant").unwrap()];
+    let mut rest = header[starts[0]..].to_string();
+    let mut at = starts[0];
+    while let Some(gap) = rest.find("  ") {
+        let skip = rest[gap..].len() - rest[gap..].trim_start().len();
+        at += gap + skip;
+        starts.push(at);
+        rest = header[at..].to_string();
+    }
+    let row = lines.iter().find(|l| l.trim_start().starts_with(label)).unwrap_or_else(|| panic!("no row {label}"));
+    starts
+        .iter()
+        .enumerate()
+        .map(|(i, &a)| {
+            let b = starts.get(i + 1).copied().unwrap_or(row.len()).min(row.len());
+            row.get(a.min(row.len())..b).unwrap_or("").trim().to_string()
+        })
+        .collect()
 }
 
 /// Check the contract of one demo's JSON: each variant with an `expected_code` has that
@@ -66,7 +87,7 @@ fn check(v: &Value, demo: &str) {
 
 #[test]
 fn sigmoid_demo_finds_saturation_and_vanishing() {
-    let v = demo_json("sigmoid");
+    let (v, stdout) = demo_run("sigmoid");
     check(&v, "sigmoid");
     let vars = &v["metrics"]["sigmoid"]["variants"];
     // The broken net saturates, the fixed one does not.
@@ -75,6 +96,31 @@ fn sigmoid_demo_finds_saturation_and_vanishing() {
     // The issue's bar: a deep sigmoid stack shrinks the gradient >= 4x per layer; ReLU/He does not.
     assert!(vars["deep"]["gradient_shrink_per_layer"].as_f64().unwrap() >= 4.0);
     assert!(vars["deep-relu"]["gradient_shrink_per_layer"].as_f64().unwrap() < 2.0);
+    // The table: saturation columns for the shallow pair, the shrink column for the deep pair,
+    // the demo's finding on a broken variant and the worst finding on a fixed one.
+    let pct = |name: &str, key: &str| format!("{:.1}%", 100.0 * vars[name][key].as_f64().unwrap());
+    let shrink = |name: &str| format!("{:.2}x", vars[name]["gradient_shrink_per_layer"].as_f64().unwrap());
+    for (label, name, shallow, doctor) in [
+        ("broken: raw inputs", "broken", true, Some("saturation in layer 1")),
+        ("fixed: standardised", "fixed", true, None),
+        ("deep: 8 sigmoid", "deep", false, Some("vanishing_gradient in layer")),
+        ("deep, fixed: 8 ReLU", "deep-relu", false, None),
+    ] {
+        let row = table_row(&stdout, label);
+        assert_eq!(row.len(), 8, "{label}: {row:?}\n{stdout}");
+        assert_eq!(row[1], pct(name, "best_val_acc"), "{label}: {row:?}");
+        if shallow {
+            assert_eq!(row[3], pct(name, "layer1_saturated_fraction"), "{label}: {row:?}");
+            assert!(!row[4].is_empty() && !row[5].is_empty() && row[6].is_empty(), "{label}: {row:?}");
+        } else {
+            assert!(row[3].is_empty() && row[4].is_empty() && row[5].is_empty(), "{label}: {row:?}");
+            assert_eq!(row[6], shrink(name), "{label}: {row:?}");
+        }
+        match doctor {
+            Some(text) => assert!(row[7].contains(text), "{label}: {row:?}"),
+            None => assert!(!row[7].contains(" in layer"), "{label}: {row:?}"),
+        }
+    }
 }
 
 #[test]
@@ -152,18 +198,16 @@ fn bad_demo_options_exit_2() {
         &["demo", "dqn", "--reward-scale", "-1", "--no-report"][..],
         &["demo", "nope"][..],
     ] {
-        let out = leaky().args(args).output().unwrap();
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        expect_bad_input(args, &[]);
     }
 }
 
 #[test]
 fn dqn_doctor_refuses_report_instead_of_ignoring_it() {
     let dir = temp_dir("dqnreport");
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let out = leaky()
         .args(["doctor"])
-        .arg(root.join("examples/sick/dqn-clipped-delta.toml"))
+        .arg(root().join("examples/sick/dqn-clipped-delta.toml"))
         .arg("--report")
         .arg(dir.join("r"))
         .output()

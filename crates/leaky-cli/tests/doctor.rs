@@ -2,19 +2,13 @@
 //! (code, and place where it gives one); no experiment in examples/healthy/ may yield an
 //! error or a warning. Each is a real, short training run with the probes on.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
-}
+use common::{doctor_treat_json, expect_bad_input, leaky, leaky_cmd, root, scratch};
+use std::path::{Path, PathBuf};
 
 fn doctor_json(file: &Path, json: &Path) -> (Option<i32>, serde_json::Value, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_leaky"))
-        .args(["doctor", file.to_str().unwrap(), "--json", json.to_str().unwrap(), "--quiet"])
-        .current_dir(root())
-        .output()
-        .unwrap();
+    let o = leaky(&["doctor", file.to_str().unwrap(), "--json", json.to_str().unwrap(), "--quiet"]);
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     let doc = std::fs::read_to_string(json).map(|t| serde_json::from_str(&t).unwrap()).unwrap_or_default();
     (o.status.code(), doc, err)
@@ -28,12 +22,6 @@ fn experiments(dir: &str) -> Vec<PathBuf> {
         .collect();
     v.sort();
     v
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("leaky-doctor-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
 }
 
 #[test]
@@ -100,29 +88,34 @@ fn no_healthy_experiment_yields_an_error_or_warning() {
 
 #[test]
 fn treat_applies_the_first_fix_and_reports_honestly() {
-    let dir = scratch("treat");
-    let json = dir.join("t.json");
-    let file = root().join("examples/sick/sigmoid-saturated.toml");
-    let o = Command::new(env!("CARGO_BIN_EXE_leaky"))
-        .args([
-            "doctor",
-            file.to_str().unwrap(),
-            "--treat",
-            "--quiet",
-            "--fail-on",
-            "never",
-            "--json",
-            json.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
-    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let doc = doctor_treat_json("examples/sick/sigmoid-saturated.toml");
     let t = doc["metrics"]["treatments"].as_array().unwrap();
     let sat = t.iter().find(|t| t["finding"] == "saturation in layer 1 (sigmoid)").expect("saturation was treated");
     assert_eq!(sat["fix"], "use Xavier init (model.init = \"xavier\")");
     assert_eq!(sat["applied"], true);
     // Xavier init alone fixes the saturation of layer 1 (measured: saturated share 0.94 -> healthy).
     assert_eq!(sat["gone"], true, "{sat}");
+}
+
+#[test]
+fn doctor_prints_a_header_unless_quiet_and_names_the_file_on_bad_data() {
+    let dir = scratch("header");
+    let exp = dir.join("tiny.toml");
+    std::fs::write(&exp, "[data]\ndataset = \"spiral\"\n[model]\nhidden = [8]\n[train]\nepochs = 1\n").unwrap();
+    let run = |extra: &[&str]| {
+        leaky_cmd().args(["doctor", exp.to_str().unwrap(), "--fail-on", "never"]).args(extra).output().unwrap()
+    };
+    let o = run(&[]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], format!("{}: spiral | affine 2->8 -> relu -> affine 8->3", exp.display()), "{out}");
+    assert!(lines[1].starts_with("epoch   1/1  loss "), "{out}");
+    let o = run(&["--quiet"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(!out.contains("spiral |") && !out.contains("epoch "), "{out}");
+    assert!(out.contains("Diagnosis"), "{out}");
+    std::fs::write(&exp, "[data]\ndataset = \"csv:/nonexistent/x.csv\"\n").unwrap();
+    expect_bad_input(&["doctor", exp.to_str().unwrap()], &[&format!("{}: ", exp.display()), "/nonexistent/x.csv"]);
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -1,21 +1,9 @@
 //! `leaky graph`: real runs of the binary, real files, real exit codes.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn leaky(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_leaky")).args(args).output().expect("the leaky binary runs")
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("leaky-graph-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+use common::{expect_bad_input, leaky, scratch, text};
+use std::path::Path;
 
 /// The number after `prefix` on the line that starts with it.
 fn number_after(out: &str, prefix: &str) -> f64 {
@@ -60,18 +48,9 @@ fn expr_reproduces_micrograds_published_values_and_draws_them() {
 
 #[test]
 fn bad_programs_and_paths_exit_2_naming_the_place() {
-    let o = leaky(&["graph", "expr", "x = 1; y = x + z"]);
-    assert_eq!(o.status.code(), Some(2));
-    let err = text(&o.stderr);
-    assert!(err.contains("line 1, column 16") && err.contains("unknown name 'z'"), "{err}");
-
-    let o = leaky(&["graph", "expr", "x = 1; y = x ^ x"]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(text(&o.stderr).contains("exponent must be a number"));
-
-    let o = leaky(&["graph", "batchnorm", "--out", "graph.png"]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(text(&o.stderr).contains("--out graph.png: unknown format"), "{}", text(&o.stderr));
+    expect_bad_input(&["graph", "expr", "x = 1; y = x + z"], &["line 1, column 16", "unknown name 'z'"]);
+    expect_bad_input(&["graph", "expr", "x = 1; y = x ^ x"], &["exponent must be a number"]);
+    expect_bad_input(&["graph", "batchnorm", "--out", "graph.png"], &["--out graph.png: unknown format"]);
 }
 
 #[test]

@@ -6,25 +6,12 @@
 //! `google-chrome`, `google-chrome-stable` on the PATH. Without it the test prints a skip
 //! notice, unless `LEAKY_REQUIRE_CHROMIUM=1` (CI), where it fails.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{leaky, require_chromium, scratch, stderr};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-fn find_chromium() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("LEAKY_CHROMIUM") {
-        return Some(PathBuf::from(p));
-    }
-    let path = std::env::var_os("PATH")?;
-    for name in ["chromium", "chromium-browser", "google-chrome", "google-chrome-stable"] {
-        for dir in std::env::split_paths(&path) {
-            let candidate = dir.join(name);
-            if candidate.is_file() {
-                return Some(candidate);
-            }
-        }
-    }
-    None
-}
 
 /// Run `cmd` to completion within `limit`, killing it (and failing) if it hangs.
 fn run_with_timeout(mut cmd: Command, limit: Duration) -> Output {
@@ -86,23 +73,11 @@ document.body.appendChild(out);
 
 #[test]
 fn batchnorm_svg_renders_in_chromium_with_every_node_visible() {
-    let Some(bin) = find_chromium() else {
-        if std::env::var("LEAKY_REQUIRE_CHROMIUM").as_deref() == Ok("1") {
-            panic!(
-                "LEAKY_REQUIRE_CHROMIUM=1 but no chromium was found (set LEAKY_CHROMIUM or put chromium on the PATH)"
-            );
-        }
-        eprintln!("SKIPPED: chromium not found; set LEAKY_CHROMIUM or LEAKY_REQUIRE_CHROMIUM=1 to make this a failure");
-        return;
-    };
-    let dir = std::env::temp_dir().join(format!("leaky-graph-chromium-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let Some(bin) = require_chromium("batchnorm_svg_renders_in_chromium_with_every_node_visible") else { return };
+    let dir = scratch("graph-chromium");
     let svg_path = dir.join("bn.svg");
-    let o = Command::new(env!("CARGO_BIN_EXE_leaky"))
-        .args(["graph", "batchnorm", "--out", svg_path.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = leaky(&["graph", "batchnorm", "--out", svg_path.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
     let svg = std::fs::read_to_string(&svg_path).unwrap();
     let expected = svg.matches("<g class=\"node ").count();
     // Records: x, gamma, beta, eps and the 10 results; ops: mean, sub, pow, mean, add, sqrt, pow, mul, mul, add.

@@ -7,51 +7,11 @@
 //! Without Chromium the browser half is skipped with a notice, unless
 //! `LEAKY_REQUIRE_CHROMIUM=1` (set by `.ci/run`, which installs it), where it fails.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{leaky, require_chromium, scratch_path as scratch};
+use std::path::Path;
 use std::process::Command;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("leaky-report-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
-
-fn leaky(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_leaky")).args(args).current_dir(root()).output().unwrap()
-}
-
-/// The Chromium binary on PATH, if any.
-fn chromium() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    for name in ["chromium", "chromium-browser", "google-chrome"] {
-        for dir in std::env::split_paths(&path) {
-            let p = dir.join(name);
-            if p.is_file() {
-                return Some(p);
-            }
-        }
-    }
-    None
-}
-
-/// Chromium, or `None` after a skip notice; panics when `LEAKY_REQUIRE_CHROMIUM=1`.
-fn require_chromium(test: &str) -> Option<PathBuf> {
-    let found = chromium();
-    if found.is_none() {
-        assert!(
-            std::env::var("LEAKY_REQUIRE_CHROMIUM").as_deref() != Ok("1"),
-            "LEAKY_REQUIRE_CHROMIUM=1 but no chromium on PATH (Debian: apt-get install -y chromium)"
-        );
-        eprintln!(
-            "{test}: SKIPPED the browser check: no chromium on PATH (set LEAKY_REQUIRE_CHROMIUM=1 to make this fail)"
-        );
-    }
-    found
-}
 
 fn headless(chrome: &Path, extra: &[&str], page: &Path) -> std::process::Output {
     let url = format!("file://{}", page.display());

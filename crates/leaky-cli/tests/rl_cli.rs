@@ -1,22 +1,9 @@
 //! `leaky train` and `leaky doctor` with `model.kind = "dqn"`: the run, its JSON, bad `[rl]`
 //! input (exit 2, naming the key) and `--treat` applying `rl.td_loss = "huber"`.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
-}
-
-fn leaky(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_leaky")).args(args).current_dir(root()).output().unwrap()
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("leaky-rl-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+use common::{doctor_treat_json, expect_bad_input, leaky, read_json, scratch};
 
 const SMALL: &str = "seed = 3\n[model]\nkind = \"dqn\"\nhidden = [32]\n[rl]\nepisodes = 12\nlearning_starts = 50\n";
 
@@ -32,7 +19,7 @@ fn train_dqn_writes_returns_and_a_checkpoint() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(0), "{out}{}", String::from_utf8_lossy(&o.stderr));
     assert!(out.contains("td_loss huber") && out.contains("done: mean return"), "{out}");
-    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let doc = read_json(&json);
     let returns = doc["metrics"]["returns"].as_array().unwrap();
     assert_eq!(returns.len(), 12);
     // CartPole returns are +1 per step: whole numbers from 1 to 500.
@@ -60,13 +47,7 @@ fn bad_rl_sections_exit_2_and_name_the_key() {
         let p = dir.join(name);
         std::fs::write(&p, text).unwrap();
         for cmd in ["train", "doctor"] {
-            let o = leaky(&[cmd, p.to_str().unwrap()]);
-            let err = String::from_utf8_lossy(&o.stderr);
-            assert_eq!(o.status.code(), Some(2), "{cmd} {name}: {err}");
-            for n in *needles {
-                assert!(err.contains(n), "{cmd} {name}: expected {n:?} in {err}");
-            }
-            assert!(!err.contains("panicked"), "{err}");
+            expect_bad_input(&[cmd, p.to_str().unwrap()], needles);
         }
     }
     std::fs::remove_dir_all(&dir).ok();
@@ -74,21 +55,7 @@ fn bad_rl_sections_exit_2_and_name_the_key() {
 
 #[test]
 fn doctor_finds_the_clip_and_treat_removes_it_with_huber() {
-    let dir = scratch("treat");
-    let json = dir.join("t.json");
-    let file = root().join("examples/sick/dqn-clipped-delta.toml");
-    let o = leaky(&[
-        "doctor",
-        file.to_str().unwrap(),
-        "--treat",
-        "--quiet",
-        "--fail-on",
-        "never",
-        "--json",
-        json.to_str().unwrap(),
-    ]);
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
-    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let doc = doctor_treat_json("examples/sick/dqn-clipped-delta.toml");
     let f = doc["findings"].as_array().unwrap().iter().find(|f| f["code"] == "zero_gradient").expect("zero_gradient");
     assert_eq!(f["where"], "td error (clip)");
     assert_eq!(f["severity"], "error");
@@ -103,5 +70,4 @@ fn doctor_finds_the_clip_and_treat_removes_it_with_huber() {
     assert_eq!(huber["applied"], true);
     assert_eq!(huber["gone"], true, "{huber}");
     assert_eq!(huber["after"]["zeroed_share"], 0.0);
-    std::fs::remove_dir_all(&dir).ok();
 }

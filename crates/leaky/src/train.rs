@@ -224,70 +224,82 @@ fn argmax<F: Float>(it: impl Iterator<Item = F>) -> usize {
     best.0
 }
 
-/// Train `model` on `train`, evaluating on `val` after each epoch, and leave the model
-/// with the parameters of the best epoch.
-pub fn fit<F: Float>(
-    model: &mut Sequential<F>,
-    train: &Dataset,
-    val: &Dataset,
-    cfg: &TrainConfig,
-    observer: &mut dyn Observer<F>,
-) -> TrainReport {
+/// What [`fit`] and [`fit_seq`] do differently: the model's step, its evaluation, what
+/// "best" means and how its parameters are kept. [`train_epochs`] is the rest.
+trait Learner<F: Float> {
+    /// `best_val_acc` before any epoch.
+    const NO_BEST_ACC: f64;
+    /// `best_val_loss` before any epoch.
+    const NO_BEST_LOSS: f64;
+    /// Before the first step.
+    fn on_start(&mut self);
+    /// Forward and backward on the training examples `idx` (global step `step`), leaving
+    /// the gradients in the parameters; returns the data loss.
+    fn forward_backward(&mut self, idx: &[usize], step: usize) -> f64;
+    /// Every trainable parameter, in one fixed order.
+    fn params_mut(&mut self) -> Vec<&mut Param<F>>;
+    /// After the backward pass and clipping, before the update.
+    fn on_step(&mut self, info: &StepInfo);
+    /// Whether the observer asks to stop.
+    fn should_stop(&self) -> bool;
+    /// `(train_acc, val_acc, val_loss)` at the end of an epoch.
+    fn evaluate(&mut self) -> (f64, f64, f64);
+    /// Record `info` in `report` (best accuracy and loss) when it beats the best so far.
+    fn improves(&self, info: &EpochInfo, report: &mut TrainReport) -> bool;
+    /// A copy of what to restore at the end (the best epoch's tensors).
+    fn snapshot(&self) -> Vec<Tensor<F>>;
+    /// Put a [`Learner::snapshot`] back.
+    fn restore(&mut self, best: Vec<Tensor<F>>);
+    /// After an epoch's evaluation.
+    fn on_epoch(&mut self, info: &EpochInfo);
+}
+
+/// The trainer's loop, shared by [`fit`] and [`fit_seq`]: epochs of shuffled minibatches of
+/// the `train_len` training examples; each step forward/backward, L2 and clipping, the
+/// observer, a stop at the first non-finite loss or gradient norm, the update; after each
+/// epoch the evaluation and the best parameters so far, which the learner holds on return.
+fn train_epochs<F: Float, L: Learner<F>>(learner: &mut L, train_len: usize, cfg: &TrainConfig) -> TrainReport {
     assert!(cfg.batch_size > 0, "batch_size must be positive");
-    let mut slots: Vec<Slots<F>> = model.params_mut().iter().map(|p| Slots::zeros_like(&p.value)).collect();
+    let mut slots: Vec<Slots<F>> = learner.params_mut().iter().map(|p| Slots::zeros_like(&p.value)).collect();
     let mut rng = crate::tensor::rng(cfg.seed);
     let mut report = TrainReport {
         history: Vec::new(),
-        best_val_acc: f64::NEG_INFINITY,
+        best_val_acc: L::NO_BEST_ACC,
         best_epoch: 0,
-        best_val_loss: f64::NAN,
+        best_val_loss: L::NO_BEST_LOSS,
         steps: 0,
         diverged_at_step: None,
         seconds: 0.0,
     };
     let mut best: Option<Vec<Tensor<F>>> = None;
-    observer.on_start(model, train);
+    learner.on_start();
     'epochs: for epoch in 0..cfg.epochs {
         let lr = decayed_lr(cfg.update.lr, cfg.lr_decay, epoch);
         let ucfg = UpdateConfig { lr, ..cfg.update };
-        let order = permutation(train.len(), &mut rng);
+        let order = permutation(train_len, &mut rng);
         let start = std::time::Instant::now();
-        let mut loss_sum = 0.0;
-        let mut batches = 0usize;
+        let (mut loss_sum, mut batches) = (0.0, 0usize);
         for idx in order.chunks(cfg.batch_size) {
             let step = report.steps;
-            let (x, y) = batch::<F>(train, idx);
-            let mut no_probe = NoProbe;
-            let loss = {
-                let probe: &mut dyn Probe<F> = match observer.probe(step) {
-                    Some(p) => p,
-                    None => &mut no_probe,
-                };
-                let scores = scores_2d(model.forward_probed(x, Mode::Train, probe));
-                let (loss, dscores) = cfg.loss.classify(&scores, &y);
-                model.backward_params_probed(dscores.into_dyn(), probe);
-                loss.to_f64c()
-            };
-            let grad_norm = regularise_and_clip(model.params_mut(), cfg);
-            let info = StepInfo { epoch, step, loss, lr, grad_norm, batch_size: idx.len() };
-            observer.on_step(&info, model);
+            let loss = learner.forward_backward(idx, step);
+            let grad_norm = regularise_and_clip(learner.params_mut(), cfg);
+            learner.on_step(&StepInfo { epoch, step, loss, lr, grad_norm, batch_size: idx.len() });
             report.steps += 1;
             if !loss.is_finite() || !grad_norm.is_finite() {
                 report.diverged_at_step = Some(step);
                 report.seconds += start.elapsed().as_secs_f64();
                 break 'epochs;
             }
-            update_all(model.params_mut(), &mut slots, &ucfg);
+            update_all(learner.params_mut(), &mut slots, &ucfg);
             loss_sum += loss;
             batches += 1;
-            if observer.should_stop() {
+            if learner.should_stop() {
                 break;
             }
         }
         let seconds = start.elapsed().as_secs_f64();
         report.seconds += seconds;
-        let (train_acc, _) = evaluate(model, train, cfg.loss);
-        let (val_acc, val_loss) = evaluate(model, val, cfg.loss);
+        let (train_acc, val_acc, val_loss) = learner.evaluate();
         let info = EpochInfo {
             epoch,
             train_loss: loss_sum / batches.max(1) as f64,
@@ -297,24 +309,107 @@ pub fn fit<F: Float>(
             lr,
             seconds,
         };
-        let score = if val.is_empty() { train_acc } else { val_acc };
-        if score > report.best_val_acc {
-            report.best_val_acc = score;
+        if learner.improves(&info, &mut report) {
             report.best_epoch = epoch;
-            report.best_val_loss = val_loss;
-            best = Some(model.named_tensors().into_iter().map(|(_, t)| t.clone()).collect());
+            best = Some(learner.snapshot());
         }
-        observer.on_epoch(&info, model);
+        learner.on_epoch(&info);
         report.history.push(info);
-        if observer.should_stop() {
+        if learner.should_stop() {
             break;
         }
     }
     if let Some(best) = best {
-        let mut it = best.into_iter();
-        model.load_named(|_| it.next()).expect("same model, same tensors");
+        learner.restore(best);
     }
     report
+}
+
+/// A [`Sequential`] classifier as [`fit`] trains it.
+struct Classifier<'a, F: Float> {
+    model: &'a mut Sequential<F>,
+    train: &'a Dataset,
+    val: &'a Dataset,
+    loss: Loss,
+    observer: &'a mut dyn Observer<F>,
+}
+
+impl<F: Float> Learner<F> for Classifier<'_, F> {
+    const NO_BEST_ACC: f64 = f64::NEG_INFINITY;
+    const NO_BEST_LOSS: f64 = f64::NAN;
+
+    fn on_start(&mut self) {
+        self.observer.on_start(self.model, self.train);
+    }
+
+    fn forward_backward(&mut self, idx: &[usize], step: usize) -> f64 {
+        let (x, y) = batch::<F>(self.train, idx);
+        let mut no_probe = NoProbe;
+        let probe: &mut dyn Probe<F> = match self.observer.probe(step) {
+            Some(p) => p,
+            None => &mut no_probe,
+        };
+        let scores = scores_2d(self.model.forward_probed(x, Mode::Train, probe));
+        let (loss, dscores) = self.loss.classify(&scores, &y);
+        self.model.backward_params_probed(dscores.into_dyn(), probe);
+        loss.to_f64c()
+    }
+
+    fn params_mut(&mut self) -> Vec<&mut Param<F>> {
+        self.model.params_mut()
+    }
+
+    fn on_step(&mut self, info: &StepInfo) {
+        self.observer.on_step(info, self.model);
+    }
+
+    fn should_stop(&self) -> bool {
+        self.observer.should_stop()
+    }
+
+    fn evaluate(&mut self) -> (f64, f64, f64) {
+        let (train_acc, _) = evaluate(self.model, self.train, self.loss);
+        let (val_acc, val_loss) = evaluate(self.model, self.val, self.loss);
+        (train_acc, val_acc, val_loss)
+    }
+
+    /// Best = highest validation accuracy (training accuracy when there is no validation set).
+    fn improves(&self, info: &EpochInfo, report: &mut TrainReport) -> bool {
+        let score = if self.val.is_empty() { info.train_acc } else { info.val_acc };
+        let better = score > report.best_val_acc;
+        if better {
+            report.best_val_acc = score;
+            report.best_val_loss = info.val_loss;
+        }
+        better
+    }
+
+    /// Every named tensor: parameters and buffers (batch-norm running statistics).
+    fn snapshot(&self) -> Vec<Tensor<F>> {
+        self.model.named_tensors().into_iter().map(|(_, t)| t.clone()).collect()
+    }
+
+    fn restore(&mut self, best: Vec<Tensor<F>>) {
+        let mut it = best.into_iter();
+        self.model.load_named(|_| it.next()).expect("same model, same tensors");
+    }
+
+    fn on_epoch(&mut self, info: &EpochInfo) {
+        self.observer.on_epoch(info, self.model);
+    }
+}
+
+/// Train `model` on `train`, evaluating on `val` after each epoch, and leave the model
+/// with the parameters of the best epoch.
+pub fn fit<F: Float>(
+    model: &mut Sequential<F>,
+    train: &Dataset,
+    val: &Dataset,
+    cfg: &TrainConfig,
+    observer: &mut dyn Observer<F>,
+) -> TrainReport {
+    let mut learner = Classifier { model, train, val, loss: cfg.loss, observer };
+    train_epochs(&mut learner, train.len(), cfg)
 }
 
 /// Hooks into sequence-model training ([`fit_seq`]); do-nothing defaults.
@@ -346,6 +441,70 @@ pub fn evaluate_seq<F: Float>(model: &SeqModel<F>, data: &SeqDataset) -> (f64, f
     (loss / data.len() as f64, acc)
 }
 
+/// A [`SeqModel`] as [`fit_seq`] trains it.
+struct Recurrent<'a, F: Float> {
+    model: &'a mut SeqModel<F>,
+    train: &'a SeqDataset,
+    val: &'a SeqDataset,
+    observer: &'a mut dyn SeqObserver<F>,
+}
+
+impl<F: Float> Learner<F> for Recurrent<'_, F> {
+    const NO_BEST_ACC: f64 = f64::NAN;
+    const NO_BEST_LOSS: f64 = f64::INFINITY;
+
+    fn on_start(&mut self) {}
+
+    fn forward_backward(&mut self, idx: &[usize], _step: usize) -> f64 {
+        self.model.forward_backward(&seq_batch::<F>(self.train, idx)).loss
+    }
+
+    fn params_mut(&mut self) -> Vec<&mut Param<F>> {
+        self.model.params_mut()
+    }
+
+    fn on_step(&mut self, info: &StepInfo) {
+        self.observer.on_step(info, self.model);
+    }
+
+    fn should_stop(&self) -> bool {
+        false
+    }
+
+    fn evaluate(&mut self) -> (f64, f64, f64) {
+        // Training accuracy on at most 500 sequences keeps evaluation cheap.
+        let probe: Vec<usize> = (0..self.train.len().min(500)).collect();
+        let (_, train_acc) = evaluate_seq(self.model, &self.train.subset(&probe));
+        let (val_loss, val_acc) = evaluate_seq(self.model, self.val);
+        (train_acc, val_acc, val_loss)
+    }
+
+    /// Best = lowest validation loss (training loss when there is no validation set).
+    fn improves(&self, info: &EpochInfo, report: &mut TrainReport) -> bool {
+        let score = if self.val.is_empty() { info.train_loss } else { info.val_loss };
+        let better = score < report.best_val_loss;
+        if better {
+            report.best_val_loss = score;
+            report.best_val_acc = info.val_acc;
+        }
+        better
+    }
+
+    fn snapshot(&self) -> Vec<Tensor<F>> {
+        self.model.params().iter().map(|p| p.value.clone()).collect()
+    }
+
+    fn restore(&mut self, best: Vec<Tensor<F>>) {
+        for (p, v) in self.model.params_mut().into_iter().zip(best) {
+            p.value = v;
+        }
+    }
+
+    fn on_epoch(&mut self, info: &EpochInfo) {
+        self.observer.on_epoch(info, self.model);
+    }
+}
+
 /// Train a recurrent [`SeqModel`] on `train`, evaluating on `val` after each epoch, and
 /// leave it with the parameters of the epoch with the lowest validation loss. The step is
 /// the same as [`fit`]'s: forward, loss, backward through time, L2, optional global-norm
@@ -357,72 +516,8 @@ pub fn fit_seq<F: Float>(
     cfg: &TrainConfig,
     observer: &mut dyn SeqObserver<F>,
 ) -> TrainReport {
-    assert!(cfg.batch_size > 0, "batch_size must be positive");
-    let mut slots: Vec<Slots<F>> = model.params().iter().map(|p| Slots::zeros_like(&p.value)).collect();
-    let mut rng = crate::tensor::rng(cfg.seed);
-    let mut report = TrainReport {
-        history: Vec::new(),
-        best_val_acc: f64::NAN,
-        best_epoch: 0,
-        best_val_loss: f64::INFINITY,
-        steps: 0,
-        diverged_at_step: None,
-        seconds: 0.0,
-    };
-    let mut best: Option<Vec<Tensor<F>>> = None;
-    'epochs: for epoch in 0..cfg.epochs {
-        let lr = decayed_lr(cfg.update.lr, cfg.lr_decay, epoch);
-        let ucfg = UpdateConfig { lr, ..cfg.update };
-        let order = permutation(train.len(), &mut rng);
-        let start = std::time::Instant::now();
-        let (mut loss_sum, mut batches) = (0.0, 0usize);
-        for idx in order.chunks(cfg.batch_size) {
-            let step = report.steps;
-            let batch = seq_batch::<F>(train, idx);
-            let loss = model.forward_backward(&batch).loss;
-            let grad_norm = regularise_and_clip(model.params_mut(), cfg);
-            observer.on_step(&StepInfo { epoch, step, loss, lr, grad_norm, batch_size: idx.len() }, model);
-            report.steps += 1;
-            if !loss.is_finite() || !grad_norm.is_finite() {
-                report.diverged_at_step = Some(step);
-                report.seconds += start.elapsed().as_secs_f64();
-                break 'epochs;
-            }
-            update_all(model.params_mut(), &mut slots, &ucfg);
-            loss_sum += loss;
-            batches += 1;
-        }
-        let seconds = start.elapsed().as_secs_f64();
-        report.seconds += seconds;
-        // Training accuracy on at most 500 sequences keeps evaluation cheap.
-        let probe: Vec<usize> = (0..train.len().min(500)).collect();
-        let (_, train_acc) = evaluate_seq(model, &train.subset(&probe));
-        let (val_loss, val_acc) = evaluate_seq(model, val);
-        let info = EpochInfo {
-            epoch,
-            train_loss: loss_sum / batches.max(1) as f64,
-            train_acc,
-            val_acc,
-            val_loss,
-            lr,
-            seconds,
-        };
-        let score = if val.is_empty() { info.train_loss } else { val_loss };
-        if score < report.best_val_loss {
-            report.best_val_loss = score;
-            report.best_val_acc = val_acc;
-            report.best_epoch = epoch;
-            best = Some(model.params().iter().map(|p| p.value.clone()).collect());
-        }
-        observer.on_epoch(&info, model);
-        report.history.push(info);
-    }
-    if let Some(best) = best {
-        for (p, v) in model.params_mut().into_iter().zip(best) {
-            p.value = v;
-        }
-    }
-    report
+    let mut learner = Recurrent { model, train, val, observer };
+    train_epochs(&mut learner, train.len(), cfg)
 }
 
 /// Classification accuracy of predictions against labels.
@@ -627,6 +722,69 @@ mod tests {
         assert_eq!(kept, snaps.0[r.best_epoch].1, "the model must hold the best epoch's parameters");
         let (acc, _) = evaluate(&mut m, &va, Loss::Softmax);
         assert_eq!(acc, r.best_val_acc);
+    }
+
+    #[test]
+    fn fit_seq_keeps_the_lowest_validation_loss_parameters() {
+        use crate::nn::seq::{Cell, SeqSpec};
+        /// Snapshots every epoch's parameters and validation loss.
+        struct Snapshots(Vec<(f64, Vec<Tensor<f64>>)>);
+        impl SeqObserver<f64> for Snapshots {
+            fn on_epoch(&mut self, info: &EpochInfo, model: &SeqModel<f64>) {
+                self.0.push((info.val_loss, model.params().iter().map(|p| p.value.clone()).collect()));
+            }
+        }
+        // SGD at a learning rate large enough that the validation loss goes up and down, so
+        // that the best epoch is not the last one (checked below).
+        let data = crate::data::seq::adding(200, 8, 0);
+        let (tr, va) = data.split(0.3, 0);
+        let cfg = TrainConfig {
+            epochs: 10,
+            batch_size: 8,
+            update: UpdateConfig::new(Rule::Sgd, 0.8),
+            clip_grad_norm: 5.0,
+            loss: Loss::Mse,
+            ..Default::default()
+        };
+        let mut m = SeqModel::<f64>::new(SeqSpec::for_data(&tr, Cell::Rnn, 8, Init::Xavier, 0.0), 0);
+        let mut snaps = Snapshots(Vec::new());
+        let r = fit_seq(&mut m, &tr, &va, &cfg, &mut snaps);
+        let losses: Vec<f64> = snaps.0.iter().map(|s| s.0).collect();
+        assert!(r.best_epoch + 1 < losses.len(), "the best epoch must not be the last here: {losses:?}");
+        let lowest = losses.iter().copied().fold(f64::INFINITY, f64::min);
+        assert_eq!(losses[r.best_epoch], lowest, "{losses:?}");
+        assert_eq!(r.best_val_loss, lowest);
+        let kept: Vec<Tensor<f64>> = m.params().iter().map(|p| p.value.clone()).collect();
+        assert_eq!(kept, snaps.0[r.best_epoch].1, "the model must hold the best epoch's parameters");
+    }
+
+    #[test]
+    fn should_stop_ends_training_after_the_current_step() {
+        /// Asks to stop once it has seen `after` steps.
+        struct StopAfter {
+            after: usize,
+            steps: usize,
+            epochs: usize,
+        }
+        impl Observer<f32> for StopAfter {
+            fn on_step(&mut self, _info: &StepInfo, _model: &Sequential<f32>) {
+                self.steps += 1;
+            }
+            fn on_epoch(&mut self, _info: &EpochInfo, _model: &Sequential<f32>) {
+                self.epochs += 1;
+            }
+            fn should_stop(&self) -> bool {
+                self.steps >= self.after
+            }
+        }
+        // 90 examples in batches of 30: 3 steps an epoch; stopping after step 5 ends epoch 2
+        // early and runs no third epoch.
+        let data = blobs(90, 3);
+        let cfg = TrainConfig { epochs: 4, batch_size: 30, ..Default::default() };
+        let mut m = spec().build::<f32>(0);
+        let mut obs = StopAfter { after: 5, steps: 0, epochs: 0 };
+        let r = fit(&mut m, &data, &data.subset(&[]), &cfg, &mut obs);
+        assert_eq!((r.steps, obs.steps, obs.epochs, r.history.len()), (5, 5, 2, 2));
     }
 
     #[test]

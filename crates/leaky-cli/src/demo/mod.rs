@@ -7,12 +7,13 @@ pub mod rnn;
 pub mod sigmoid;
 
 use crate::config::{self, Experiment};
-use crate::experiment::{build_model, prepare_data, train_config};
+use crate::doctor_cmd::{examine, Examined, Watch};
+use crate::experiment::train_config;
 use crate::report::{Chart, ChartKind, Section, Series, Table};
 use leaky::doctor::finding::{Code, Finding, Severity};
 use leaky::doctor::stats::{DeadUnitPass, LayerStats};
 use leaky::doctor::{Doctor, DoctorConfig};
-use leaky::train::{fit, TrainReport};
+use leaky::train::TrainReport;
 use serde_json::{json, Map, Value};
 use std::path::Path;
 
@@ -83,23 +84,18 @@ pub struct MlpRun {
 }
 
 /// Parse `toml` (the experiment, as a file would hold it), apply the demo options (`seed`;
-/// `quick` caps the epochs at `quick_epochs`) and train it with the doctor watching.
+/// `quick` caps the epochs at `quick_epochs`) and train it with the doctor watching
+/// ([`examine`], as `leaky doctor` does), counting dead units before and after.
 pub fn run_mlp(toml: &str, opts: &DemoOptions, quick_epochs: usize) -> anyhow::Result<MlpRun> {
     let mut exp = config::parse(toml)?;
     exp.seed = opts.seed;
     if opts.quick {
         exp.train.epochs = exp.train.epochs.min(quick_epochs);
     }
-    let data = prepare_data(&exp, Path::new("."))?;
-    let mut model = build_model(&exp, &data)?;
-    let cfg = train_config(&exp);
-    let mut before = Doctor::new(DoctorConfig::default(), cfg.loss, data.train.classes);
-    before.dead_unit_pass(&mut model, &data.train);
-    let mut doctor = Doctor::new(DoctorConfig::default(), cfg.loss, data.train.classes);
-    let report = fit(&mut model, &data.train, &data.val, &cfg, &mut doctor);
-    doctor.dead_unit_pass(&mut model, &data.train);
+    let watch = Watch { sample_every: DoctorConfig::default().sample_every, live: None, dead_at_init: true };
+    let Examined { doctor, report, dead_at_init, .. } = examine(&exp, Path::new("."), &watch)?;
     let findings = doctor.diagnose();
-    Ok(MlpRun { exp, doctor, report, findings, dead_at_init: before.stats.dead_units })
+    Ok(MlpRun { exp, doctor, report, findings, dead_at_init })
 }
 
 /// The dead fraction over all units of all ReLU layers of one full pass.

@@ -24,8 +24,8 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-/// A number as the terminal prints evidence: scientific when tiny or huge, 4 decimals
-/// when fractional, else as is.
+/// A number as evidence reads, in the terminal (`leaky doctor`) and in the report:
+/// scientific (4 significant digits) when tiny or huge, 4 decimals when fractional, else as is.
 pub fn number(x: f64) -> String {
     if !x.is_finite() {
         return format!("{x}");
@@ -312,6 +312,11 @@ mod tests {
         assert_eq!(number(0.25), "0.2500");
         assert_eq!(number(12.0), "12");
         assert_eq!(number(f64::NAN), "NaN");
+        assert_eq!(number(f64::INFINITY), "inf");
+        assert_eq!(number(-23456.0), "-2.346e4");
+        assert_eq!(number(1e-3), "0.0010");
+        assert_eq!(number(9999.0), "9999");
+        assert_eq!(number(0.0), "0");
     }
 
     fn evil_report() -> Report {
