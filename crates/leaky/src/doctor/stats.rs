@@ -167,8 +167,9 @@ impl LayerStats {
 
     /// Record the input gradient `dx` of this layer (one pass over it, no copy).
     pub fn record_grad_in<F: Float>(&mut self, dx: &Tensor<F>) {
-        let s: f64 = with_slice(dx, |s| s.iter().map(|v| v.to_f64c() * v.to_f64c()).sum());
-        self.set_grad_in(s, dx.len() as u64);
+        // optim::global_norm sums squares in eight f64 lanes (vectorised).
+        let norm = crate::optim::global_norm(std::iter::once(dx));
+        self.set_grad_in(norm * norm, dx.len() as u64);
     }
 }
 
