@@ -10,7 +10,9 @@ Both binaries run as `--serve` servers with MATMUL_NUM_THREADS=1; each round ask
 for one trial (3 warm-up steps, then 10 timed steps; the figure is the mean on-CPU time per
 step of the computing thread), alternating which side goes first. The table gives the median
 of the pairwise ratios new/old with [min, max] and the median times; below 1 means the new
-build is faster. No Python packages needed.
+build is faster. No Python packages needed. A workload written `A=B` runs workload A on the
+old binary and B on the new one (give the same binary twice to compare two workloads, e.g.
+`recur_gemm=recur_packed`).
 """
 
 import argparse
@@ -46,14 +48,16 @@ def main():
     print("| workload | old ms/step | new ms/step | ratio new/old, median [min, max] | speed-up |")
     print("|---|---:|---:|---:|---:|")
     for name in args.workloads:
+        name_old, _, name_new = name.partition("=")
+        name_new = name_new or name_old
         to, tn, ratios = [], [], []
         for r in range(args.rounds):
             if r % 2 == 0:
-                a = ask(old, name)
-                b = ask(new, name)
+                a = ask(old, name_old)
+                b = ask(new, name_new)
             else:
-                b = ask(new, name)
-                a = ask(old, name)
+                b = ask(new, name_new)
+                a = ask(old, name_old)
             to.append(a)
             tn.append(b)
             ratios.append(b / a)

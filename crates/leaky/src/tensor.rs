@@ -16,7 +16,7 @@
 //! gemm) on a 2-core AVX2+FMA AMD EPYC, while `gemm` adds 28 crates to the dependency tree
 //! and about two minutes of clean build time.
 
-use ndarray::{Array, Array1, Array2, ArrayView2, ArrayViewMut2, Dimension, IxDyn, ShapeBuilder};
+use ndarray::{Array, Array1, Array2, ArrayView2, ArrayViewMut2, CowArray, Dimension, Ix2, IxDyn, ShapeBuilder};
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
 
@@ -103,6 +103,30 @@ fn tanh_slice_fast(xs: &mut [f32]) {
     }
 }
 
+/// [`tanh_slice_fast`] in 8-wide AVX2 + FMA vectors where the CPU has them (the baseline
+/// x86-64 build is 4-wide SSE2).
+fn tanh_slice_fast_dispatch(xs: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            // SAFETY: `tanh_slice_fast_avx2` is safe Rust compiled with the `avx2` and `fma`
+            // target features; it is sound to call on a CPU that has both, which the two
+            // run-time checks just above established.
+            unsafe { tanh_slice_fast_avx2(xs) };
+            return;
+        }
+    }
+    tanh_slice_fast(xs);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn tanh_slice_fast_avx2(xs: &mut [f32]) {
+    for v in xs {
+        *v = tanh_f32_fast(*v);
+    }
+}
+
 macro_rules! impl_float {
     ($t:ty, $name:literal, $gemm:path, $tanh:path) => {
         impl Float for $t {
@@ -163,7 +187,7 @@ macro_rules! impl_float {
     };
 }
 
-impl_float!(f32, "f32", matrixmultiply::sgemm, tanh_slice_fast);
+impl_float!(f32, "f32", matrixmultiply::sgemm, tanh_slice_fast_dispatch);
 impl_float!(f64, "f64", matrixmultiply::dgemm, tanh_slice_std);
 
 /// `a @ b`. `a`: (M, K), `b`: (K, N) -> (M, N). Transposed views (`x.t()`) are fine.
@@ -289,15 +313,14 @@ pub struct PackedRhs<F> {
     nr: usize,
     /// `ceil(N / NR)` panels of (K, NR), row-major inside a panel.
     panels: Vec<F>,
-    /// A packed in `M / 6` blocks of (K, 6), then one (K, `tail_mr(M % 6)`) block with zero
-    /// rows past M; reused across calls.
-    lhs: Vec<F>,
+    /// K zeros: the rows of A past M in the last, partly filled, tile.
+    zero_row: Vec<F>,
 }
 
 impl<F: Float> PackedRhs<F> {
     /// Pack `b`: (K, N), any strides (`w.t()` packs the transpose).
     pub fn new(b: ArrayView2<F>) -> Self {
-        let mut p = PackedRhs { k: 0, n: 0, nr: pack_nr::<F>(), panels: Vec::new(), lhs: Vec::new() };
+        let mut p = PackedRhs { k: 0, n: 0, nr: pack_nr::<F>(), panels: Vec::new(), zero_row: Vec::new() };
         p.pack(b);
         p
     }
@@ -310,6 +333,8 @@ impl<F: Float> PackedRhs<F> {
         self.n = n;
         self.panels.clear();
         self.panels.resize(n.div_ceil(nr) * k * nr, F::zero());
+        self.zero_row.clear();
+        self.zero_row.resize(k, F::zero());
         if k == 0 || n == 0 {
             return;
         }
@@ -350,45 +375,32 @@ impl<F: Float> PackedRhs<F> {
             }
             return;
         }
-        self.pack_lhs(a);
-        let contiguous = c.ncols() == 1 || c.strides()[1] == 1;
-        if !contiguous {
+        // Rows of A and C are read and written as slices; other layouts go through a copy.
+        let rows_contiguous = |cols: usize, col_stride: isize| cols <= 1 || col_stride == 1;
+        let a: CowArray<F, Ix2> = if rows_contiguous(a.ncols(), a.strides()[1]) {
+            a.into()
+        } else {
+            a.as_standard_layout().into_owned().into()
+        };
+        let a_rows: Vec<&[F]> = a.rows().into_iter().map(|r| r.to_slice().expect("rows with unit stride")).collect();
+        if rows_contiguous(c.ncols(), c.strides()[1]) {
+            self.mul_rows(&a_rows, c, beta);
+        } else {
             let mut tmp = Array2::zeros((m, n));
-            self.mul_packed(tmp.view_mut(), F::zero());
+            self.mul_rows(&a_rows, tmp.view_mut(), F::zero());
             if beta == F::zero() {
                 c.assign(&tmp);
             } else {
                 c.zip_mut_with(&tmp, |c, &t| *c = t + beta * *c);
             }
-            return;
-        }
-        self.mul_packed(c, beta);
-    }
-
-    /// Copy `a` (M, K) into `self.lhs` (see the field), a block of height `mr` holding
-    /// `block[kk * mr + r] = a[r0 + r, kk]`.
-    fn pack_lhs(&mut self, a: ArrayView2<F>) {
-        let (m, k) = a.dim();
-        let (full, tail) = (m / PACK_MR, tail_mr(m % PACK_MR));
-        self.lhs.clear();
-        self.lhs.resize((full * PACK_MR + tail) * k, F::zero());
-        let (body, rest) = self.lhs.split_at_mut(full * PACK_MR * k);
-        let blocks = body.chunks_exact_mut(k * PACK_MR).map(|b| (b, PACK_MR)).chain((tail > 0).then_some((rest, tail)));
-        for (blk, (block, mr)) in blocks.enumerate() {
-            let r0 = blk * PACK_MR;
-            for r in 0..mr.min(m - r0) {
-                for (kk, &v) in a.row(r0 + r).iter().enumerate() {
-                    block[kk * mr + r] = v;
-                }
-            }
         }
     }
 
-    /// `c = lhs B + beta c` with `lhs` packed and `c`'s rows contiguous.
-    fn mul_packed(&self, mut c: ArrayViewMut2<F>, beta: F) {
+    /// `c = a B + beta c` with the rows of A (each K long) and of `c` contiguous.
+    fn mul_rows(&self, a: &[&[F]], mut c: ArrayViewMut2<F>, beta: F) {
         let mut rows: Vec<&mut [F]> =
             c.rows_mut().into_iter().map(|r| r.into_slice().expect("rows with unit stride")).collect();
-        let job = PackedJob { lhs: &self.lhs, panels: &self.panels, k: self.k, n: self.n, beta };
+        let job = PackedJob { a, zero_row: &self.zero_row, panels: &self.panels, k: self.k, n: self.n, beta };
         if self.nr == 16 {
             run_packed::<F, 16>(&job, &mut rows);
         } else {
@@ -399,7 +411,10 @@ impl<F: Float> PackedRhs<F> {
 
 /// The operands of one packed product.
 struct PackedJob<'a, F> {
-    lhs: &'a [F],
+    /// The M rows of A, K values each.
+    a: &'a [&'a [F]],
+    /// K zeros.
+    zero_row: &'a [F],
     panels: &'a [F],
     k: usize,
     n: usize,
@@ -434,20 +449,26 @@ unsafe fn packed_kernel_avx2<F: Float, const NR: usize>(job: &PackedJob<F>, c: &
 #[inline(always)]
 fn packed_kernel<F: Float, const NR: usize, const FUSE: bool>(job: &PackedJob<F>, c: &mut [&mut [F]]) {
     let (k, n, m) = (job.k, job.n, c.len());
-    let full = m / PACK_MR;
-    let (body, tail) = job.lhs.split_at(full * PACK_MR * k);
+    let row = |i: usize| if i < m { &job.a[i][..k] } else { &job.zero_row[..k] };
     for (p, panel) in job.panels.chunks_exact(k * NR).enumerate() {
         let cols = (p * NR, NR.min(n - p * NR));
-        for (blk, a) in body.chunks_exact(k * PACK_MR).enumerate() {
-            let acc = register_tile::<F, PACK_MR, NR, FUSE>(a, panel);
-            write_tile(&acc, c, blk * PACK_MR, cols, job.beta);
+        let mut r0 = 0;
+        while r0 + PACK_MR <= m {
+            let a: [&[F]; PACK_MR] = std::array::from_fn(|r| row(r0 + r));
+            write_tile(&register_tile::<F, PACK_MR, NR, FUSE>(&a, panel), c, r0, cols, job.beta);
+            r0 += PACK_MR;
         }
-        let r0 = full * PACK_MR;
         match tail_mr(m - r0) {
             0 => {}
-            2 => write_tile(&register_tile::<F, 2, NR, FUSE>(tail, panel), c, r0, cols, job.beta),
-            4 => write_tile(&register_tile::<F, 4, NR, FUSE>(tail, panel), c, r0, cols, job.beta),
-            _ => write_tile(&register_tile::<F, PACK_MR, NR, FUSE>(tail, panel), c, r0, cols, job.beta),
+            2 => write_tile(&register_tile::<F, 2, NR, FUSE>(&[row(r0), row(r0 + 1)], panel), c, r0, cols, job.beta),
+            4 => {
+                let a: [&[F]; 4] = std::array::from_fn(|r| row(r0 + r));
+                write_tile(&register_tile::<F, 4, NR, FUSE>(&a, panel), c, r0, cols, job.beta);
+            }
+            _ => {
+                let a: [&[F]; PACK_MR] = std::array::from_fn(|r| row(r0 + r));
+                write_tile(&register_tile::<F, PACK_MR, NR, FUSE>(&a, panel), c, r0, cols, job.beta);
+            }
         }
     }
 }
@@ -473,16 +494,21 @@ fn write_tile<F: Float, const MR: usize, const NR: usize>(
     }
 }
 
-/// `a`: (K, MR) packed rows of A, `panel`: (K, NR) packed columns of B; returns the
+/// `a`: MR rows of A (K values each), `panel`: (K, NR) packed columns of B; returns the
 /// (MR, NR) product. Fixed-size arrays and independent accumulators so that LLVM keeps the
 /// tile in vector registers.
 #[inline(always)]
-fn register_tile<F: Float, const MR: usize, const NR: usize, const FUSE: bool>(a: &[F], panel: &[F]) -> [[F; NR]; MR] {
+fn register_tile<F: Float, const MR: usize, const NR: usize, const FUSE: bool>(
+    a: &[&[F]; MR],
+    panel: &[F],
+) -> [[F; NR]; MR] {
+    let k = panel.len() / NR;
+    let a: [&[F]; MR] = std::array::from_fn(|r| &a[r][..k]);
     let mut acc = [[F::zero(); NR]; MR];
-    for (ak, bk) in a.chunks_exact(MR).zip(panel.chunks_exact(NR)) {
-        let ak: &[F; MR] = ak.try_into().expect("MR values");
+    for (kk, bk) in panel.chunks_exact(NR).enumerate() {
         let bk: &[F; NR] = bk.try_into().expect("NR values");
-        for (acc_row, &av) in acc.iter_mut().zip(ak) {
+        for (acc_row, a_row) in acc.iter_mut().zip(&a) {
+            let av = a_row[kk];
             for (s, &bv) in acc_row.iter_mut().zip(bk) {
                 *s = if FUSE { av.mul_add(bv, *s) } else { av * bv + *s };
             }
@@ -559,6 +585,13 @@ mod tests {
         let mut xs = [0.5f32, -3.0, f32::NAN];
         f32::tanh_in_place(&mut xs);
         assert!((xs[0] as f64 - 0.5f64.tanh()).abs() < 2e-7 && xs[2].is_nan());
+        // The AVX2 build (where this CPU has it) and the baseline build agree to the last bit:
+        // the same operations in the same order, no fused multiply-adds in `tanh_f32_fast`.
+        let grid: Vec<f32> = (-1000..1000).map(|i| i as f32 * 0.0123).collect();
+        let (mut fast, mut base) = (grid.clone(), grid);
+        f32::tanh_in_place(&mut fast);
+        tanh_slice_fast(&mut base);
+        assert_eq!(fast, base);
         let mut ys = [0.5f64];
         f64::tanh_in_place(&mut ys);
         assert_eq!(ys[0], 0.5f64.tanh());
@@ -604,8 +637,9 @@ mod tests {
             close(&ct.t().to_owned(), &want, "column-major C");
             // The baseline (non-AVX) build of the kernel, which this machine would not pick.
             let mut got = c0.clone();
-            packed.pack_lhs(a.view());
-            let job = PackedJob { lhs: &packed.lhs, panels: &packed.panels, k, n, beta: F::one() };
+            let a_rows: Vec<&[F]> = a.rows().into_iter().map(|r| r.to_slice().unwrap()).collect();
+            let job =
+                PackedJob { a: &a_rows, zero_row: &packed.zero_row, panels: &packed.panels, k, n, beta: F::one() };
             let mut rows: Vec<&mut [F]> = got.rows_mut().into_iter().map(|r| r.into_slice().unwrap()).collect();
             if pack_nr::<F>() == 16 {
                 packed_kernel::<F, 16, false>(&job, &mut rows);

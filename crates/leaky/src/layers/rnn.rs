@@ -272,6 +272,9 @@ fn tanh_grad_row<F: Float>(da: &mut [F], dnext: &[F], dh: &[F], h: &[F]) -> f64 
         .zip(dh.chunks_exact(LANES))
         .zip(h.chunks_exact(LANES))
     {
+        let a: &mut [F; LANES] = a.try_into().expect("LANES values");
+        let (dn, d, ht): (&[F; LANES], &[F; LANES], &[F; LANES]) =
+            (dn.try_into().expect("LANES"), d.try_into().expect("LANES"), ht.try_into().expect("LANES"));
         for l in 0..LANES {
             let total = dn[l] + d[l];
             lanes[l] += total * total;
@@ -476,6 +479,8 @@ fn add_and_square<F: Float>(acc: &mut [F], add: &[F]) -> f64 {
     let whole = acc.len() / LANES * LANES;
     let (body, tail) = acc.split_at_mut(whole);
     for (a, d) in body.chunks_exact_mut(LANES).zip(add.chunks_exact(LANES)) {
+        let a: &mut [F; LANES] = a.try_into().expect("LANES values");
+        let d: &[F; LANES] = d.try_into().expect("LANES values");
         for l in 0..LANES {
             a[l] += d[l];
             lanes[l] += a[l] * a[l];
