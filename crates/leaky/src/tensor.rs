@@ -15,6 +15,9 @@
 //! 0.81..1.08 over four runs (geometric mean over all shapes 0.94..0.99; above 1 would favour
 //! gemm) on a 2-core AVX2+FMA AMD EPYC, while `gemm` adds 28 crates to the dependency tree
 //! and about two minutes of clean build time.
+//!
+//! The one exception is [`PackedRhs`]: a right-hand operand packed once and multiplied many
+//! times (the recurrent products of `layers::rnn`), which `matrixmultiply` cannot do.
 
 use ndarray::{Array, Array1, Array2, ArrayView2, ArrayViewMut2, CowArray, Dimension, Ix2, IxDyn, ShapeBuilder};
 use rand::{Rng, SeedableRng};
