@@ -75,7 +75,8 @@ def main():
     names = args.workloads or list(PAIRS)
     if not os.path.exists(VENV_PY):
         sys.exit("no venv: run scripts/bench/setup.sh first")
-    subprocess.run(["cargo", "bench", "-p", "leaky", "--bench", "steps", "--no-run"], cwd=ROOT, check=True)
+    if not os.environ.get("LEAKY_STEPS_BIN"):
+        subprocess.run(["cargo", "bench", "-p", "leaky", "--bench", "steps", "--no-run"], cwd=ROOT, check=True)
     print(f"load before: {uptime()}")
     rows = []
     for t in args.threads:
@@ -84,7 +85,12 @@ def main():
         clock = "cpu" if t == 1 else "wall"
         env = dict(os.environ, MATMUL_NUM_THREADS=str(t), OMP_NUM_THREADS=str(t), MKL_NUM_THREADS=str(t),
                    OPENBLAS_NUM_THREADS=str(t))
-        leaky = Server(["cargo", "bench", "-q", "-p", "leaky", "--bench", "steps", "--", "--serve"], env)
+        # LEAKY_STEPS_BIN=path runs an already built steps binary instead (e.g. a kept copy of
+        # an older build, to measure before and after against the same reference run).
+        steps_bin = os.environ.get("LEAKY_STEPS_BIN")
+        leaky_cmd = [steps_bin, "--serve"] if steps_bin else ["cargo", "bench", "-q", "-p", "leaky", "--bench",
+                                                               "steps", "--", "--serve"]
+        leaky = Server(leaky_cmd, env)
         ref = Server([VENV_PY, os.path.join(ROOT, "scripts", "bench", "reference.py"), "--serve",
                       "--threads", str(t)], env)
         for name in names:

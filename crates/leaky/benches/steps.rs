@@ -10,6 +10,7 @@
 //! | `seq_rnn`, `seq_rnn_doctor` | a whole `SeqModel` step (RNN + regression head, as `fit_seq`) without / with the doctor |
 //! | `conv` | conv 3x3 1->8, ReLU, conv 3x3 8->16, ReLU, 2x2 max pool, affine 3136->10, softmax, SGD; 28x28, batch 64 |
 //! | `gemm128` .. `gemm1024` | one square f32 product C = A B |
+//! | `recur_gemm`, `recur_packed` | the 100 recurrent products of one LSTM step (50 x `h Wh`, (32, 128) x (128, 512), and 50 x `da Wh^T`, (32, 512) x (512, 128)) by `Float::gemm` (matrixmultiply) and by `PackedRhs` (Wh and Wh^T packed once per step) |
 //!
 //! Method (both sides): a trial runs `WARMUP` untimed steps, then `REPS` timed steps and
 //! reports the median wall time of a step and the mean on-CPU time of the thread per step;
@@ -36,9 +37,9 @@ use leaky::losses::Loss;
 use leaky::nn::seq::{Cell, SeqBatch, SeqBatchInput, SeqModel, SeqOutput, SeqSpec};
 use leaky::nn::{Activation, MlpSpec, Mode, NoProbe, Probe, Sequential};
 use leaky::optim::{global_norm, update, Rule, Slots, UpdateConfig};
-use leaky::tensor::{randn, rng, Float, Init, Tensor};
+use leaky::tensor::{randn, rng, Float, Init, PackedRhs, Tensor};
 use leaky::train::{NoObserver, Observer, SeqObserver, StepInfo};
-use ndarray::{Array1, Array2, Array3, IxDyn};
+use ndarray::{s, Array1, Array2, Array3, IxDyn};
 use std::io::BufRead;
 use std::time::Instant;
 
@@ -197,6 +198,36 @@ fn seq_rnn(doctor: bool) -> Step {
     })
 }
 
+/// The recurrent products of one LSTM step (N = 32, H = 128, G = 4H, T = 50), by
+/// matrixmultiply or by `PackedRhs`.
+fn recurrent_products(packed: bool) -> Step {
+    let (n, t, h, g) = (32, 50, 128, 512);
+    let mut r = rng(0);
+    let wh: Array2<f32> = randn((h, g), (1.0 / h as f64).sqrt(), &mut r);
+    let hs: Array3<f32> = randn((n, t, h), 1.0, &mut r);
+    let das: Array3<f32> = randn((n, t, g), 1.0, &mut r);
+    let mut gates: Array3<f32> = Array3::zeros((n, t, g));
+    let mut dh: Array2<f32> = Array2::zeros((n, h));
+    Box::new(move || {
+        let mut acc = 0.0f32;
+        if packed {
+            let (mut fwd, mut bwd) = (PackedRhs::new(wh.view()), PackedRhs::new(wh.t()));
+            for s in 0..t {
+                fwd.mul_into(hs.slice(s![.., s, ..]), 1.0, gates.slice_mut(s![.., s, ..]));
+                bwd.mul_into(das.slice(s![.., s, ..]), 0.0, dh.view_mut());
+                acc += dh[[0, 0]];
+            }
+        } else {
+            for s in 0..t {
+                f32::gemm(1.0, hs.slice(s![.., s, ..]), wh.view(), 1.0, gates.slice_mut(s![.., s, ..]));
+                f32::gemm(1.0, das.slice(s![.., s, ..]), wh.t(), 0.0, dh.view_mut());
+                acc += dh[[0, 0]];
+            }
+        }
+        (acc + gates[[0, 0, 0]]) as f64
+    })
+}
+
 fn gemm(n: usize) -> Step {
     let mut r = rng(0);
     let a: Array2<f32> = randn((n, n), 1.0, &mut r);
@@ -221,6 +252,8 @@ const WORKLOADS: &[&str] = &[
     "gemm256",
     "gemm512",
     "gemm1024",
+    "recur_gemm",
+    "recur_packed",
 ];
 
 fn make(name: &str) -> Option<Step> {
@@ -236,6 +269,8 @@ fn make(name: &str) -> Option<Step> {
         "gemm256" => gemm(256),
         "gemm512" => gemm(512),
         "gemm1024" => gemm(1024),
+        "recur_gemm" => recurrent_products(false),
+        "recur_packed" => recurrent_products(true),
         _ => return None,
     })
 }
@@ -246,6 +281,7 @@ fn flops(name: &str) -> Option<f64> {
     let mlp = 2.0 * 128.0 * (784.0 * 512.0 + 512.0 * 256.0 + 256.0 * 10.0);
     match name {
         "mlp" | "mlp_doctor" => Some(3.0 * mlp),
+        "recur_gemm" | "recur_packed" => Some(2.0 * 2.0 * 50.0 * 32.0 * 128.0 * 512.0),
         _ => name.strip_prefix("gemm").and_then(|n| n.parse::<f64>().ok()).map(|n| 2.0 * n * n * n),
     }
 }

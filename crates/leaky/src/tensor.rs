@@ -15,8 +15,11 @@
 //! 0.81..1.08 over four runs (geometric mean over all shapes 0.94..0.99; above 1 would favour
 //! gemm) on a 2-core AVX2+FMA AMD EPYC, while `gemm` adds 28 crates to the dependency tree
 //! and about two minutes of clean build time.
+//!
+//! The one exception is [`PackedRhs`]: a right-hand operand packed once and multiplied many
+//! times (the recurrent products of `layers::rnn`), which `matrixmultiply` cannot do.
 
-use ndarray::{Array, Array1, Array2, ArrayView2, ArrayViewMut2, Dimension, IxDyn, ShapeBuilder};
+use ndarray::{Array, Array1, Array2, ArrayView2, ArrayViewMut2, CowArray, Dimension, Ix2, IxDyn, ShapeBuilder};
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
 
@@ -103,6 +106,30 @@ fn tanh_slice_fast(xs: &mut [f32]) {
     }
 }
 
+/// [`tanh_slice_fast`] in 8-wide AVX2 + FMA vectors where the CPU has them (the baseline
+/// x86-64 build is 4-wide SSE2).
+fn tanh_slice_fast_dispatch(xs: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            // SAFETY: `tanh_slice_fast_avx2` is safe Rust compiled with the `avx2` and `fma`
+            // target features; it is sound to call on a CPU that has both, which the two
+            // run-time checks just above established.
+            unsafe { tanh_slice_fast_avx2(xs) };
+            return;
+        }
+    }
+    tanh_slice_fast(xs);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn tanh_slice_fast_avx2(xs: &mut [f32]) {
+    for v in xs {
+        *v = tanh_f32_fast(*v);
+    }
+}
+
 macro_rules! impl_float {
     ($t:ty, $name:literal, $gemm:path, $tanh:path) => {
         impl Float for $t {
@@ -163,7 +190,7 @@ macro_rules! impl_float {
     };
 }
 
-impl_float!(f32, "f32", matrixmultiply::sgemm, tanh_slice_fast);
+impl_float!(f32, "f32", matrixmultiply::sgemm, tanh_slice_fast_dispatch);
 impl_float!(f64, "f64", matrixmultiply::dgemm, tanh_slice_std);
 
 /// `a @ b`. `a`: (M, K), `b`: (K, N) -> (M, N). Transposed views (`x.t()`) are fine.
@@ -246,6 +273,253 @@ pub fn permutation(n: usize, rng: &mut impl Rng) -> Vec<usize> {
     idx
 }
 
+// ---------------------------------------------------------------------------------------
+// a right-hand operand packed once for many products (the recurrent products of RNN/LSTM)
+// ---------------------------------------------------------------------------------------
+
+/// Rows of the register tile of [`PackedRhs::mul_into`] (the last M % 6 rows use a 2- or
+/// 4-row tile).
+const PACK_MR: usize = 6;
+
+/// The tile height used for the last `rem` (1..6) rows.
+fn tail_mr(rem: usize) -> usize {
+    match rem {
+        0 => 0,
+        1 | 2 => 2,
+        3 | 4 => 4,
+        _ => PACK_MR,
+    }
+}
+
+/// Columns of the register tile for element type `F`: two 256-bit vectors per row (16 f32
+/// or 8 f64), so a 6-row tile keeps twelve AVX accumulators in registers (enough independent
+/// FMA chains to cover the FMA latency), plus two for B and one broadcast of A.
+fn pack_nr<F>() -> usize {
+    64 / std::mem::size_of::<F>()
+}
+
+/// A right-hand matrix B (K, N) arranged once for many products `C = A B + beta C` with
+/// different left operands A (M, K).
+///
+/// Why it exists: a recurrent layer multiplies its hidden state by the same `Wh` at every
+/// time step (50 products per pass in the benchmarks), and `matrixmultiply` re-packs B into
+/// its panel layout on every call, which was 20% of an LSTM training step. Here B is laid out
+/// once per training step as column panels of `NR` columns (zero-padded to a whole panel),
+/// each panel K rows of `NR` contiguous values, and [`PackedRhs::mul_into`] runs a small
+/// register-tiled kernel (6 rows x `NR` columns, K accumulated in registers) over it. The
+/// kernel is plain Rust that LLVM vectorises; on x86-64 with AVX2 and FMA detected at run
+/// time the same code is compiled for those features, elsewhere for the baseline target.
+#[derive(Clone, Debug)]
+pub struct PackedRhs<F> {
+    k: usize,
+    n: usize,
+    nr: usize,
+    /// `ceil(N / NR)` panels of (K, NR), row-major inside a panel.
+    panels: Vec<F>,
+    /// K zeros: the rows of A past M in the last, partly filled, tile.
+    zero_row: Vec<F>,
+}
+
+impl<F: Float> PackedRhs<F> {
+    /// Pack `b`: (K, N), any strides (`w.t()` packs the transpose).
+    pub fn new(b: ArrayView2<F>) -> Self {
+        let mut p = PackedRhs { k: 0, n: 0, nr: pack_nr::<F>(), panels: Vec::new(), zero_row: Vec::new() };
+        p.pack(b);
+        p
+    }
+
+    /// Re-pack `b`: (K, N) into the existing buffers (no allocation when the shape is unchanged).
+    pub fn pack(&mut self, b: ArrayView2<F>) {
+        let (k, n) = b.dim();
+        let nr = self.nr;
+        self.k = k;
+        self.n = n;
+        self.panels.clear();
+        self.panels.resize(n.div_ceil(nr) * k * nr, F::zero());
+        self.zero_row.clear();
+        self.zero_row.resize(k, F::zero());
+        if k == 0 || n == 0 {
+            return;
+        }
+        for (p, panel) in self.panels.chunks_exact_mut(k * nr).enumerate() {
+            let j0 = p * nr;
+            let width = nr.min(n - j0);
+            for (kk, row) in panel.chunks_exact_mut(nr).enumerate() {
+                for (j, v) in row[..width].iter_mut().enumerate() {
+                    *v = b[[kk, j0 + j]];
+                }
+            }
+        }
+    }
+
+    /// The packed matrix's shape (K, N).
+    pub fn dim(&self) -> (usize, usize) {
+        (self.k, self.n)
+    }
+
+    /// `c = a B + beta c`. `a`: (M, K), `c`: (M, N), any strides (rows that are not
+    /// contiguous in memory go through a copy). With `beta == 0` the old `c` is not read
+    /// (NaN there does not propagate), as in BLAS.
+    ///
+    /// Panics if the shapes do not fit.
+    pub fn mul_into(&mut self, a: ArrayView2<F>, beta: F, mut c: ArrayViewMut2<F>) {
+        let m = a.nrows();
+        let (k, n) = (self.k, self.n);
+        assert_eq!(a.ncols(), k, "PackedRhs::mul_into: A is {:?}, the packed B is ({k}, {n})", a.dim());
+        assert_eq!(c.dim(), (m, n), "PackedRhs::mul_into: C is {:?}, expected ({m}, {n})", c.dim());
+        if m == 0 || n == 0 {
+            return;
+        }
+        if k == 0 {
+            if beta == F::zero() {
+                c.fill(F::zero());
+            } else {
+                c.mapv_inplace(|v| v * beta);
+            }
+            return;
+        }
+        // Rows of A and C are read and written as slices; other layouts go through a copy.
+        let rows_contiguous = |cols: usize, col_stride: isize| cols <= 1 || col_stride == 1;
+        let a: CowArray<F, Ix2> = if rows_contiguous(a.ncols(), a.strides()[1]) {
+            a.into()
+        } else {
+            a.as_standard_layout().into_owned().into()
+        };
+        let a_rows: Vec<&[F]> = a.rows().into_iter().map(|r| r.to_slice().expect("rows with unit stride")).collect();
+        if rows_contiguous(c.ncols(), c.strides()[1]) {
+            self.mul_rows(&a_rows, c, beta);
+        } else {
+            let mut tmp = Array2::zeros((m, n));
+            self.mul_rows(&a_rows, tmp.view_mut(), F::zero());
+            if beta == F::zero() {
+                c.assign(&tmp);
+            } else {
+                c.zip_mut_with(&tmp, |c, &t| *c = t + beta * *c);
+            }
+        }
+    }
+
+    /// `c = a B + beta c` with the rows of A (each K long) and of `c` contiguous.
+    fn mul_rows(&self, a: &[&[F]], mut c: ArrayViewMut2<F>, beta: F) {
+        let mut rows: Vec<&mut [F]> =
+            c.rows_mut().into_iter().map(|r| r.into_slice().expect("rows with unit stride")).collect();
+        let job = PackedJob { a, zero_row: &self.zero_row, panels: &self.panels, k: self.k, n: self.n, beta };
+        if self.nr == 16 {
+            run_packed::<F, 16>(&job, &mut rows);
+        } else {
+            run_packed::<F, 8>(&job, &mut rows);
+        }
+    }
+}
+
+/// The operands of one packed product.
+struct PackedJob<'a, F> {
+    /// The M rows of A, K values each.
+    a: &'a [&'a [F]],
+    /// K zeros.
+    zero_row: &'a [F],
+    panels: &'a [F],
+    k: usize,
+    n: usize,
+    beta: F,
+}
+
+/// Dispatch: the AVX2 + FMA build of the kernel where the CPU has both, else the baseline one.
+fn run_packed<F: Float, const NR: usize>(job: &PackedJob<F>, c: &mut [&mut [F]]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            // SAFETY: `packed_kernel_avx2` is safe Rust compiled with the `avx2` and `fma`
+            // target features; its only requirement is that the CPU running it has them,
+            // which the two run-time checks just above established.
+            unsafe { packed_kernel_avx2::<F, NR>(job, c) };
+            return;
+        }
+    }
+    packed_kernel::<F, NR, false>(job, c);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn packed_kernel_avx2<F: Float, const NR: usize>(job: &PackedJob<F>, c: &mut [&mut [F]]) {
+    packed_kernel::<F, NR, true>(job, c);
+}
+
+/// For each panel of B, for each block of rows of A: one register tile
+/// `acc[r][j] = sum_k A[r, k] B[k, j]`, written to C. Panel-outer so that one (K, NR) panel
+/// stays in L1 while every row block streams past it. `FUSE` selects `mul_add` (one FMA
+/// instruction when compiled with `fma`; a slow library call without it).
+#[inline(always)]
+fn packed_kernel<F: Float, const NR: usize, const FUSE: bool>(job: &PackedJob<F>, c: &mut [&mut [F]]) {
+    let (k, n, m) = (job.k, job.n, c.len());
+    let row = |i: usize| if i < m { &job.a[i][..k] } else { &job.zero_row[..k] };
+    for (p, panel) in job.panels.chunks_exact(k * NR).enumerate() {
+        let cols = (p * NR, NR.min(n - p * NR));
+        let mut r0 = 0;
+        while r0 + PACK_MR <= m {
+            let a: [&[F]; PACK_MR] = std::array::from_fn(|r| row(r0 + r));
+            write_tile(&register_tile::<F, PACK_MR, NR, FUSE>(&a, panel), c, r0, cols, job.beta);
+            r0 += PACK_MR;
+        }
+        match tail_mr(m - r0) {
+            0 => {}
+            2 => write_tile(&register_tile::<F, 2, NR, FUSE>(&[row(r0), row(r0 + 1)], panel), c, r0, cols, job.beta),
+            4 => {
+                let a: [&[F]; 4] = std::array::from_fn(|r| row(r0 + r));
+                write_tile(&register_tile::<F, 4, NR, FUSE>(&a, panel), c, r0, cols, job.beta);
+            }
+            _ => {
+                let a: [&[F]; PACK_MR] = std::array::from_fn(|r| row(r0 + r));
+                write_tile(&register_tile::<F, PACK_MR, NR, FUSE>(&a, panel), c, r0, cols, job.beta);
+            }
+        }
+    }
+}
+
+/// `c[r0 + r][j0 + j] = acc[r][j] + beta c[..]` for the rows that exist and `j < width`.
+#[inline(always)]
+fn write_tile<F: Float, const MR: usize, const NR: usize>(
+    acc: &[[F; NR]; MR],
+    c: &mut [&mut [F]],
+    r0: usize,
+    (j0, width): (usize, usize),
+    beta: F,
+) {
+    for (acc_row, c_row) in acc.iter().zip(&mut c[r0..]) {
+        let out = &mut c_row[j0..j0 + width];
+        if beta == F::zero() {
+            out.copy_from_slice(&acc_row[..width]);
+        } else {
+            for (o, &v) in out.iter_mut().zip(&acc_row[..width]) {
+                *o = v + beta * *o;
+            }
+        }
+    }
+}
+
+/// `a`: MR rows of A (K values each), `panel`: (K, NR) packed columns of B; returns the
+/// (MR, NR) product. Fixed-size arrays and independent accumulators so that LLVM keeps the
+/// tile in vector registers.
+#[inline(always)]
+fn register_tile<F: Float, const MR: usize, const NR: usize, const FUSE: bool>(
+    a: &[&[F]; MR],
+    panel: &[F],
+) -> [[F; NR]; MR] {
+    let k = panel.len() / NR;
+    let a: [&[F]; MR] = std::array::from_fn(|r| &a[r][..k]);
+    let mut acc = [[F::zero(); NR]; MR];
+    for (kk, bk) in panel.chunks_exact(NR).enumerate() {
+        let bk: &[F; NR] = bk.try_into().expect("NR values");
+        for (acc_row, a_row) in acc.iter_mut().zip(&a) {
+            let av = a_row[kk];
+            for (s, &bv) in acc_row.iter_mut().zip(bk) {
+                *s = if FUSE { av.mul_add(bv, *s) } else { av * bv + *s };
+            }
+        }
+    }
+    acc
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -314,9 +588,99 @@ mod tests {
         let mut xs = [0.5f32, -3.0, f32::NAN];
         f32::tanh_in_place(&mut xs);
         assert!((xs[0] as f64 - 0.5f64.tanh()).abs() < 2e-7 && xs[2].is_nan());
+        // The AVX2 build (where this CPU has it) and the baseline build agree to the last bit:
+        // the same operations in the same order, no fused multiply-adds in `tanh_f32_fast`.
+        let grid: Vec<f32> = (-1000..1000).map(|i| i as f32 * 0.0123).collect();
+        let (mut fast, mut base) = (grid.clone(), grid);
+        f32::tanh_in_place(&mut fast);
+        tanh_slice_fast(&mut base);
+        assert_eq!(fast, base);
         let mut ys = [0.5f64];
         f64::tanh_in_place(&mut ys);
         assert_eq!(ys[0], 0.5f64.tanh());
+    }
+
+    /// `PackedRhs::mul_into` against `Float::gemm` (matrixmultiply) with beta 0 and 1, on
+    /// shapes that are not multiples of the 4 x NR tile, with a transposed B, a strided A and
+    /// a C whose rows are not contiguous.
+    fn check_packed<F: Float>(tol: f64) {
+        let mut r = rng(7);
+        for &(m, k, n) in
+            &[(1usize, 1usize, 1usize), (3, 5, 7), (5, 17, 9), (32, 128, 128), (7, 33, 41), (10, 2, 17), (12, 3, 8)]
+        {
+            let a: Array2<F> = randn((m, k), 1.0, &mut r);
+            let b: Array2<F> = randn((k, n), 1.0, &mut r);
+            let c0: Array2<F> = randn((m, n), 1.0, &mut r);
+            let mut want = c0.clone();
+            F::gemm(F::one(), a.view(), b.view(), F::one(), want.view_mut());
+            let scale = want.iter().fold(1.0f64, |s, v| s.max(v.to_f64c().abs()));
+            let close = |got: &Array2<F>, want: &Array2<F>, what: &str| {
+                let worst = got.iter().zip(want).fold(0.0f64, |w, (g, e)| w.max((g.to_f64c() - e.to_f64c()).abs()));
+                assert!(worst <= tol * scale, "{} {what} ({m}, {k}, {n}): max diff {worst:e}", F::NAME);
+            };
+            let mut packed = PackedRhs::new(b.view());
+            assert_eq!(packed.dim(), (k, n));
+            let mut got = c0.clone();
+            packed.mul_into(a.view(), F::one(), got.view_mut());
+            close(&got, &want, "beta 1");
+            // beta 0 ignores C, even NaN.
+            let mut got = Array2::from_elem((m, n), F::nan());
+            packed.mul_into(a.view(), F::zero(), got.view_mut());
+            close(&got, &matmul(a.view(), b.view()), "beta 0");
+            // B given as a transposed view, A as a transposed (column-major) copy.
+            let bt = b.t().to_owned();
+            let at = a.t().to_owned();
+            let mut packed_t = PackedRhs::new(bt.t());
+            let mut got = c0.clone();
+            packed_t.mul_into(at.t(), F::one(), got.view_mut());
+            close(&got, &want, "transposed operands");
+            // C with non-contiguous rows (a transposed view).
+            let mut ct = c0.t().to_owned();
+            packed.mul_into(a.view(), F::one(), ct.view_mut().reversed_axes());
+            close(&ct.t().to_owned(), &want, "column-major C");
+            // The baseline (non-AVX) build of the kernel, which this machine would not pick.
+            let mut got = c0.clone();
+            let a_rows: Vec<&[F]> = a.rows().into_iter().map(|r| r.to_slice().unwrap()).collect();
+            let job =
+                PackedJob { a: &a_rows, zero_row: &packed.zero_row, panels: &packed.panels, k, n, beta: F::one() };
+            let mut rows: Vec<&mut [F]> = got.rows_mut().into_iter().map(|r| r.into_slice().unwrap()).collect();
+            if pack_nr::<F>() == 16 {
+                packed_kernel::<F, 16, false>(&job, &mut rows);
+            } else {
+                packed_kernel::<F, 8, false>(&job, &mut rows);
+            }
+            close(&got, &want, "baseline kernel");
+        }
+        // Re-packing a new B into the same buffers, and the empty inner dimension.
+        let b: Array2<F> = randn((6, 10), 1.0, &mut r);
+        let a: Array2<F> = randn((3, 6), 1.0, &mut r);
+        let mut packed = PackedRhs::new(Array2::<F>::zeros((4, 4)).view());
+        packed.pack(b.view());
+        let mut got = Array2::zeros((3, 10));
+        packed.mul_into(a.view(), F::zero(), got.view_mut());
+        let want = matmul(a.view(), b.view());
+        assert!(got.iter().zip(&want).all(|(g, w)| (g.to_f64c() - w.to_f64c()).abs() <= tol * 10.0));
+        let mut empty = PackedRhs::new(Array2::<F>::zeros((0, 3)).view());
+        let mut c = Array2::from_elem((2, 3), F::nan());
+        empty.mul_into(Array2::<F>::zeros((2, 0)).view(), F::zero(), c.view_mut());
+        assert!(c.iter().all(|&v| v == F::zero()));
+    }
+
+    #[test]
+    fn packed_rhs_matches_gemm_f64() {
+        check_packed::<f64>(1e-13);
+    }
+
+    #[test]
+    fn packed_rhs_matches_gemm_f32() {
+        check_packed::<f32>(1e-5);
+    }
+
+    #[test]
+    #[should_panic(expected = "PackedRhs::mul_into: A is (2, 5), the packed B is (4, 3)")]
+    fn packed_rhs_rejects_a_mismatched_inner_dimension() {
+        let mut packed = PackedRhs::new(Array2::<f64>::zeros((4, 3)).view());
+        packed.mul_into(Array2::zeros((2, 5)).view(), 0.0, Array2::zeros((2, 3)).view_mut());
     }
 
     #[test]

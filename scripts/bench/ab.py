@@ -1,0 +1,74 @@
+#!/usr/bin/env python3
+"""Before/after: two builds of leaky's step bench (crates/leaky/benches/steps.rs), interleaved.
+
+    cargo bench -p leaky --bench steps --no-run        # prints the binary's path
+    cp target/release/deps/steps-<hash> /tmp/steps-old # keep the old build
+    ... change code, build again ...
+    python3 scripts/bench/ab.py /tmp/steps-old target/release/deps/steps-<hash> --rounds 15 rnn lstm
+
+Both binaries run as `--serve` servers with MATMUL_NUM_THREADS=1; each round asks each side
+for one trial (3 warm-up steps, then 10 timed steps; the figure is the mean on-CPU time per
+step of the computing thread), alternating which side goes first. The table gives the median
+of the pairwise ratios new/old with [min, max] and the median times; below 1 means the new
+build is faster. No Python packages needed. A workload written `A=B` runs workload A on the
+old binary and B on the new one (give the same binary twice to compare two workloads, e.g.
+`recur_gemm=recur_packed`).
+"""
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+
+
+def ask(p, name):
+    p.stdin.write(name + "\n")
+    p.stdin.flush()
+    line = p.stdout.readline().strip()
+    if not line or line.startswith("error"):
+        sys.exit(f"server failed on {name}: {line!r}")
+    wall, cpu = (float(v) for v in line.split())
+    return cpu if cpu > 0 else wall
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("old")
+    ap.add_argument("new")
+    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("workloads", nargs="+")
+    args = ap.parse_args()
+    env = dict(os.environ, MATMUL_NUM_THREADS="1")
+    up = lambda: subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    print(f"load before: {up()}")
+    servers = [subprocess.Popen([b, "--serve"], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                bufsize=1) for b in (args.old, args.new)]
+    old, new = servers
+    print("| workload | old ms/step | new ms/step | ratio new/old, median [min, max] | speed-up |")
+    print("|---|---:|---:|---:|---:|")
+    for name in args.workloads:
+        name_old, _, name_new = name.partition("=")
+        name_new = name_new or name_old
+        to, tn, ratios = [], [], []
+        for r in range(args.rounds):
+            if r % 2 == 0:
+                a = ask(old, name_old)
+                b = ask(new, name_new)
+            else:
+                b = ask(new, name_new)
+                a = ask(old, name_old)
+            to.append(a)
+            tn.append(b)
+            ratios.append(b / a)
+        med = statistics.median(ratios)
+        print(f"| {name} | {statistics.median(to):.3f} | {statistics.median(tn):.3f} | {med:.3f} "
+              f"[{min(ratios):.3f}, {max(ratios):.3f}] | {1 / med:.2f}x |", flush=True)
+    for p in servers:
+        p.stdin.close()
+        p.wait()
+    print(f"load after: {up()}")
+
+
+if __name__ == "__main__":
+    main()
