@@ -62,6 +62,8 @@ pub struct Doctor {
     snapshot: Option<Box<dyn std::any::Any>>,
     /// Loss of every step, for reports.
     pub losses: Vec<f64>,
+    /// Layers the last forward pass went through (set by `after_forward`).
+    forward_layers: usize,
     init_loss_scale: f64,
 }
 
@@ -80,6 +82,7 @@ impl Doctor {
             snapshot_step: None,
             snapshot: None,
             losses: Vec::new(),
+            forward_layers: 0,
             init_loss_scale: 1.0,
         }
     }
@@ -297,7 +300,14 @@ impl<F: Float> Probe<F> for Doctor {
     }
 
     fn after_forward(&mut self, index: usize, layer: &dyn Layer<F>, out: &Tensor<F>) {
-        self.scan_finite(Pass::Forward, index, layer, out);
+        // The last call of the forward pass leaves the number of layers here.
+        self.forward_layers = index + 1;
+        // A layer that keeps finite values finite gets its input from a scanned layer (the
+        // one below, or by induction the first non-preserving one below it): nothing new to
+        // find in its output. Layer 0's input is the data, which the probe does not see.
+        if !(layer.preserves_finite() && index > 0) {
+            self.scan_finite(Pass::Forward, index, layer, out);
+        }
         if !self.sampling {
             return;
         }
@@ -310,7 +320,11 @@ impl<F: Float> Probe<F> for Doctor {
     }
 
     fn after_backward(&mut self, index: usize, layer: &dyn Layer<F>, dx: &Tensor<F>) {
-        self.scan_finite(Pass::Backward, index, layer, dx);
+        // Backward: `dout` of layer i is the scanned `dx` of layer i + 1, except for the last
+        // layer, whose `dout` comes from the loss.
+        if !(layer.preserves_finite() && index + 1 < self.forward_layers) {
+            self.scan_finite(Pass::Backward, index, layer, dx);
+        }
         if !self.sampling {
             return;
         }
@@ -394,6 +408,51 @@ mod tests {
     fn blobs() -> Dataset {
         let x = Array2::from_shape_fn((200, 4), |(i, j)| ((i * 7 + j * 3) % 11) as f32 / 5.0 - 1.0 + (i % 2) as f32);
         Dataset { name: "t".into(), x, y: (0..200).map(|i| i % 2).collect(), classes: 2, feature_shape: vec![4] }
+    }
+
+    /// The always-on scan skips layers that keep finite values finite, but still finds the
+    /// first NaN/Inf where it arises: in the forward pass at the affine layer whose weights
+    /// overflow (not at the ReLU after it), and in the backward pass at the last layer even
+    /// when that layer is an activation (its `dout` comes from the loss, not a scanned layer).
+    #[test]
+    fn first_non_finite_is_found_where_it_arises() {
+        use crate::layers::activation::Nonlinearity;
+        use crate::layers::affine::Affine;
+        let data = blobs();
+        let (x, _) = crate::train::batch::<f32>(&data, &[0, 1, 2, 3]);
+        let spec = MlpSpec {
+            input_dim: 4,
+            hidden: vec![8, 8],
+            output_dim: 2,
+            activation: Activation::Relu,
+            init: Init::He,
+            bias_init: 0.1,
+            batchnorm: false,
+            dropout_keep: None,
+        };
+        // Layers: 0 affine, 1 relu, 2 affine, 3 relu, 4 affine. Layer 2's weights overflow f32.
+        let mut model = spec.build::<f32>(0);
+        model.layers[2].params_mut()[0].value.fill(1e38);
+        let mut doc = Doctor::new(DoctorConfig::default(), Loss::Softmax, 2);
+        let probe = Observer::<f32>::probe(&mut doc, 5).expect("the doctor probes");
+        model.forward_probed(x.clone(), Mode::Train, probe);
+        let nf = doc.stats.non_finite.clone().expect("an overflow");
+        assert_eq!((nf.layer_index, nf.pass, nf.step), (Some(2), Pass::Forward, 5));
+        assert_eq!(nf.layer_kind, "affine");
+
+        // affine -> sigmoid (last): a NaN gradient from the loss is reported at the sigmoid.
+        let mut r = crate::tensor::rng(0);
+        let mut net = Sequential::<f32>::new();
+        net.layers.push(Box::new(Affine::new(4, 3, Init::Xavier, 0.0, &mut r)));
+        net.layers.push(Box::new(Nonlinearity::new(Activation::Sigmoid)));
+        let mut doc = Doctor::new(DoctorConfig::default(), Loss::Softmax, 2);
+        let probe = Observer::<f32>::probe(&mut doc, 0).expect("the doctor probes");
+        let out = net.forward_probed(x, Mode::Train, probe);
+        let probe = Observer::<f32>::probe(&mut doc, 0).expect("the doctor probes");
+        net.backward_probed(out.mapv(|_| f32::NAN), probe);
+        let nf = doc.stats.non_finite.clone().expect("a NaN gradient");
+        assert_eq!((nf.layer_index, nf.pass), (Some(1), Pass::Backward));
+        assert_eq!(nf.layer_kind, "sigmoid");
     }
 
     /// Wh is decomposed on samples 0, 10, 20, ... only; the samples between carry the

@@ -105,9 +105,16 @@ impl Histogram {
             self.above += 1;
         } else {
             let n = self.counts.len();
-            let i = ((v - self.lo) / (self.hi - self.lo) * n as f64) as usize;
+            let i = ((v - self.lo) * self.bins_per_unit()) as usize;
             self.counts[i.min(n - 1)] += 1;
         }
+    }
+
+    /// Bins per unit of value, `bins / (hi - lo)`: a value's bin is `(v - lo) * this`
+    /// (one multiplication per value instead of a division).
+    #[inline]
+    fn bins_per_unit(&self) -> f64 {
+        self.counts.len() as f64 / (self.hi - self.lo)
     }
 
     /// All values counted.
@@ -307,7 +314,7 @@ impl ActivationAccumulator {
         let shift = *self.shift.get_or_insert(first.to_f64c());
         let (mut sum, mut sum_sq, mut saturated, mut zeros, mut local) = (0.0, 0.0, 0, 0, 0.0);
         let h = &mut self.histogram;
-        let (lo, hi, bins) = (h.lo, h.hi, h.counts.len());
+        let (lo, hi, bins, scale) = (h.lo, h.hi, h.counts.len(), h.bins_per_unit());
         for v in s {
             let v = v.to_f64c();
             if v.is_nan() {
@@ -317,7 +324,7 @@ impl ActivationAccumulator {
             } else if v > hi {
                 h.above += 1;
             } else {
-                let i = ((v - lo) / (hi - lo) * bins as f64) as usize;
+                let i = ((v - lo) * scale) as usize;
                 h.counts[i.min(bins - 1)] += 1;
             }
             let d = v - shift;
@@ -861,6 +868,28 @@ mod tests {
             b.push(v);
         }
         assert!((b.finish(0, 0).act_std - 1.0).abs() < 1e-9);
+    }
+
+    /// Bin edges of the relu histogram [0, 5] in 20 bins of 0.25: a value on an edge goes to
+    /// the bin above it, `hi` itself to the last bin, values outside and NaN to their counters.
+    #[test]
+    fn histogram_bins_and_edges() {
+        let mut h = Histogram::for_kind("relu");
+        for v in [0.0, 0.2499, 0.25, 1.0, 4.99, 5.0, 5.01, -0.1, f64::NAN, f64::INFINITY] {
+            h.push(v);
+        }
+        assert_eq!(h.counts[0], 2, "0 and 0.2499");
+        assert_eq!(h.counts[1], 1, "0.25 starts bin 1");
+        assert_eq!(h.counts[4], 1, "1.0 starts bin 4");
+        assert_eq!(h.counts[19], 2, "4.99 and hi = 5");
+        assert_eq!((h.below, h.above, h.nan), (1, 2, 1));
+        assert_eq!(h.total(), 10);
+        // The tensor path bins the same way.
+        let mut a = ActivationAccumulator::new("relu");
+        let x: Tensor<f64> = Tensor::from_shape_vec(IxDyn(&[1, 6]), vec![0.0, 0.2499, 0.25, 1.0, 4.99, 5.0]).unwrap();
+        a.push_tensor(&x);
+        let s = a.finish(0, 0);
+        assert_eq!(&s.histogram.counts[..], &h.counts[..]);
     }
 
     #[test]

@@ -128,6 +128,10 @@ impl<F: Float> Layer<F> for Nonlinearity<F> {
         Some(self.kind.name())
     }
 
+    fn preserves_finite(&self) -> bool {
+        true
+    }
+
     fn forward(&mut self, x: Tensor<F>, _mode: Mode) -> Tensor<F> {
         let (out, rc, oc) = match self.kind {
             Activation::Relu => {

@@ -53,6 +53,17 @@ pub trait Layer<F: Float>: Send + Sync {
         self.kind().to_string()
     }
 
+    /// Whether the layer maps finite values to finite values in both passes, whatever its
+    /// state: finite input gives a finite output, and a finite `dout` a finite `dx`. True for
+    /// the elementwise nonlinearities (relu, leaky relu, sigmoid, tanh), whose outputs and
+    /// local gradients are bounded by their inputs (|relu(x)| <= |x|, sigmoid and tanh in
+    /// [-1, 1], local gradients in [0, 1]); false by default. The doctor's always-on NaN/Inf
+    /// scan skips such a layer when its input was scanned: a non-finite value in its output
+    /// must have been in its input already.
+    fn preserves_finite(&self) -> bool {
+        false
+    }
+
     /// Compute the output and keep what `backward` needs. Input/output shapes are the
     /// layer family's (see its module docs).
     fn forward(&mut self, x: Tensor<F>, mode: Mode) -> Tensor<F>;
