@@ -41,10 +41,10 @@ pub const HISTOGRAM_BINS: usize = 20;
 /// On a sampled step the doctor summarises about this many output values per layer (whole
 /// examples, evenly spread over the batch: [`ActivationAccumulator::push_rows`]), not the
 /// whole output. Streaming every value through the histogram was the largest part of the
-/// doctor's overhead on small networks (BENCHMARKS.md); 4096 values estimate a fraction
-/// with a standard error of at most 0.8% (sqrt(0.25 / 4096)) if the values were
+/// doctor's overhead on small networks (BENCHMARKS.md); 2048 values estimate a fraction
+/// with a standard error of at most 1.1% (sqrt(0.25 / 2048)) if the values were
 /// independent, and rows of one example are whole, so per-example structure is kept.
-pub const ACTIVATION_SAMPLE_VALUES: usize = 4096;
+pub const ACTIVATION_SAMPLE_VALUES: usize = 2048;
 
 /// The largest local gradient of an activation: 0.25 for sigmoid (z(1-z) at z = 1/2), 1 for
 /// tanh (1 - t^2 at t = 0), 1 for relu and leaky relu; `None` for other layer kinds.
@@ -262,7 +262,7 @@ impl ActivationAccumulator {
     ///
     /// This is what the doctor uses on sampled steps ([`ACTIVATION_SAMPLE_VALUES`]): the
     /// fractions it reports (saturated, zero) are means over elements, whose standard error
-    /// over a few thousand values is about 1%, far below the gaps between the sick and
+    /// over two thousand values is about 1%, far below the gaps between the sick and
     /// healthy examples.
     pub fn push_rows<F: Float>(&mut self, out: &Tensor<F>, max_values: usize) -> usize {
         let rows = out.shape().first().copied().unwrap_or(1).max(1);
