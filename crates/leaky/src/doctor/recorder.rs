@@ -405,6 +405,20 @@ mod tests {
     use crate::tensor::Init;
     use ndarray::Array2;
 
+    /// A ReLU MLP 4 -> hidden -> 2 with He init and every bias at `bias_init`.
+    fn relu_mlp(hidden: Vec<usize>, bias_init: f64) -> MlpSpec {
+        MlpSpec {
+            input_dim: 4,
+            hidden,
+            output_dim: 2,
+            activation: Activation::Relu,
+            init: Init::He,
+            bias_init,
+            batchnorm: false,
+            dropout_keep: None,
+        }
+    }
+
     fn blobs() -> Dataset {
         let x = Array2::from_shape_fn((200, 4), |(i, j)| ((i * 7 + j * 3) % 11) as f32 / 5.0 - 1.0 + (i % 2) as f32);
         Dataset { name: "t".into(), x, y: (0..200).map(|i| i % 2).collect(), classes: 2, feature_shape: vec![4] }
@@ -420,16 +434,7 @@ mod tests {
         use crate::layers::affine::Affine;
         let data = blobs();
         let (x, _) = crate::train::batch::<f32>(&data, &[0, 1, 2, 3]);
-        let spec = MlpSpec {
-            input_dim: 4,
-            hidden: vec![8, 8],
-            output_dim: 2,
-            activation: Activation::Relu,
-            init: Init::He,
-            bias_init: 0.1,
-            batchnorm: false,
-            dropout_keep: None,
-        };
+        let spec = relu_mlp(vec![8, 8], 0.1);
         // Layers: 0 affine, 1 relu, 2 affine, 3 relu, 4 affine. Layer 2's weights overflow f32.
         let mut model = spec.build::<f32>(0);
         model.layers[2].params_mut()[0].value.fill(1e38);
@@ -490,16 +495,7 @@ mod tests {
     #[test]
     fn dead_unit_count_equals_a_brute_force_count() {
         let data = blobs();
-        let spec = MlpSpec {
-            input_dim: 4,
-            hidden: vec![16, 8],
-            output_dim: 2,
-            activation: Activation::Relu,
-            init: Init::He,
-            bias_init: -0.8,
-            batchnorm: false,
-            dropout_keep: None,
-        };
+        let spec = relu_mlp(vec![16, 8], -0.8);
         let mut model = spec.build::<f64>(1);
         let mut doc = Doctor::new(DoctorConfig::default(), Loss::Softmax, 2);
         doc.dead_unit_pass(&mut model, &data);
