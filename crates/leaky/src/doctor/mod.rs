@@ -69,7 +69,7 @@ pub use stats::RecordedStats;
 /// then by step (findings without a step, about the data, first), then by code and place.
 pub fn diagnose(all: &RecordedStats) -> Vec<Finding> {
     let mut out = Vec::new();
-    out.extend(detectors::non_finite::detect(all.non_finite.as_ref()));
+    out.extend(detectors::non_finite::detect(all.non_finite.as_ref(), &all.global_norms));
     out.extend(detectors::unnormalized_input::detect(all.input.as_ref()));
     out.extend(detectors::bad_init_loss::detect(all.init_loss.as_ref()));
     out.extend(detectors::saturation::detect(&all.layers));

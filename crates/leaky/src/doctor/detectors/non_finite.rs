@@ -4,10 +4,12 @@
 
 use super::layer_where;
 use crate::doctor::finding::{Code, Finding, Severity};
-use crate::doctor::stats::{NonFinite, Pass};
+use crate::doctor::stats::{GlobalNormSample, NonFinite, Pass};
 
-/// The finding for the first non-finite value, if there was one.
-pub fn detect(first: Option<&NonFinite>) -> Option<Finding> {
+/// The finding for the first non-finite value, if there was one. `norms` (the global
+/// gradient norm before and after clipping, per sampled step) tells whether clipping is on:
+/// then the finding says clipping did not prevent it and does not suggest clipping.
+pub fn detect(first: Option<&NonFinite>, norms: &[GlobalNormSample]) -> Option<Finding> {
     let nf = first?;
     let where_ = match nf.layer_index {
         Some(i) => layer_where(i, &nf.layer_kind),
@@ -31,6 +33,20 @@ pub fn detect(first: Option<&NonFinite>) -> Option<Finding> {
             nf.op, nf.step
         ),
     };
+    let clipped = norms.iter().filter(|s| s.clipped()).count();
+    let mut why = why;
+    let mut fixes = vec![
+        "lower the learning rate (train.lr)",
+        "clip the gradient norm (train.clip_grad_norm = 5.0)",
+        "standardise inputs (data.normalize = true)",
+    ];
+    if clipped > 0 {
+        why.push_str(&format!(
+            " Gradient clipping was on (it cut the norm on {clipped} of {} sampled steps) and did not prevent it.",
+            norms.len()
+        ));
+        fixes.retain(|f| !f.contains("clip_grad_norm"));
+    }
     Some(
         Finding::new(Code::NonFinite, Severity::Error, where_, Some(nf.step), why)
             .with("pass", nf.pass.as_str())
@@ -39,11 +55,7 @@ pub fn detect(first: Option<&NonFinite>) -> Option<Finding> {
             .with("layer_index", nf.layer_index.map(|i| i as f64).unwrap_or(f64::NAN))
             .with("nan_count", nf.nan_count)
             .with("inf_count", nf.inf_count)
-            .fixes([
-                "lower the learning rate (train.lr)",
-                "clip the gradient norm (train.clip_grad_norm = 5.0)",
-                "standardise inputs (data.normalize = true)",
-            ]),
+            .fixes(fixes),
     )
 }
 
@@ -53,7 +65,7 @@ mod tests {
 
     #[test]
     fn reports_the_first_non_finite() {
-        assert!(detect(None).is_none());
+        assert!(detect(None, &[]).is_none());
         let nf = NonFinite {
             step: 12,
             pass: Pass::Backward,
@@ -63,7 +75,7 @@ mod tests {
             nan_count: 0,
             inf_count: 3,
         };
-        let f = detect(Some(&nf)).unwrap();
+        let f = detect(Some(&nf), &[]).unwrap();
         assert_eq!((f.code, f.severity, f.step), (Code::NonFinite, Severity::Error, Some(12)));
         assert_eq!(f.where_, "layer 2 (affine)");
         assert_eq!(f.text("pass"), Some("backward"));
@@ -78,9 +90,29 @@ mod tests {
             nan_count: 1,
             ..nf
         };
-        let f = detect(Some(&loss)).unwrap();
+        let f = detect(Some(&loss), &[]).unwrap();
         assert_eq!(f.where_, "loss");
         assert_eq!(f.evidence["layer_index"], serde_json::Value::Null);
         assert!(f.why.contains("NaN") && f.why.contains("forward"));
+    }
+
+    /// With clipping on, the finding says it did not prevent the NaN and drops the clip fix.
+    #[test]
+    fn clipping_on_is_said() {
+        let nf = NonFinite {
+            step: 3,
+            pass: Pass::Forward,
+            layer_index: Some(0),
+            layer_kind: "affine".into(),
+            op: "affine 4->2".into(),
+            nan_count: 1,
+            inf_count: 0,
+        };
+        let plain = detect(Some(&nf), &[]).unwrap();
+        assert!(plain.fix.iter().any(|f| f.contains("clip_grad_norm")));
+        let cut = GlobalNormSample { step: 0, before: 50.0, after: 1.0 };
+        let f = detect(Some(&nf), &[cut]).unwrap();
+        assert!(!f.fix.iter().any(|f| f.contains("clip_grad_norm")), "{:?}", f.fix);
+        assert!(f.why.contains("on 1 of 1 sampled steps) and did not prevent it"), "{}", f.why);
     }
 }
