@@ -150,6 +150,26 @@ impl Style {
 
 /// Print one finding: headline, evidence, why, ranked fixes. Evidence numbers read as in
 /// the HTML report ([`number`]).
+/// Print the "Diagnosis" heading and every finding; returns the counts line's start,
+/// `"E error(s), W warning(s), I info"`, for the caller to finish with its run's outcome.
+pub(crate) fn print_diagnosis(style: &Style, findings: &[Finding]) -> String {
+    println!();
+    println!("{}", style.paint("1", "Diagnosis"));
+    if findings.is_empty() {
+        println!("no findings: every probe is within its healthy range");
+    }
+    for f in findings {
+        print_finding(style, f);
+    }
+    let count = |s: Severity| findings.iter().filter(|f| f.severity == s).count();
+    format!(
+        "{} error(s), {} warning(s), {} info",
+        count(Severity::Error),
+        count(Severity::Warning),
+        count(Severity::Info)
+    )
+}
+
 pub(crate) fn print_finding(style: &Style, f: &Finding) {
     let step = f.step.map(|s| format!(" at step {s}")).unwrap_or_default();
     println!("{} {} in {}{step}", style.severity(f.severity), style.paint("1", f.code.as_str()), f.where_);
@@ -338,20 +358,9 @@ pub fn run(args: DoctorArgs) -> Result<(), Failure> {
     let Examined { doctor, report, train_len: dataset_len, .. } =
         examine(&exp, base, &watch).map_err(|e| anyhow!("{}: {e:#}", show(&args.file)))?;
     let findings = doctor.diagnose();
-    println!();
-    println!("{}", style.paint("1", "Diagnosis"));
-    if findings.is_empty() {
-        println!("no findings: every probe is within its healthy range");
-    }
-    for f in &findings {
-        print_finding(&style, f);
-    }
-    let count = |s: Severity| findings.iter().filter(|f| f.severity == s).count();
     println!(
-        "{} error(s), {} warning(s), {} info; {} steps on {} training examples; best val acc {:.2}%, best val loss {:.4}",
-        count(Severity::Error),
-        count(Severity::Warning),
-        count(Severity::Info),
+        "{}; {} steps on {} training examples; best val acc {:.2}%, best val loss {:.4}",
+        print_diagnosis(&style, &findings),
         report.steps,
         dataset_len,
         100.0 * if report.best_val_acc.is_finite() { report.best_val_acc } else { f64::NAN },

@@ -5,7 +5,7 @@
 //! `train.lr_decay` do not (the episodes are `rl.episodes`).
 
 use crate::config::{Experiment, ModelKind};
-use crate::doctor_cmd::{apply_settings, fix_settings, print_finding, DoctorArgs, Style};
+use crate::doctor_cmd::{apply_settings, fix_settings, print_diagnosis, print_finding, DoctorArgs, Style};
 use crate::train_cmd::TrainArgs;
 use crate::{show, Failure};
 use anyhow::{anyhow, bail};
@@ -258,20 +258,9 @@ pub fn run_doctor(args: &DoctorArgs, exp: &Experiment) -> Result<(), Failure> {
     }
     let style = Style { on: std::io::stdout().is_terminal() };
     let (findings, doctor, run) = examine(exp, args.sample_every, args.quiet).map_err(Failure::BadInput)?;
-    println!();
-    println!("{}", style.paint("1", "Diagnosis"));
-    if findings.is_empty() {
-        println!("no findings: every probe is within its healthy range");
-    }
-    for f in &findings {
-        print_finding(&style, f);
-    }
-    let count = |s: Severity| findings.iter().filter(|f| f.severity == s).count();
     println!(
-        "{} error(s), {} warning(s), {} info; {} updates over {} episodes; mean return {:.1} over the last {} episodes; zero-gradient samples {:.1}%",
-        count(Severity::Error),
-        count(Severity::Warning),
-        count(Severity::Info),
+        "{}; {} updates over {} episodes; mean return {:.1} over the last {} episodes; zero-gradient samples {:.1}%",
+        print_diagnosis(&style, &findings),
         run.updates,
         run.returns.len(),
         run.mean_last(50),
