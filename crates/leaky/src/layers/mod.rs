@@ -21,6 +21,7 @@ pub mod batchnorm;
 pub mod clip;
 pub mod conv;
 pub mod dropout;
+pub mod flatten;
 pub mod gather;
 pub mod layernorm;
 pub mod pool;
