@@ -118,7 +118,7 @@ fn metrics_json(out: &DemoOutcome) -> Value {
 /// Run `leaky demo`.
 pub fn run(args: DemoArgs) -> Result<(), Failure> {
     if let Some(p) = &args.json {
-        crate::train_cmd::check_output_path("--json", p)?;
+        crate::present::check_output_path("--json", p)?;
     }
     if args.seeds == 0 {
         return Err(Failure::BadInput(anyhow!("--seeds 0: must be at least 1")));

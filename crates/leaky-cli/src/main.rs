@@ -3,15 +3,13 @@
 //! Exit status: 0 success, 1 the run itself failed (e.g. the loss diverged, a gradient
 //! check failed), 2 bad input (a file, a key, a value).
 
-mod config;
 mod demo;
 mod demo_cmd;
 mod doctor_cmd;
-mod experiment;
 mod gradcheck_cmd;
 mod graph_cmd;
+mod present;
 mod report;
-mod rl_cmd;
 mod train_cmd;
 
 use clap::{Parser, Subcommand};

@@ -197,7 +197,7 @@ fn train_prints_the_run_header_of_each_trainer() {
         "[data]\ndataset = \"spiral\"\nval_fraction = 0.5\n[model]\nhidden = [8]\n[train]\nepochs = 1\nbatch_size = 32\noptimizer = \"sgd\"\nlr = 0.5\nclip_grad_norm = 2.0\n",
     );
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines[0], format!("{}: spiral (150 train / 150 val examples, 2 features, 3 classes)", mlp.display()));
+    assert_eq!(lines[0], format!("{}: spiral (150 train / 150 val examples of shape (2,), 3 classes)", mlp.display()));
     assert_eq!(lines[1], "model (51 parameters):");
     let training: Vec<&&str> = lines.iter().filter(|l| l.starts_with("training:")).collect();
     assert_eq!(training, [&"training: 1 epochs, batch 32, sgd lr 0.5, loss softmax"], "{out}");

@@ -109,11 +109,18 @@ fn doctor_prints_a_header_unless_quiet_and_names_the_file_on_bad_data() {
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
     let out = String::from_utf8_lossy(&o.stdout);
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines[0], format!("{}: spiral | affine 2->8 -> relu -> affine 8->3", exp.display()), "{out}");
-    assert!(lines[1].starts_with("epoch   1/1  loss "), "{out}");
+    // The same header as `leaky train`: data, the numbered model listing (the layer numbering
+    // of every finding), the training settings.
+    assert_eq!(
+        lines[0],
+        format!("{}: spiral (240 train / 60 val examples of shape (2,), 3 classes)", exp.display()),
+        "{out}"
+    );
+    assert_eq!(&lines[1..5], ["model (51 parameters):", " 0  affine 2->8", " 1  relu", " 2  affine 8->3"], "{out}");
+    assert!(lines[6].starts_with("epoch   1/1  loss "), "{out}");
     let o = run(&["--quiet"]);
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(!out.contains("spiral |") && !out.contains("epoch "), "{out}");
+    assert!(!out.contains("spiral (") && !out.contains("epoch "), "{out}");
     assert!(out.contains("Diagnosis"), "{out}");
     std::fs::write(&exp, "[data]\ndataset = \"csv:/nonexistent/x.csv\"\n").unwrap();
     expect_bad_input(&["doctor", exp.to_str().unwrap()], &[&format!("{}: ", exp.display()), "/nonexistent/x.csv"]);

@@ -27,6 +27,7 @@
 pub mod checks;
 pub mod data;
 pub mod doctor;
+pub mod experiment;
 pub mod gradcheck;
 pub mod graph;
 pub mod layers;

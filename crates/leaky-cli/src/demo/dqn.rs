@@ -11,11 +11,9 @@
 
 use super::{DemoOptions, DemoOutcome, Variant};
 use crate::report::{Chart, ChartKind, Section, Series, Table};
-use crate::rl_cmd::annotate;
-use leaky::doctor::{Code, Doctor, DoctorConfig, Finding, Severity};
-use leaky::losses::Loss;
-use leaky::nn::{Probe, Sequential};
-use leaky::rl::dqn::{train, DqnConfig, DqnObserver, DqnRun, TdLoss, UpdateInfo};
+use leaky::doctor::{Code, Finding, Severity};
+use leaky::experiment::{self, Experiment, RunOptions};
+use leaky::rl::dqn::{DqnRun, TdLoss};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -40,13 +38,16 @@ fn budget(opts: &DemoOptions) -> Budget {
     }
 }
 
-/// The demo's DQN: 4-64-64-2 ReLU, Adam 1e-3, batch 64, target copied every 250 steps,
-/// epsilon 1 -> 0.05 over 5000 steps, 500 steps before learning.
-fn config(loss: TdLoss, episodes: usize, seed: u64, reward_scale: f64) -> DqnConfig {
-    let mut cfg = DqnConfig::new(loss, episodes, seed);
-    cfg.target_update = 250;
-    cfg.reward_scale = reward_scale;
-    cfg
+/// The demo's DQN (`examples/dqn.toml`: 4-64-64-2 ReLU, Adam 1e-3, batch 64, target copied
+/// every 250 steps, epsilon 1 -> 0.05 over 5000 steps, 500 steps before learning) with this
+/// TD loss, budget, seed and reward scale.
+fn experiment(loss: TdLoss, episodes: usize, seed: u64, reward_scale: f64) -> Experiment {
+    let mut exp = experiment::parse(include_str!("../../../../examples/dqn.toml")).expect("examples/dqn.toml is valid");
+    exp.seed = seed;
+    exp.rl.td_loss = loss;
+    exp.rl.episodes = episodes;
+    exp.rl.reward_scale = reward_scale;
+    exp
 }
 
 /// One job: a loss, a seed, a reward scale.
@@ -63,27 +64,13 @@ struct Done {
     findings: Vec<Finding>,
 }
 
-struct Watch(Doctor);
-
-impl DqnObserver<f32> for Watch {
-    fn probe(&mut self, update: usize) -> Option<&mut dyn Probe<f32>> {
-        DqnObserver::<f32>::probe(&mut self.0, update)
-    }
-    fn on_update(&mut self, info: &UpdateInfo, model: &Sequential<f32>) {
-        DqnObserver::<f32>::on_update(&mut self.0, info, model);
-    }
-}
-
 fn run_job(job: Job, episodes: usize) -> Done {
-    let cfg = config(job.loss, episodes, job.seed, job.scale);
-    let loss = if job.loss == TdLoss::ClippedDelta { Loss::ClippedMse } else { Loss::Huber };
-    let mut watch = Watch(Doctor::new(DoctorConfig::default(), loss, 2));
-    let (_, run) = train::<f32>(&cfg, &mut watch);
-    let findings = annotate(watch.0.diagnose(), &watch.0)
-        .into_iter()
-        .map(|f| f.with("seed", job.seed).with("reward_scale", job.scale))
-        .collect();
-    Done { job, run, findings }
+    let exp = experiment(job.loss, episodes, job.seed, job.scale);
+    let result = experiment::run(&exp, std::path::Path::new("."), RunOptions::doctor(), &mut experiment::NoEvents)
+        .expect("the demo's DQN experiment is valid");
+    let findings =
+        result.findings.into_iter().map(|f| f.with("seed", job.seed).with("reward_scale", job.scale)).collect();
+    Done { job, run: result.dqn.expect("a DQN run"), findings }
 }
 
 /// Run every job on the available cores (at most 2 threads: the demo must leave the machine usable).

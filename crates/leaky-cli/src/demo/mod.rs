@@ -6,13 +6,11 @@ pub mod relu;
 pub mod rnn;
 pub mod sigmoid;
 
-use crate::config::{self, Experiment};
-use crate::doctor_cmd::{examine, Examined, Watch};
-use crate::experiment::train_config;
 use crate::report::{Chart, ChartKind, Section, Series, Table};
 use leaky::doctor::finding::{Code, Finding, Severity};
 use leaky::doctor::stats::{DeadUnitPass, LayerStats};
 use leaky::doctor::{Doctor, DoctorConfig};
+use leaky::experiment::{self, Experiment, RunOptions};
 use leaky::train::TrainReport;
 use serde_json::{json, Map, Value};
 use std::path::Path;
@@ -87,15 +85,16 @@ pub struct MlpRun {
 /// `quick` caps the epochs at `quick_epochs`) and train it with the doctor watching
 /// ([`examine`], as `leaky doctor` does), counting dead units before and after.
 pub fn run_mlp(toml: &str, opts: &DemoOptions, quick_epochs: usize) -> anyhow::Result<MlpRun> {
-    let mut exp = config::parse(toml)?;
+    let mut exp = experiment::parse(toml)?;
     exp.seed = opts.seed;
     if opts.quick {
         exp.train.epochs = exp.train.epochs.min(quick_epochs);
     }
-    let watch = Watch { sample_every: DoctorConfig::default().sample_every, live: None, dead_at_init: true };
-    let Examined { doctor, report, dead_at_init, .. } = examine(&exp, Path::new("."), &watch)?;
-    let findings = doctor.diagnose();
-    Ok(MlpRun { exp, doctor, report, findings, dead_at_init })
+    let ropts = RunOptions { doctor: Some(DoctorConfig::default()), dead_at_init: true };
+    let run = experiment::run(&exp, Path::new("."), ropts, &mut experiment::NoEvents)?;
+    let report = run.report.expect("a supervised run has a report");
+    let doctor = run.doctor.expect("the doctor was on");
+    Ok(MlpRun { exp, doctor, report, findings: run.findings, dead_at_init: run.dead_at_init })
 }
 
 /// The dead fraction over all units of all ReLU layers of one full pass.

@@ -7,9 +7,6 @@
 //! nothing is left); radius 3 can triple it (until tanh saturates).
 
 use super::*;
-use crate::experiment::{build_seq_model, prepare_seq};
-use leaky::losses::Loss;
-use leaky::train::fit_seq;
 
 /// Sequence length.
 pub const T: usize = 50;
@@ -33,18 +30,15 @@ struct SeqRun {
 
 /// Train the recurrent experiment `toml` with the doctor watching (`quick`: one epoch).
 fn train_seq(toml: &str, opts: &DemoOptions) -> anyhow::Result<SeqRun> {
-    let mut exp = config::parse(toml)?;
+    let mut exp = experiment::parse(toml)?;
     exp.seed = opts.seed;
     if opts.quick {
         exp.train.epochs = exp.train.epochs.min(1);
     }
-    let data = prepare_seq(&exp, Path::new("."))?;
-    let mut model = build_seq_model(&exp, &data)?;
-    let cfg = train_config(&exp);
-    let radius = model.whh_spectrum().0;
-    let mut doctor = Doctor::new(DoctorConfig::default(), Loss::Mse, 0);
-    let report = fit_seq(&mut model, &data.train, &data.val, &cfg, &mut doctor);
-    let findings = doctor.diagnose();
+    let run = experiment::run(&exp, Path::new("."), RunOptions::doctor(), &mut experiment::NoEvents)?;
+    let radius = run.whh_radius_init.unwrap_or(f64::NAN);
+    let (doctor, report, findings) =
+        (run.doctor.expect("the doctor was on"), run.report.expect("a supervised run has a report"), run.findings);
     let step0_norms = doctor.stats.bptt.first().map(|b| b.norms_per_t.clone()).unwrap_or_default();
     Ok(SeqRun { doctor, report, findings, radius, step0_norms })
 }

@@ -3,9 +3,9 @@
 //! [`RecordedStats`] only). Only charts for which data exists are drawn.
 
 use super::{Chart, ChartKind, HistSeries, Report, Section, Series, Table};
-use crate::config::{Experiment, ModelKind};
 use leaky::doctor::stats::{LayerStats, RecordedStats, SIGMOID_SATURATION_MARGIN, TANH_SATURATION_LEVEL};
 use leaky::doctor::{Finding, Severity};
+use leaky::experiment::{Experiment, ModelKind};
 use leaky::train::TrainReport;
 use std::collections::BTreeMap;
 

@@ -65,6 +65,7 @@ pub fn backward<F: Float>(dout: &Tensor<F>, cache: &DropoutCache<F>) -> Tensor<F
 pub struct Dropout<F: Float> {
     p: f64,
     rng: Rng64,
+    replay: Option<Rng64>,
     cache: Option<DropoutCache<F>>,
 }
 
@@ -73,7 +74,7 @@ impl<F: Float> Dropout<F> {
     /// Panics unless `0 < p <= 1`.
     pub fn new(p: f64, seed: u64) -> Self {
         check_keep(p);
-        Dropout { p, rng: crate::tensor::rng(seed), cache: None }
+        Dropout { p, rng: crate::tensor::rng(seed), replay: None, cache: None }
     }
 
     /// The keep probability.
@@ -91,7 +92,14 @@ impl<F: Float> Layer<F> for Dropout<F> {
         format!("dropout keep {}", self.p)
     }
 
+    fn replay_randomness(&mut self, on: bool) {
+        self.replay = on.then(|| self.rng.clone());
+    }
+
     fn forward(&mut self, x: Tensor<F>, mode: Mode) -> Tensor<F> {
+        if let Some(r) = &self.replay {
+            self.rng = r.clone();
+        }
         let (out, cache) = forward(&x, self.p, mode, &mut self.rng);
         self.cache = Some(cache);
         out

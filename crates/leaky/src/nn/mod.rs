@@ -100,6 +100,12 @@ pub trait Layer<F: Float>: Send + Sync {
         Vec::new()
     }
 
+    /// While `on`, every train-mode forward draws the same random numbers (dropout: the same
+    /// mask) as the first one after the call, so the layer is a deterministic function the
+    /// gradient checker can difference; `false` returns to fresh draws. Default: nothing to
+    /// replay.
+    fn replay_randomness(&mut self, _on: bool) {}
+
     /// The activation function's name if this is an elementwise nonlinearity
     /// (`"relu"`, `"sigmoid"`, ...), for the doctor's probes.
     fn activation(&self) -> Option<&'static str> {

@@ -1,0 +1,352 @@
+//! Presentation shared by the commands: colours, findings on the terminal, progress bars,
+//! output-path checks, `--fail-on`, and JSON writing. No training or diagnosis logic: that
+//! is `leaky::experiment`'s.
+
+use crate::report::html::number;
+use crate::{show, Failure};
+use anyhow::anyhow;
+use clap::ValueEnum;
+use indicatif::{ProgressBar, ProgressStyle};
+use leaky::doctor::{Finding, Severity};
+use leaky::experiment::{self, Data, Episode, Events, Model};
+use leaky::train::{EpochInfo, StepInfo};
+use std::io::IsTerminal;
+use std::path::Path;
+
+impl From<leaky::experiment::Error> for Failure {
+    fn from(e: leaky::experiment::Error) -> Self {
+        match e {
+            leaky::experiment::Error::BadInput(m) => Failure::BadInput(anyhow!(m)),
+            leaky::experiment::Error::Run(m) => Failure::Run(anyhow!(m)),
+        }
+    }
+}
+
+/// Prefix an experiment error with the file it came from (`FILE: message`).
+pub fn in_file(file: &Path) -> impl Fn(leaky::experiment::Error) -> Failure + '_ {
+    move |e| match e {
+        leaky::experiment::Error::BadInput(m) => Failure::BadInput(anyhow!("{}: {m}", show(file))),
+        leaky::experiment::Error::Run(m) => Failure::Run(anyhow!("{}: {m}", show(file))),
+    }
+}
+
+/// Colours for a terminal; plain text when piped.
+#[derive(Clone, Copy)]
+pub struct Style {
+    /// Whether to emit ANSI colours.
+    pub on: bool,
+}
+
+impl Style {
+    /// Colours when stdout is a terminal.
+    pub fn for_stdout() -> Self {
+        Style { on: std::io::stdout().is_terminal() }
+    }
+
+    /// `text` in the ANSI style `code` (e.g. `"1;31"`), or plain.
+    pub fn paint(&self, code: &str, text: &str) -> String {
+        if self.on {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+
+    fn severity(&self, s: Severity) -> String {
+        let label = format!("{:<7}", s.as_str());
+        match s {
+            Severity::Error => self.paint("1;31", &label),
+            Severity::Warning => self.paint("1;33", &label),
+            Severity::Info => self.paint("36", &label),
+        }
+    }
+}
+
+/// Print the "Diagnosis" heading and every finding; returns the counts line's start,
+/// `"E error(s), W warning(s), I info"`, for the caller to finish with its run's outcome.
+pub fn print_diagnosis(style: &Style, findings: &[Finding]) -> String {
+    println!();
+    println!("{}", style.paint("1", "Diagnosis"));
+    if findings.is_empty() {
+        println!("no findings: every probe is within its healthy range");
+    }
+    for f in findings {
+        print_finding(style, f);
+    }
+    let count = |s: Severity| findings.iter().filter(|f| f.severity == s).count();
+    format!(
+        "{} error(s), {} warning(s), {} info",
+        count(Severity::Error),
+        count(Severity::Warning),
+        count(Severity::Info)
+    )
+}
+
+/// Print one finding: headline, evidence, why, ranked fixes. Evidence numbers read as in
+/// the HTML report ([`number`]).
+pub fn print_finding(style: &Style, f: &Finding) {
+    let step = f.step.map(|s| format!(" at step {s}")).unwrap_or_default();
+    println!("{} {} in {}{step}", style.severity(f.severity), style.paint("1", f.code.as_str()), f.where_);
+    let ev: Vec<String> = f
+        .evidence
+        .iter()
+        .map(|(k, v)| match (v.as_f64(), v.as_array()) {
+            (Some(x), _) => format!("{k}={}", number(x)),
+            // Long lists (per-time-step norms, unit indices) are summarised; --json has them all.
+            (None, Some(a)) if a.len() > 8 => {
+                let item = |j: &serde_json::Value| j.as_f64().map(number).unwrap_or_else(|| j.to_string());
+                format!(
+                    "{k}=[{}, {}, {}, ..., {}] ({} values)",
+                    item(&a[0]),
+                    item(&a[1]),
+                    item(&a[2]),
+                    item(&a[a.len() - 1]),
+                    a.len()
+                )
+            }
+            _ => format!("{k}={v}"),
+        })
+        .collect();
+    println!("        evidence: {}", ev.join(", "));
+    println!("        why: {}", f.why);
+    for (i, fix) in f.fix.iter().enumerate() {
+        println!("        fix {}: {fix}", i + 1);
+    }
+}
+
+/// Fail before training, not after, when an output file cannot be written there.
+pub fn check_output_path(flag: &str, path: &Path) -> anyhow::Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+        anyhow::bail!("{flag} {}: directory {} does not exist", show(path), show(dir));
+    }
+    if path.is_dir() {
+        anyhow::bail!("{flag} {}: is a directory", show(path));
+    }
+    Ok(())
+}
+
+/// Write `text` to `path` atomically (exit 1 naming the file when it fails).
+pub fn write_text(path: &Path, text: &str) -> Result<(), Failure> {
+    leaky::train::write_atomic(path, text.as_bytes())
+        .map_err(|e| Failure::Run(anyhow!("cannot write {}: {e}", show(path))))
+}
+
+/// Write `doc` as pretty JSON to `path` atomically.
+pub fn write_json(path: &Path, doc: &serde_json::Value) -> Result<(), Failure> {
+    write_text(path, &serde_json::to_string_pretty(doc).expect("serialisable"))
+}
+
+/// The lowest severity that makes `leaky doctor` exit 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FailOn {
+    /// Exit 1 when any error is found (default).
+    Error,
+    /// Exit 1 on a warning or an error.
+    Warning,
+    /// Exit 1 on any finding.
+    Info,
+    /// Always exit 0 when the run completes.
+    Never,
+}
+
+/// Exit 1 (`Failure::Findings`) when a finding reaches `fail_on`.
+pub fn check_fail_on(fail_on: FailOn, findings: &[Finding]) -> Result<(), Failure> {
+    let threshold = match fail_on {
+        FailOn::Error => Some(Severity::Error),
+        FailOn::Warning => Some(Severity::Warning),
+        FailOn::Info => Some(Severity::Info),
+        FailOn::Never => None,
+    };
+    if let Some(t) = threshold {
+        if findings.iter().any(|f| f.severity.is_at_least(t)) {
+            return Err(Failure::Findings(format!("a finding reached --fail-on {}", t.as_str())));
+        }
+    }
+    Ok(())
+}
+
+/// How training shows on the terminal: a progress bar per epoch (`bars`), one line per
+/// epoch, one line every twentieth of a DQN run, and each new finding as it appears.
+pub struct Live {
+    /// Print nothing at all.
+    pub quiet: bool,
+    /// Draw a progress bar during each epoch (`leaky train`).
+    pub bars: bool,
+    /// The finding style.
+    pub style: Style,
+    /// Epochs in the run.
+    pub epochs: usize,
+    /// Steps per epoch (for the bar's length).
+    pub steps_per_epoch: u64,
+    /// The epoch line shows train accuracy (`leaky train` on classifiers).
+    pub train_acc: bool,
+    bar: Option<ProgressBar>,
+    loss_sum: f64,
+    steps: usize,
+    returns: Vec<f64>,
+    zeroed: usize,
+    samples: usize,
+    start: std::time::Instant,
+}
+
+impl Live {
+    /// Terminal output for a run of `epochs` epochs of `steps_per_epoch` steps.
+    pub fn new(quiet: bool, bars: bool, epochs: usize, steps_per_epoch: u64) -> Self {
+        Live {
+            quiet,
+            bars,
+            style: Style::for_stdout(),
+            epochs,
+            steps_per_epoch,
+            train_acc: false,
+            bar: None,
+            loss_sum: 0.0,
+            steps: 0,
+            returns: Vec::new(),
+            zeroed: 0,
+            samples: 0,
+            start: std::time::Instant::now(),
+        }
+    }
+
+    /// Clear the progress bar (call once training is done).
+    pub fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+        self.loss_sum = 0.0;
+        self.steps = 0;
+    }
+}
+
+impl Events for Live {
+    fn on_step(&mut self, info: &StepInfo) {
+        if self.quiet || !self.bars {
+            return;
+        }
+        if self.bar.is_none() {
+            let bar = ProgressBar::new(self.steps_per_epoch);
+            bar.set_style(
+                ProgressStyle::with_template("epoch {prefix:>7} [{bar:30}] {pos:>4}/{len:4} {msg}")
+                    .expect("valid template")
+                    .progress_chars("=> "),
+            );
+            bar.set_prefix(format!("{}/{}", info.epoch + 1, self.epochs));
+            self.bar = Some(bar);
+        }
+        self.loss_sum += info.loss;
+        self.steps += 1;
+        if let Some(bar) = &self.bar {
+            bar.inc(1);
+            bar.set_message(format!("loss {:.4}", self.loss_sum / self.steps as f64));
+        }
+    }
+
+    fn on_epoch(&mut self, info: &EpochInfo, bptt_norms: &[f64]) {
+        self.finish();
+        if self.quiet {
+            return;
+        }
+        let seconds = if self.bars { format!("  ({:.2}s)", info.seconds) } else { String::new() };
+        if self.train_acc {
+            println!(
+                "epoch {:>3}/{}  loss {:.4}  train acc {:>6.2}%  val acc {:>6.2}%{seconds}",
+                info.epoch + 1,
+                self.epochs,
+                info.train_loss,
+                100.0 * info.train_acc,
+                100.0 * info.val_acc,
+            );
+            return;
+        }
+        let acc =
+            if info.val_acc.is_nan() { String::new() } else { format!("  val acc {:>6.2}%", 100.0 * info.val_acc) };
+        let grad = match (bptt_norms.first(), bptt_norms.last()) {
+            (Some(first), Some(last)) if *last > 0.0 && self.bars => {
+                format!("  |dL/dh_0|/|dL/dh_T| {:.1e}", first / last)
+            }
+            _ => String::new(),
+        };
+        println!(
+            "epoch {:>3}/{}  loss {:.4}  val loss {:.4}{acc}{grad}{seconds}",
+            info.epoch + 1,
+            self.epochs,
+            info.train_loss,
+            info.val_loss,
+        );
+    }
+
+    fn on_episode(&mut self, e: &Episode) {
+        self.returns.push(e.ret);
+        self.zeroed += e.zeroed;
+        self.samples += e.samples;
+        let every = (e.episodes / 20).max(1);
+        if self.quiet || ((e.index + 1) % every != 0 && e.index + 1 != e.episodes) {
+            return;
+        }
+        let tail = &self.returns[self.returns.len().saturating_sub(every)..];
+        let share = if self.samples > 0 { self.zeroed as f64 / self.samples as f64 } else { 0.0 };
+        println!(
+            "episode {:>4}/{}  return {:>3}  mean of last {} {:>6.1}  zero-gradient samples {:>5.1}%  env steps {:>6}  ({:.1}s)",
+            e.index + 1,
+            e.episodes,
+            e.ret,
+            tail.len(),
+            tail.iter().sum::<f64>() / tail.len() as f64,
+            100.0 * share,
+            e.env_steps,
+            self.start.elapsed().as_secs_f64()
+        );
+        (self.zeroed, self.samples) = (0, 0);
+    }
+
+    fn on_finding(&mut self, f: &Finding) {
+        if !self.quiet {
+            print_finding(&self.style, f);
+        }
+    }
+}
+
+/// The run header: the data line, the model listing (the layer numbering every finding
+/// uses), extra lines, then the training settings.
+pub fn print_header(file: &Path, exp: &experiment::Experiment, data: &Data, model: &Model) {
+    let cfg = experiment::train_config(exp);
+    if let Model::Dqn(d) = model {
+        println!(
+            "{}: dqn on {}: {}, td_loss {}, gamma {}, reward_scale {}, target_update {}, {} lr {}, batch {}, {} episodes",
+            show(file),
+            exp.rl.env,
+            model.listing(),
+            d.td_loss.name(),
+            d.gamma,
+            d.reward_scale,
+            d.target_update,
+            d.update.rule.name(),
+            d.update.lr,
+            d.batch_size,
+            d.episodes
+        );
+        return;
+    }
+    println!("{}: {} ({})", show(file), exp.data.dataset, data.describe());
+    match model {
+        Model::Feed { .. } => println!("model ({} parameters):\n{}", model.num_params(), model.listing()),
+        Model::Seq(m) => {
+            println!("model ({} parameters): {}", model.num_params(), model.listing());
+            let (radius, sigma) = m.whh_spectrum();
+            println!("Whh at init: spectral radius {radius:.3}, largest singular value {sigma:.3}");
+        }
+        Model::Dqn(_) => {}
+    }
+    let clip =
+        if matches!(model, Model::Seq(_)) { format!(", clip_grad_norm {}", cfg.clip_grad_norm) } else { String::new() };
+    println!(
+        "training: {} epochs, batch {}, {} lr {}, loss {}{clip}",
+        cfg.epochs,
+        cfg.batch_size,
+        cfg.update.rule.name(),
+        cfg.update.lr,
+        cfg.loss.name()
+    );
+}

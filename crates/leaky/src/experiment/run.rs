@@ -1,0 +1,377 @@
+//! The one pipeline: experiment -> data + model -> train (doctor optional) -> [`Run`].
+//! `leaky train`, `leaky doctor`, `--treat`, the demos and DQN runs all go through
+//! [`run`]; the caller sees training as it happens through [`Events`].
+
+use super::config::Experiment;
+use super::pipeline::{prepare, train_config, Data, Model};
+use super::Result;
+use crate::doctor::stats::{DeadUnitPass, FlatOpStats};
+use crate::doctor::{Doctor, DoctorConfig, Finding};
+use crate::losses::Loss;
+use crate::nn::seq::SeqModel;
+use crate::nn::{Probe, Sequential};
+use crate::rl::dqn::{DqnObserver, DqnRun, TdLoss, UpdateInfo, TD_CLIP_WHERE};
+use crate::train::{fit, fit_seq, EpochInfo, Observer, SeqObserver, StepInfo, TrainReport};
+use std::collections::HashSet;
+use std::path::Path;
+
+/// What a caller sees while an experiment trains. Every method has a do-nothing default;
+/// [`NoEvents`] ignores everything.
+pub trait Events {
+    /// After each training step (feed-forward and recurrent models).
+    fn on_step(&mut self, _info: &StepInfo) {}
+    /// After each epoch's evaluation. `bptt_norms` holds |dL/dh_t| of the epoch's last step
+    /// for recurrent models (empty otherwise).
+    fn on_epoch(&mut self, _info: &EpochInfo, _bptt_norms: &[f64]) {}
+    /// DQN: after each episode, with the zero-gradient samples and all samples of the
+    /// updates since the previous episode.
+    fn on_episode(&mut self, _episode: &Episode) {}
+    /// A finding seen for the first time while training (with the doctor on): once per
+    /// code and place, after the epoch (or DQN episode) in which it appeared.
+    fn on_finding(&mut self, _finding: &Finding) {}
+}
+
+/// Ignores every event.
+pub struct NoEvents;
+impl Events for NoEvents {}
+
+/// One DQN episode, as [`Events::on_episode`] reports it.
+#[derive(Clone, Debug)]
+pub struct Episode {
+    /// Episode index, from 0.
+    pub index: usize,
+    /// Episodes in the run.
+    pub episodes: usize,
+    /// Its return (+1 per step, unscaled).
+    pub ret: f64,
+    /// Environment steps so far.
+    pub env_steps: usize,
+    /// Samples whose TD gradient was exactly zero in the updates since the last episode.
+    pub zeroed: usize,
+    /// Samples in those updates.
+    pub samples: usize,
+}
+
+/// How [`run`] trains.
+#[derive(Clone, Copy, Debug)]
+pub struct RunOptions {
+    /// Attach the doctor with this configuration; `None` trains without it.
+    pub doctor: Option<DoctorConfig>,
+    /// Feed-forward models with the doctor: also count dead units over a full pass of the
+    /// training set before training ([`Run::dead_at_init`]).
+    pub dead_at_init: bool,
+}
+
+impl RunOptions {
+    /// Train with the doctor at its default sampling.
+    pub fn doctor() -> Self {
+        RunOptions { doctor: Some(DoctorConfig::default()), dead_at_init: false }
+    }
+
+    /// Train without the doctor.
+    pub fn train() -> Self {
+        RunOptions { doctor: None, dead_at_init: false }
+    }
+}
+
+/// The trained model.
+// One value per run: the size difference between variants costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
+pub enum Trained {
+    /// A feed-forward stack and its layer names (the model holds its best epoch's
+    /// parameters).
+    Feed {
+        /// The layers.
+        net: Sequential<f32>,
+        /// One entry per layer: its `name`, if given.
+        names: Vec<Option<String>>,
+    },
+    /// A recurrent model.
+    Seq(SeqModel<f32>),
+    /// The DQN's online Q-network after the last episode.
+    Dqn(Sequential<f32>),
+}
+
+/// What one experiment run gives: the trainer's report (or the DQN's), the doctor and its
+/// findings, and the trained model.
+pub struct Run {
+    /// The experiment as run.
+    pub experiment: Experiment,
+    /// The trainer's report (feed-forward and recurrent models).
+    pub report: Option<TrainReport>,
+    /// The DQN's run (episodes, returns, updates).
+    pub dqn: Option<DqnRun>,
+    /// The doctor, with everything it recorded, when it was on.
+    pub doctor: Option<Doctor>,
+    /// The doctor's findings (root causes first); empty without the doctor.
+    pub findings: Vec<Finding>,
+    /// The dead-unit pass before training, when [`RunOptions::dead_at_init`] asked for it.
+    pub dead_at_init: Vec<DeadUnitPass>,
+    /// The trained model.
+    pub model: Trained,
+    /// Training examples (sequences); 0 for a DQN.
+    pub train_len: usize,
+    /// Recurrent models: the validation loss before training (on up to 256 sequences).
+    pub initial_val_loss: Option<f64>,
+    /// Recurrent models: Whh's spectral radius at init.
+    pub whh_radius_init: Option<f64>,
+}
+
+impl Run {
+    /// Summary numbers of the run, as `--json` writes them under `"metrics"`. Epochs count
+    /// from 1.
+    pub fn metrics(&self) -> serde_json::Value {
+        use serde_json::json;
+        if let Some(r) = &self.dqn {
+            return json!({
+                "returns": r.returns,
+                "mean_return_last_50": r.mean_last(50),
+                "mean_return_all": r.mean_last(usize::MAX),
+                "episodes": r.returns.len(),
+                "updates": r.updates,
+                "env_steps": r.env_steps,
+                "seconds": r.seconds,
+                "zeroed_share": r.zeroed_share_total(),
+                "diverged_at_update": r.diverged_at,
+            });
+        }
+        let r = self.report.as_ref().expect("a supervised run has a report");
+        let mut m = json!({
+            "best_val_acc": r.best_val_acc,
+            "best_val_loss": r.best_val_loss,
+            "best_epoch": r.best_epoch + 1,
+            "final_train_loss": r.history.last().map(|h| h.train_loss),
+            "steps": r.steps,
+            "seconds": r.seconds,
+            "diverged_at_step": r.diverged_at_step,
+        });
+        if let Some(l) = self.initial_val_loss {
+            m["initial_val_loss"] = json!(l);
+        }
+        if let Some(w) = self.whh_radius_init {
+            m["whh_spectral_radius_init"] = json!(w);
+        }
+        if let Trained::Seq(model) = &self.model {
+            m["bptt_norms_last_step"] = json!(model.bptt_norms());
+        }
+        m
+    }
+}
+
+/// The doctor plus the caller's events: forwards every hook, and reports each new finding
+/// once per code and place after each epoch or episode.
+struct Watcher<'a> {
+    doctor: Option<Doctor>,
+    events: &'a mut dyn Events,
+    seen: HashSet<(String, String)>,
+    zeroed: usize,
+    samples: usize,
+    episodes: usize,
+}
+
+impl Watcher<'_> {
+    fn new_findings(&mut self) {
+        let Some(d) = &self.doctor else { return };
+        let findings = if self.episodes > 0 { annotate(d.diagnose(), d) } else { d.diagnose() };
+        for f in findings {
+            if self.seen.insert((f.code.as_str().to_string(), f.where_.clone())) {
+                self.events.on_finding(&f);
+            }
+        }
+    }
+}
+
+impl Observer<f32> for Watcher<'_> {
+    fn on_start(&mut self, model: &Sequential<f32>, train: &crate::data::Dataset) {
+        if let Some(d) = &mut self.doctor {
+            Observer::<f32>::on_start(d, model, train);
+        }
+    }
+    fn probe(&mut self, step: usize) -> Option<&mut dyn Probe<f32>> {
+        match &mut self.doctor {
+            Some(d) => Observer::<f32>::probe(d, step),
+            None => None,
+        }
+    }
+    fn on_step(&mut self, info: &StepInfo, model: &Sequential<f32>) {
+        if let Some(d) = &mut self.doctor {
+            Observer::<f32>::on_step(d, info, model);
+        }
+        self.events.on_step(info);
+    }
+    fn on_epoch(&mut self, info: &EpochInfo, _model: &Sequential<f32>) {
+        self.events.on_epoch(info, &[]);
+        self.new_findings();
+    }
+}
+
+impl SeqObserver<f32> for Watcher<'_> {
+    fn on_step(&mut self, info: &StepInfo, model: &SeqModel<f32>) {
+        if let Some(d) = &mut self.doctor {
+            SeqObserver::<f32>::on_step(d, info, model);
+        }
+        self.events.on_step(info);
+    }
+    fn on_epoch(&mut self, info: &EpochInfo, model: &SeqModel<f32>) {
+        self.events.on_epoch(info, model.bptt_norms());
+        self.new_findings();
+    }
+}
+
+impl DqnObserver<f32> for Watcher<'_> {
+    fn probe(&mut self, update: usize) -> Option<&mut dyn Probe<f32>> {
+        match &mut self.doctor {
+            Some(d) => DqnObserver::<f32>::probe(d, update),
+            None => None,
+        }
+    }
+    fn on_update(&mut self, info: &UpdateInfo, model: &Sequential<f32>) {
+        self.zeroed += info.zeroed;
+        self.samples += info.batch_size;
+        if let Some(d) = &mut self.doctor {
+            DqnObserver::<f32>::on_update(d, info, model);
+        }
+    }
+    fn on_episode(&mut self, episode: usize, ret: f64, env_steps: usize) {
+        let e = Episode {
+            index: episode,
+            episodes: self.episodes,
+            ret,
+            env_steps,
+            zeroed: self.zeroed,
+            samples: self.samples,
+        };
+        (self.zeroed, self.samples) = (0, 0);
+        self.events.on_episode(&e);
+        let every = (self.episodes / 20).max(1);
+        if (episode + 1) % every == 0 || episode + 1 == self.episodes {
+            self.new_findings();
+        }
+    }
+}
+
+/// The classifier loss whose name stands for the TD loss in the doctor's records.
+fn doctor_loss(td: TdLoss) -> Loss {
+    match td {
+        TdLoss::Mse => Loss::Mse,
+        TdLoss::ClippedDelta => Loss::ClippedMse,
+        TdLoss::Huber | TdLoss::GradClip => Loss::Huber,
+    }
+}
+
+/// `(step, value)` pairs pooled into at most `points` windows of consecutive records, in
+/// step order: the mean step and the pooled value of each window.
+fn pooled(records: &[&FlatOpStats], points: usize, value: impl Fn(&[&FlatOpStats]) -> f64) -> Vec<[f64; 2]> {
+    if records.is_empty() {
+        return Vec::new();
+    }
+    let w = records.len().div_ceil(points.max(1));
+    records.chunks(w).map(|c| [c.iter().map(|r| r.step as f64).sum::<f64>() / c.len() as f64, value(c)]).collect()
+}
+
+/// Add the time course of the DQN's TD clip to its `zero_gradient` finding's evidence: the
+/// share of zero-gradient samples and the loss over updates (at most 20 pooled points each).
+pub fn annotate(mut findings: Vec<Finding>, doctor: &Doctor) -> Vec<Finding> {
+    let mut records: Vec<&FlatOpStats> = doctor.stats.flat_ops.iter().filter(|o| o.where_ == TD_CLIP_WHERE).collect();
+    records.sort_by_key(|r| r.step);
+    let shares = pooled(&records, 20, |c| {
+        c.iter().map(|r| r.zeroed).sum::<u64>() as f64 / c.iter().map(|r| r.total).sum::<u64>().max(1) as f64
+    });
+    let losses = pooled(&records, 20, |c| c.iter().map(|r| r.loss).sum::<f64>() / c.len() as f64);
+    for f in findings.iter_mut() {
+        if f.code == crate::doctor::Code::ZeroGradient && f.where_ == TD_CLIP_WHERE {
+            *f = f
+                .clone()
+                .with("td_loss", "clipped_delta")
+                .with("zeroed_share_over_updates", serde_json::json!(shares))
+                .with("loss_over_updates", serde_json::json!(losses));
+        }
+    }
+    findings
+}
+
+/// Run an experiment: load its data (relative paths against `base`, the experiment file's
+/// directory), build its model, train it (with the doctor when `opts.doctor` is set;
+/// feed-forward models then get a full-pass dead-unit count after training) and return
+/// the [`Run`]. Errors are [`super::Error::BadInput`]: everything is checked before
+/// training starts.
+///
+/// ```
+/// use leaky::experiment::{parse, run, NoEvents, RunOptions};
+///
+/// let exp = parse("[data]\ndataset = \"spiral\"\n[model]\nhidden = [20]\n[train]\nepochs = 2\n")?;
+/// let result = run(&exp, std::path::Path::new("."), RunOptions::doctor(), &mut NoEvents)?;
+/// println!("{} findings, best val acc {:.2}", result.findings.len(), result.metrics()["best_val_acc"]);
+/// # Ok::<(), leaky::experiment::Error>(())
+/// ```
+pub fn run(exp: &Experiment, base: &Path, opts: RunOptions, events: &mut dyn Events) -> Result<Run> {
+    let (data, model) = prepare(exp, base)?;
+    Ok(run_prepared(exp, data, model, opts, events))
+}
+
+/// [`run`] on data and a model already prepared (e.g. to print them first).
+pub fn run_prepared(exp: &Experiment, data: Data, model: Model, opts: RunOptions, events: &mut dyn Events) -> Run {
+    let cfg = train_config(exp);
+    let train_len = data.train_len();
+    let mut out = Run {
+        experiment: exp.clone(),
+        report: None,
+        dqn: None,
+        doctor: None,
+        findings: Vec::new(),
+        dead_at_init: Vec::new(),
+        model: Trained::Dqn(Sequential::new()),
+        train_len,
+        initial_val_loss: None,
+        whh_radius_init: None,
+    };
+    match (data, model) {
+        (Data::Rows { train, val }, Model::Feed { mut net, names }) => {
+            let doctor = opts.doctor.map(|d| Doctor::new(d, cfg.loss, train.classes));
+            let mut w = Watcher { doctor, events, seen: HashSet::new(), zeroed: 0, samples: 0, episodes: 0 };
+            if let (Some(dcfg), true) = (opts.doctor, opts.dead_at_init) {
+                let mut before = Doctor::new(dcfg, cfg.loss, train.classes);
+                before.dead_unit_pass(&mut net, &train);
+                out.dead_at_init = before.stats.dead_units;
+            }
+            let report = fit(&mut net, &train, &val, &cfg, &mut w);
+            if let Some(d) = &mut w.doctor {
+                d.dead_unit_pass(&mut net, &train);
+            }
+            out.findings = w.doctor.as_ref().map(|d| d.diagnose()).unwrap_or_default();
+            out.doctor = w.doctor;
+            out.report = Some(report);
+            out.model = Trained::Feed { net, names };
+        }
+        (Data::Seq { train, val }, Model::Seq(mut model)) => {
+            let mut doctor = opts.doctor.map(|d| Doctor::new(d, cfg.loss, train.classes));
+            if let (Some(d), crate::data::seq::SeqTarget::Tokens { mask, .. }) = (&mut doctor, &train.target) {
+                let steps = mask.iter().filter(|&&m| m).count() as f64 / mask.nrows().max(1) as f64;
+                d.set_init_loss_scale(steps);
+            }
+            out.whh_radius_init = Some(model.whh_spectrum().0);
+            out.initial_val_loss = {
+                let idx: Vec<usize> = (0..val.len().min(256)).collect();
+                (!idx.is_empty()).then(|| crate::train::evaluate_seq(&model, &val.subset(&idx)).0)
+            };
+            let mut w = Watcher { doctor, events, seen: HashSet::new(), zeroed: 0, samples: 0, episodes: 0 };
+            let report = fit_seq(&mut model, &train, &val, &cfg, &mut w);
+            out.findings = w.doctor.as_ref().map(|d| d.diagnose()).unwrap_or_default();
+            out.doctor = w.doctor;
+            out.report = Some(report);
+            out.model = Trained::Seq(model);
+        }
+        (Data::Env, Model::Dqn(dcfg)) => {
+            let doctor = opts.doctor.map(|d| Doctor::new(d, doctor_loss(dcfg.td_loss), crate::rl::cartpole::ACTIONS));
+            let mut w =
+                Watcher { doctor, events, seen: HashSet::new(), zeroed: 0, samples: 0, episodes: dcfg.episodes };
+            let (net, run) = crate::rl::dqn::train::<f32>(&dcfg, &mut w);
+            out.findings = w.doctor.as_ref().map(|d| annotate(d.diagnose(), d)).unwrap_or_default();
+            out.doctor = w.doctor;
+            out.dqn = Some(run);
+            out.model = Trained::Dqn(net);
+        }
+        _ => unreachable!("prepare pairs each kind of data with its kind of model"),
+    }
+    out
+}
