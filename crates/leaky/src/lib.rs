@@ -29,6 +29,7 @@ pub mod data;
 pub mod doctor;
 pub mod gradcheck;
 pub mod graph;
+pub mod import;
 pub mod layers;
 pub mod losses;
 pub mod nn;
