@@ -150,7 +150,7 @@ fn describe(e: &safetensors::SafeTensorError, header: u64, len: usize) -> String
     use safetensors::SafeTensorError as E;
     match e {
         E::HeaderTooSmall => format!("the file has {len} bytes, too few for a header"),
-        E::HeaderTooLarge => format!("the first 8 bytes give a header of {header} bytes, over safetensors' limit of 100 MB (is this a safetensors file?)"),
+        E::HeaderTooLarge => format!("the first 8 bytes give a header of {header} bytes, over safetensors' limit of 100 MB: this is not a safetensors file"),
         E::InvalidHeaderLength => format!("the first 8 bytes give a header of {header} bytes but the file has only {len} bytes (truncated, or not a safetensors file)"),
         E::InvalidHeader(_) | E::InvalidHeaderStart | E::InvalidHeaderDeserialization(_) => {
             format!("the {header}-byte header is not a safetensors JSON header ({e})")
