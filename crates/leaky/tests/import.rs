@@ -10,8 +10,8 @@
 use leaky::data::seq::SeqTarget;
 use leaky::doctor::stats::DeadUnitPass;
 use leaky::import::{
-    export_seq_model_grads, export_sequential, export_sequential_grads, load_seq_model, load_sequential,
-    save_pytorch, save_pytorch_seq, ImportError, SeqKeys, StateDict,
+    export_seq_model_grads, export_sequential, export_sequential_grads, load_seq_model, load_sequential, save_pytorch,
+    save_pytorch_seq, ImportError, SeqKeys, StateDict,
 };
 use leaky::layers::activation::Nonlinearity;
 use leaky::layers::affine::Affine;
@@ -85,7 +85,8 @@ fn check_num(label: &str, got: f64, want: f64, tol: f64) {
 /// (PyTorch's are ~1e-17 in f64); there the check is that leaky's, too, is below `tol` times
 /// the largest gradient of the model.
 fn check_grads(label: &str, got: Vec<(String, ArrayD<f64>)>, want: &Value, tol: f64) {
-    let want: BTreeMap<&str, ArrayD<f64>> = want.as_object().unwrap().iter().map(|(k, v)| (k.as_str(), arr(v))).collect();
+    let want: BTreeMap<&str, ArrayD<f64>> =
+        want.as_object().unwrap().iter().map(|(k, v)| (k.as_str(), arr(v))).collect();
     let got: BTreeMap<String, ArrayD<f64>> = got.into_iter().collect();
     assert_eq!(got.keys().map(String::as_str).collect::<Vec<_>>(), want.keys().copied().collect::<Vec<_>>(), "{label}");
     let amax = |a: &ArrayD<f64>| a.iter().fold(0f64, |m, v| m.max(v.abs()));
@@ -94,7 +95,13 @@ fn check_grads(label: &str, got: Vec<(String, ArrayD<f64>)>, want: &Value, tol: 
         let w = &want[k.as_str()];
         if amax(w) < tol * largest {
             let err = amax(g) / largest;
-            println!("{}  {:<44} zero by construction: max {:.1e} (torch {:.1e})", if err <= tol { "OK  " } else { "FAIL" }, format!("{label} d{k}"), amax(g), amax(w));
+            println!(
+                "{}  {:<44} zero by construction: max {:.1e} (torch {:.1e})",
+                if err <= tol { "OK  " } else { "FAIL" },
+                format!("{label} d{k}"),
+                amax(g),
+                amax(w)
+            );
             assert!(err <= tol, "{label} d{k}: {:.3e} where zero is due", amax(g));
             continue;
         }
@@ -268,7 +275,11 @@ fn dead_units_of_the_broken_mlp_match_a_brute_force_count() {
     }
     for (layer, pass) in &probe.0 {
         let want = fx["dead_units"][layer.to_string()].as_u64().unwrap() as usize;
-        println!("mlp_dead layer {layer}: {} dead of {} (PyTorch brute force: {want})", pass.dead_units().len(), pass.fire_counts.len());
+        println!(
+            "mlp_dead layer {layer}: {} dead of {} (PyTorch brute force: {want})",
+            pass.dead_units().len(),
+            pass.fire_counts.len()
+        );
         assert_eq!(pass.examples, 200);
         assert_eq!(pass.dead_units().len(), want, "layer {layer}");
     }
@@ -280,7 +291,8 @@ fn npy_batches_hold_the_fixture_inputs() {
     // The .npy files next to the fixtures are the same batch (for `leaky inspect --data`).
     for name in ["mlp", "mlp_norm", "mlp_dead", "cnn"] {
         let fx = fixture(name);
-        let ds = leaky::data::load_npy(&dir().join(format!("{name}.x.npy")), &dir().join(format!("{name}.y.npy"))).unwrap();
+        let ds =
+            leaky::data::load_npy(&dir().join(format!("{name}.x.npy")), &dir().join(format!("{name}.y.npy"))).unwrap();
         let x = arr(&fx["x"]);
         assert_eq!(ds.feature_shape, x.shape()[1..].to_vec(), "{name}");
         // As f32: serde_json (without its `float_roundtrip` feature) may parse a decimal
@@ -471,12 +483,15 @@ fn mlp_norm_error(sd: &StateDict) -> String {
 fn missing_extra_misshapen_and_non_float_keys_are_errors_naming_key_and_shapes() {
     let sd = weights("mlp_norm");
     // A misspelt key: missing under its right name, the message lists what is there.
-    let bad = rewrite(&sd, "badkey.safetensors", |t| t.iter_mut().find(|e| e.0 == "0.weight").unwrap().0 = "0.wieght".into());
+    let bad =
+        rewrite(&sd, "badkey.safetensors", |t| t.iter_mut().find(|e| e.0 == "0.weight").unwrap().0 = "0.wieght".into());
     let e = mlp_norm_error(&bad);
     assert!(e.contains("key `0.weight` is missing") && e.contains("layer 0 (affine)") && e.contains("(16, 12)"), "{e}");
     assert!(e.contains("`0.wieght` (16, 12)"), "{e}");
     // A key no layer takes.
-    let extra = rewrite(&sd, "extra.safetensors", |t| t.push(("7.weight".into(), safetensors::Dtype::F32, vec![2], vec![0; 8])));
+    let extra = rewrite(&sd, "extra.safetensors", |t| {
+        t.push(("7.weight".into(), safetensors::Dtype::F32, vec![2], vec![0; 8]))
+    });
     let e = mlp_norm_error(&extra);
     assert!(e.contains("a key the model does not use: `7.weight` (2,)") && e.contains("`6.bias` (4,)"), "{e}");
     // A transposed weight: both shapes named.

@@ -106,7 +106,10 @@ pub enum ImportError {
         detail: String,
     },
     /// A key the model needs is not in the file.
-    #[error("{path}: key `{key}` is missing: {layer} expects it with shape {} (keys in the file: {available})", shape_str(expected))]
+    #[error(
+        "{path}: key `{key}` is missing: {layer} expects it with shape {} (keys in the file: {available})",
+        shape_str(expected)
+    )]
     Missing {
         /// The file.
         path: String,

@@ -141,7 +141,8 @@ fn who<F: Float>(model: &SeqModel<F>, leaky: &str) -> String {
 pub fn load_seq_model<F: Float>(model: &mut SeqModel<F>, keys: &SeqKeys, sd: &StateDict) -> Result<(), ImportError> {
     let path = sd.origin().to_string();
     let cell = model.spec.cell;
-    let shapes: Vec<(&'static str, Vec<usize>)> = model.params().iter().map(|p| (p.name, p.value.shape().to_vec())).collect();
+    let shapes: Vec<(&'static str, Vec<usize>)> =
+        model.params().iter().map(|p| (p.name, p.value.shape().to_vec())).collect();
     let mut used = BTreeSet::new();
     let mut staged: Vec<(&'static str, Tensor<F>)> = Vec::new();
     let mut fetch = |key: &str, leaky: &'static str, expected: Vec<usize>| -> Result<ArrayD<F>, ImportError> {

@@ -69,8 +69,7 @@ fn prefixes<F: Float>(model: &Sequential<F>, names: &[Option<String>]) -> Result
             names.len()
         )));
     }
-    let out: Vec<String> =
-        (0..n).map(|i| names.get(i).cloned().flatten().unwrap_or_else(|| i.to_string())).collect();
+    let out: Vec<String> = (0..n).map(|i| names.get(i).cloned().flatten().unwrap_or_else(|| i.to_string())).collect();
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
     for (i, p) in out.iter().enumerate() {
         if model.layers[i].params().is_empty() && model.layers[i].buffers().is_empty() {
@@ -102,9 +101,8 @@ fn slots<F: Float>(model: &Sequential<F>, names: &[Option<String>]) -> Result<Ve
             .map(|p| (p.name, p.value.shape().to_vec(), false))
             .chain(layer.buffers().into_iter().map(|(n, t)| (n, t.shape().to_vec(), true)));
         for (name, shape, buffer) in tensors {
-            let (torch, layout) = torch_name(kind, name).ok_or_else(|| {
-                ImportError::Model(format!("{who}: no PyTorch key is known for its tensor `{name}`"))
-            })?;
+            let (torch, layout) = torch_name(kind, name)
+                .ok_or_else(|| ImportError::Model(format!("{who}: no PyTorch key is known for its tensor `{name}`")))?;
             out.push(Slot { who: who.clone(), key: format!("{}.{torch}", prefixes[i]), layout, buffer, shape });
         }
     }

@@ -99,18 +99,26 @@ impl StateDict {
     /// widened exactly; f64 -> f32 rounds), in the stored shape and layout. Errors: no such
     /// key, or a dtype that is not floating point.
     pub fn get<F: Float>(&self, key: &str) -> Result<ArrayD<F>, ImportError> {
-        let info =
-            self.tensors.get(key).ok_or_else(|| ImportError::NoKey { path: self.origin.clone(), key: key.to_string() })?;
+        let info = self
+            .tensors
+            .get(key)
+            .ok_or_else(|| ImportError::NoKey { path: self.origin.clone(), key: key.to_string() })?;
         let data = &self.bytes[self.data_start + info.data_offsets.0..self.data_start + info.data_offsets.1];
         let values: Vec<F> = match info.dtype {
             Dtype::F32 => data.chunks_exact(4).map(|c| F::from_f64c(f32::from_le_bytes(le(c)) as f64)).collect(),
             Dtype::F64 => data.chunks_exact(8).map(|c| F::from_f64c(f64::from_le_bytes(le(c)))).collect(),
-            Dtype::F16 => data.chunks_exact(2).map(|c| F::from_f64c(half::f16::from_le_bytes(le(c)).to_f64())).collect(),
+            Dtype::F16 => {
+                data.chunks_exact(2).map(|c| F::from_f64c(half::f16::from_le_bytes(le(c)).to_f64())).collect()
+            }
             Dtype::BF16 => {
                 data.chunks_exact(2).map(|c| F::from_f64c(half::bf16::from_le_bytes(le(c)).to_f64())).collect()
             }
             other => {
-                return Err(ImportError::Dtype { path: self.origin.clone(), key: key.to_string(), dtype: other.to_string() })
+                return Err(ImportError::Dtype {
+                    path: self.origin.clone(),
+                    key: key.to_string(),
+                    dtype: other.to_string(),
+                })
             }
         };
         ArrayD::from_shape_vec(IxDyn(&info.shape), values).map_err(|e| ImportError::Format {
