@@ -564,6 +564,26 @@ fn names_that_do_not_fit_are_errors() {
 }
 
 #[test]
+fn nested_module_names_and_a_ddp_prefix() {
+    // `module.features.0.weight`, ...: a model saved inside DistributedDataParallel whose
+    // layers sit in `self.features = nn.Sequential(...)`.
+    let sd = weights("mlp");
+    let nested =
+        rewrite(&sd, "nested.safetensors", |t| t.iter_mut().for_each(|e| e.0 = format!("module.features.{}", e.0)));
+    let mut sd2 = StateDict::open(&tmp("nested.safetensors")).unwrap();
+    assert_eq!(sd2.strip_prefix("module.").unwrap(), 6);
+    let names: Vec<Option<String>> = (0..5).map(|i| Some(format!("features.{i}"))).collect();
+    let mut m = mlp::<f64>();
+    load_sequential(&mut m, &names, &sd2).unwrap();
+    let mut plain = mlp::<f64>();
+    load_sequential(&mut plain, &[], &sd).unwrap();
+    assert_eq!(export_sequential(&m, &[]).unwrap(), export_sequential(&plain, &[]).unwrap());
+    // Without stripping, the message shows the prefix.
+    let e = load_sequential(&mut mlp::<f64>(), &names, &nested).unwrap_err().to_string();
+    assert!(e.contains("`features.0.weight` is missing") && e.contains("`module.features.0.weight` (24, 12)"), "{e}");
+}
+
+#[test]
 fn non_finite_weights_are_listed_not_refused() {
     let sd = rewrite(&weights("mlp"), "nan.safetensors", |t| {
         let b = t.iter_mut().find(|e| e.0 == "2.bias").unwrap();

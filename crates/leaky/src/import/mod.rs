@@ -40,6 +40,10 @@
 //! PyTorch's running variance is the unbiased one and leaky's is the biased one; in eval mode
 //! both divide by the stored value, so it is copied as is.
 //!
+//! A name may contain dots: layers inside `self.features = nn.Sequential(...)` are named
+//! `features.0`, `features.1`, ... A model saved while wrapped in `DistributedDataParallel`
+//! prefixes every key with `module.`; [`StateDict::strip_prefix`] removes it.
+//!
 //! # Key naming (recurrent models)
 //!
 //! The module attribute names come from [`SeqKeys`] (default `embed`, `rnn`, `fc`, as in

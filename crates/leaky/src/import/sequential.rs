@@ -75,9 +75,9 @@ fn prefixes<F: Float>(model: &Sequential<F>, names: &[Option<String>]) -> Result
         if model.layers[i].params().is_empty() && model.layers[i].buffers().is_empty() {
             continue;
         }
-        if p.is_empty() || p.contains('.') {
+        if p.is_empty() || p.starts_with('.') || p.ends_with('.') {
             return Err(ImportError::Model(format!(
-                "layer {i}: name `{p}` cannot be a key prefix (empty or with a `.`)"
+                "layer {i}: name `{p}` cannot be a key prefix (empty, or starting or ending with `.`)"
             )));
         }
         if let Some(j) = seen.insert(p, i) {

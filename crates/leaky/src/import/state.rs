@@ -55,6 +55,32 @@ impl StateDict {
         Ok(StateDict { origin: origin.to_string(), bytes, data_start: 8 + n, tensors })
     }
 
+    /// Remove `prefix` from the start of every key that has it, e.g. `"module."` from a
+    /// model saved while wrapped in `DistributedDataParallel` (or `"_orig_mod."` after
+    /// `torch.compile`). Returns how many keys were renamed. Errors, changing nothing, when a
+    /// renamed key would collide with another key.
+    pub fn strip_prefix(&mut self, prefix: &str) -> Result<usize, ImportError> {
+        let mut out = BTreeMap::new();
+        let mut renamed = 0;
+        for (k, info) in &self.tensors {
+            let new = match k.strip_prefix(prefix) {
+                Some(rest) if !rest.is_empty() => {
+                    renamed += 1;
+                    rest.to_string()
+                }
+                _ => k.clone(),
+            };
+            if out.insert(new.clone(), info.clone()).is_some() {
+                return Err(ImportError::Model(format!(
+                    "{}: removing `{prefix}` from the keys gives `{new}` twice",
+                    self.origin
+                )));
+            }
+        }
+        self.tensors = out;
+        Ok(renamed)
+    }
+
     /// Where the tensors came from (the path given to [`StateDict::open`]).
     pub fn origin(&self) -> &str {
         &self.origin
@@ -216,6 +242,26 @@ mod tests {
         assert!(e.contains("`i`") && e.contains("I32"), "{e}");
         let e = sd.get_f64("nope").unwrap_err().to_string();
         assert!(e.contains("`nope`"), "{e}");
+    }
+
+    #[test]
+    fn strips_a_ddp_prefix() {
+        let bytes = file(&[
+            ("module.0.weight", Dtype::F32, vec![1], 1f32.to_le_bytes().to_vec()),
+            ("module.0.bias", Dtype::F32, vec![1], 2f32.to_le_bytes().to_vec()),
+        ]);
+        let mut sd = StateDict::from_bytes(bytes, "mem").unwrap();
+        assert_eq!(sd.strip_prefix("module.").unwrap(), 2);
+        assert_eq!(sd.keys().collect::<Vec<_>>(), ["0.bias", "0.weight"]);
+        assert_eq!(sd.get_f64("0.bias").unwrap()[[0]], 2.0);
+        let bytes = file(&[
+            ("module.w", Dtype::F32, vec![1], 1f32.to_le_bytes().to_vec()),
+            ("w", Dtype::F32, vec![1], 2f32.to_le_bytes().to_vec()),
+        ]);
+        let mut sd = StateDict::from_bytes(bytes, "mem").unwrap();
+        let e = sd.strip_prefix("module.").unwrap_err().to_string();
+        assert!(e.contains("gives `w` twice"), "{e}");
+        assert!(sd.contains("module.w"));
     }
 
     #[test]
