@@ -30,6 +30,7 @@ pub mod doctor;
 pub mod experiment;
 pub mod gradcheck;
 pub mod graph;
+pub mod import;
 pub mod layers;
 pub mod losses;
 pub mod nn;
