@@ -8,6 +8,7 @@ mod demo_cmd;
 mod doctor_cmd;
 mod gradcheck_cmd;
 mod graph_cmd;
+mod inspect_cmd;
 mod present;
 mod report;
 mod train_cmd;
@@ -20,7 +21,7 @@ use std::process::ExitCode;
 #[derive(Parser)]
 #[command(name = "leaky", version, propagate_version = true)]
 #[command(
-    after_help = "Examples:\n  leaky demo all\n  leaky train examples/digits.toml\n  leaky train examples/digits.toml --save digits.safetensors\n  leaky gradcheck\n  leaky doctor examples/sick/sigmoid-saturated.toml --json findings.json --report report\n  leaky graph batchnorm --out bn.svg\n\nExit status: 0 ok; 1 the run failed (diverged, a gradient check failed) or leaky doctor found something at --fail-on; 2 bad input."
+    after_help = "Examples:\n  leaky demo all\n  leaky train examples/digits.toml\n  leaky train examples/digits.toml --save digits.safetensors\n  leaky gradcheck\n  leaky doctor examples/sick/sigmoid-saturated.toml --json findings.json --report report\n  leaky graph batchnorm --out bn.svg\n  leaky inspect arch.toml --weights model.safetensors --data x.npy --labels y.npy\n\nExit status: 0 ok; 1 the run failed (diverged, a gradient check failed) or leaky doctor found something at --fail-on; 2 bad input."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -39,6 +40,9 @@ enum Command {
     /// Reproduce each way backprop leaks, broken and fixed side by side, with the doctor's
     /// diagnosis, a table, and an HTML report (leaky-report/index.html).
     Demo(demo_cmd::DemoArgs),
+    /// Diagnose a model trained elsewhere (a PyTorch state_dict in safetensors) at its
+    /// checkpoint, over every example of its data: dead units, saturation, gradient flow.
+    Inspect(inspect_cmd::InspectArgs),
     /// Draw a computation on the reverse-mode tape (values black, gradients red) as SVG or
     /// DOT: the staged batch norm, or a small scalar expression.
     Graph(graph_cmd::GraphArgs),
@@ -89,6 +93,7 @@ fn main() -> ExitCode {
         Command::Doctor(a) => doctor_cmd::run(a),
         Command::Demo(a) => demo_cmd::run(a),
         Command::Graph(a) => graph_cmd::run(a),
+        Command::Inspect(a) => inspect_cmd::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -97,7 +102,7 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
         Err(Failure::Findings(msg)) => {
-            eprintln!("leaky doctor: {msg}");
+            eprintln!("leaky: {msg}");
             ExitCode::from(1)
         }
         Err(Failure::Run(e)) => {

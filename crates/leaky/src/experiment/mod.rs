@@ -37,6 +37,7 @@ macro_rules! bail {
 
 pub mod config;
 pub mod gradcheck;
+pub mod inspect;
 pub mod pipeline;
 pub mod run;
 

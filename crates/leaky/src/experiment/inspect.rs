@@ -1,0 +1,348 @@
+//! `leaky inspect`: diagnose a model trained elsewhere (a PyTorch `state_dict` saved as
+//! safetensors) at its checkpoint, over every example of its data.
+//!
+//! The experiment file gives the architecture (`[model]`) and, unless the caller passes
+//! its own arrays, the data (`[data]`, with every example: no validation split). The weights
+//! are loaded with [`crate::import`]; then, in batches:
+//!
+//! * an eval-mode pass over every example: loss and accuracy;
+//! * a train-mode forward and backward pass on up to [`PROBE_BATCHES`] batches spread over
+//!   the data, with the doctor's probes on: saturation per layer, gradient flow through
+//!   depth (and, for RNN/LSTM, through time with Whh's spectral radius), zero gradients,
+//!   NaN/Inf;
+//! * a full eval-mode pass counting, for every ReLU unit (conv: channel), the examples it
+//!   fires on: `dead_relu` over every example;
+//! * non-finite weights, one `non_finite` finding per tensor;
+//! * with a second checkpoint (`before`), the per-layer update/weight ratio
+//!   |W_after - W_before| / |W_after| and the ReLU units that died between the two.
+//!
+//! Codes that describe a training run (`bad_init_loss`, `update_ratio` from a learning
+//! rate, `diverging_loss`, `not_learning`) are not reported: a checkpoint has no history.
+
+use super::config::{Experiment, ModelKind};
+use super::pipeline::{build_feed, build_seq_model, prepare_rows, prepare_seq, Model};
+use super::{Error, Result};
+use crate::data::Dataset;
+use crate::doctor::{Code, Doctor, DoctorConfig, Finding, Severity};
+use crate::import::{load_seq_model, load_sequential, SeqKeys, StateDict};
+use crate::layers::affine;
+use crate::nn::seq::seq_batch;
+use crate::nn::{Mode, Sequential};
+use crate::train::{batch, Observer, SeqObserver, StepInfo};
+use std::path::Path;
+
+/// Train-mode probe batches (forward and backward with the doctor's probes).
+pub const PROBE_BATCHES: usize = 8;
+
+/// Examples per batch.
+pub const BATCH: usize = 256;
+
+/// What [`inspect`] takes besides the experiment.
+#[derive(Clone, Copy, Debug)]
+pub struct InspectOptions<'a> {
+    /// The checkpoint to diagnose.
+    pub weights: &'a Path,
+    /// An earlier checkpoint of the same model (update ratios, units that died since).
+    pub before: Option<&'a Path>,
+    /// The data as `.npy` arrays (inputs, labels) instead of the experiment's `[data]`:
+    /// inputs (N, C, H, W) or (N, D), labels (N,) integers.
+    pub data: Option<(&'a Path, &'a Path)>,
+}
+
+/// What [`inspect`] found.
+pub struct Inspection {
+    /// The findings (most severe first).
+    pub findings: Vec<Finding>,
+    /// Mean loss over every example (eval mode).
+    pub loss: f64,
+    /// Accuracy over every example (classification; per step for token sequences).
+    pub accuracy: Option<f64>,
+    /// Examples (sequences) diagnosed.
+    pub examples: usize,
+    /// Trainable scalars loaded.
+    pub params: usize,
+    /// Tensors read from the checkpoint.
+    pub tensors: usize,
+    /// With `before`: per-layer `(layer, |W - W0| / |W|)` of every weight tensor.
+    pub update_ratios: Vec<(String, f64)>,
+    /// The doctor, with everything it recorded.
+    pub doctor: Doctor,
+}
+
+fn open(path: &Path) -> Result<StateDict> {
+    let mut sd = StateDict::open(path).map_err(|e| Error::BadInput(e.to_string()))?;
+    // DistributedDataParallel saves every key as `module.<key>`.
+    if sd.keys().next().is_some() && sd.keys().all(|k| k.starts_with("module.")) {
+        sd.strip_prefix("module.").map_err(|e| Error::BadInput(e.to_string()))?;
+    }
+    Ok(sd)
+}
+
+/// The number of classes the checkpoint's last affine layer outputs, if it can be read.
+fn classes_of(exp: &Experiment, sd: &StateDict) -> Option<usize> {
+    let layers = super::pipeline::layer_list(exp);
+    let i = layers.iter().rposition(|l| l.kind == super::LayerType::Affine)?;
+    let prefix = layers[i].name.clone().unwrap_or_else(|| i.to_string());
+    sd.shape(&format!("{prefix}.weight")).and_then(|s| s.first().copied())
+}
+
+fn non_finite_findings(sd: &StateDict, findings: &mut Vec<Finding>) {
+    for nf in sd.non_finite() {
+        findings.push(
+            Finding::new(
+                Code::NonFinite,
+                Severity::Error,
+                format!("tensor {}", nf.key),
+                None,
+                "a NaN or Inf weight makes every activation it touches NaN in the forward pass, and every gradient NaN in the backward pass: the checkpoint was saved after training diverged",
+            )
+            .with("tensor", nf.key.clone())
+            .with("nan", nf.nan as f64)
+            .with("inf", nf.inf as f64)
+            .with("elements", nf.len as f64)
+            .fixes(["resume from an earlier checkpoint and lower the learning rate or clip the gradient norm"]),
+        );
+    }
+}
+
+/// Diagnose the checkpoint `opts.weights` of the model `exp` describes. `progress(done,
+/// total)` is called after each batch of the passes. Errors ([`Error::BadInput`]) name the
+/// file, the key and the shapes.
+pub fn inspect(
+    exp: &Experiment,
+    base: &Path,
+    opts: InspectOptions,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Inspection> {
+    let sd = open(opts.weights)?;
+    match exp.model.kind {
+        ModelKind::Mlp => inspect_feed(exp, base, opts, sd, progress),
+        ModelKind::Rnn | ModelKind::Lstm => {
+            if opts.data.is_some() {
+                bad!("--data: recurrent models are inspected on the experiment's own [data] in this version");
+            }
+            if opts.before.is_some() {
+                bad!("--before: available for feed-forward models in this version");
+            }
+            inspect_seq(exp, base, sd, progress)
+        }
+        ModelKind::Dqn => bad!("model.kind = \"dqn\": inspect diagnoses feed-forward and recurrent models"),
+    }
+}
+
+fn load_data(exp: &Experiment, base: &Path, data: Option<(&Path, &Path)>) -> Result<Dataset> {
+    match data {
+        Some((x, y)) => {
+            let mut d = crate::data::load_npy(x, y).map_err(|e| Error::BadInput(format!("--data/--labels: {e}")))?;
+            if !exp.data.shape.is_empty() {
+                if exp.data.shape.iter().product::<usize>() != d.dim() {
+                    bad!(
+                        "data.shape = {:?} does not fit --data {} (examples of {} values)",
+                        exp.data.shape,
+                        x.display(),
+                        d.dim()
+                    );
+                }
+                d.feature_shape = exp.data.shape.clone();
+            }
+            if d.feature_shape.len() == 2 {
+                d.feature_shape.insert(0, 1);
+            }
+            Ok(d)
+        }
+        None => {
+            let mut all = exp.clone();
+            all.data.val_fraction = 0.0;
+            Ok(prepare_rows(&all, base)?.0)
+        }
+    }
+}
+
+fn load_feed(exp: &Experiment, data: &Dataset, sd: &StateDict) -> Result<(Sequential<f32>, Vec<Option<String>>)> {
+    let classes = classes_of(exp, sd).unwrap_or(data.classes).max(data.classes);
+    let Model::Feed { mut net, names } = build_feed(exp, &data.feature_shape, classes)? else {
+        unreachable!("an mlp experiment builds a feed-forward model")
+    };
+    load_sequential(&mut net, &names, sd).map_err(|e| Error::BadInput(e.to_string()))?;
+    Ok((net, names))
+}
+
+fn inspect_feed(
+    exp: &Experiment,
+    base: &Path,
+    opts: InspectOptions,
+    sd: StateDict,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Inspection> {
+    let data = load_data(exp, base, opts.data)?;
+    let (mut net, _names) = load_feed(exp, &data, &sd)?;
+    let mut before = match opts.before {
+        Some(p) => Some(load_feed(exp, &data, &open(p)?)?),
+        None => None,
+    };
+    let loss_fn = exp.train.loss;
+    let classes = classes_of(exp, &sd).unwrap_or(data.classes).max(data.classes);
+    let mut doctor = Doctor::new(DoctorConfig { sample_every: 1 }, loss_fn, classes);
+    doctor.observe_input(&data);
+    let idx: Vec<usize> = (0..data.len()).collect();
+    let chunks: Vec<&[usize]> = idx.chunks(BATCH).collect();
+    let probes = chunks.len().min(PROBE_BATCHES);
+    let total = 2 * chunks.len() + probes;
+    let mut done = 0;
+    // Eval pass: loss and accuracy over every example.
+    let (mut loss_sum, mut correct) = (0.0, 0usize);
+    for chunk in &chunks {
+        let (x, y) = batch::<f32>(&data, chunk);
+        let scores = affine::as_2d(net.forward(x, Mode::Eval));
+        loss_sum += loss_fn.classify(&scores, &y).0 as f64 * chunk.len() as f64;
+        for (row, &yi) in scores.outer_iter().zip(&y) {
+            let best =
+                row.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (k, &v)| if v > b.1 { (k, v) } else { b });
+            correct += usize::from(best.0 == yi);
+        }
+        done += 1;
+        progress(done, total);
+    }
+    // Dead units over every example (eval mode), now and at `before`.
+    let mut dead_before = Vec::new();
+    if let Some((b_net, _)) = &mut before {
+        let mut d0 = Doctor::new(DoctorConfig { sample_every: 1 }, loss_fn, classes);
+        d0.dead_unit_pass(b_net, &data);
+        dead_before = d0.stats.dead_units;
+    }
+    doctor.dead_unit_pass(&mut net, &data);
+    done += chunks.len();
+    progress(done, total);
+    // Probe passes: train-mode forward and backward on batches spread over the data. Batch
+    // norm's running statistics are restored afterwards (its train-mode forward moves them).
+    let saved: Vec<crate::Tensor<f32>> =
+        net.layers.iter().flat_map(|l| l.buffers().into_iter().map(|(_, b)| b.clone())).collect();
+    for k in 0..probes {
+        let chunk = chunks[k * chunks.len() / probes];
+        let (x, y) = batch::<f32>(&data, chunk);
+        let probe = Observer::<f32>::probe(&mut doctor, k).expect("the doctor always probes");
+        let scores = affine::as_2d(net.forward_probed(x, Mode::Train, probe));
+        let (l, dscores) = loss_fn.classify(&scores, &y);
+        let probe = Observer::<f32>::probe(&mut doctor, k).expect("the doctor always probes");
+        net.backward_probed(dscores.into_dyn(), probe);
+        let grad_norm = crate::optim::global_norm(net.params().iter().map(|(_, p)| &p.grad));
+        let info = StepInfo { epoch: 0, step: k, loss: l as f64, lr: exp.train.lr, grad_norm, batch_size: chunk.len() };
+        Observer::<f32>::on_step(&mut doctor, &info, &net);
+        done += 1;
+        progress(done, total);
+    }
+    let mut saved = saved.into_iter();
+    for l in net.layers.iter_mut() {
+        for (_, b) in l.buffers_mut() {
+            *b = saved.next().expect("one saved buffer per buffer");
+        }
+    }
+    let mut update_ratios = Vec::new();
+    if let Some((b_net, _)) = &before {
+        for ((i, p), (_, p0)) in net.params().iter().zip(b_net.params().iter()) {
+            if p.decay {
+                let diff = (&p.value - &p0.value).mapv(|v| (v as f64) * (v as f64)).sum().sqrt();
+                let norm = p.value.mapv(|v| (v as f64) * (v as f64)).sum().sqrt();
+                update_ratios
+                    .push((format!("layer {i} ({}) {}", net.layers[*i].kind(), p.name), diff / norm.max(1e-12)));
+            }
+        }
+    }
+    let mut findings: Vec<Finding> = doctor
+        .diagnose()
+        .into_iter()
+        .filter(|f| !matches!(f.code.as_str(), "bad_init_loss" | "update_ratio" | "diverging_loss" | "not_learning"))
+        .collect();
+    non_finite_findings(&sd, &mut findings);
+    for (now, then) in doctor.stats.dead_units.iter().zip(dead_before.iter()) {
+        let died: Vec<usize> = now
+            .fire_counts
+            .iter()
+            .zip(&then.fire_counts)
+            .enumerate()
+            .filter(|(_, (&a, &b))| a == 0 && b > 0)
+            .map(|(u, _)| u)
+            .collect();
+        if !died.is_empty() {
+            let units = now.fire_counts.len();
+            let layer = now.layer;
+            findings.push(
+                Finding::new(
+                    Code::DeadRelu,
+                    if died.len() * 10 >= units { Severity::Warning } else { Severity::Info },
+                    format!("layer {layer} ({})", net.layers[layer].kind()),
+                    None,
+                    "these units fired on some examples at the earlier checkpoint and on none now: an update pushed their pre-activation below zero for every input, and a ReLU passes no gradient back where it outputs 0, so nothing can bring them back",
+                )
+                .with("died_since_before", died.len() as f64)
+                .with("units", units as f64)
+                .with("died_units", serde_json::json!(died))
+                .fixes(["lower the learning rate of the run between the two checkpoints", "use leaky_relu"]),
+            );
+        }
+    }
+    crate::doctor::sort_findings(&mut findings);
+    let params = net.num_params();
+    Ok(Inspection {
+        findings,
+        loss: loss_sum / data.len() as f64,
+        accuracy: Some(correct as f64 / data.len() as f64),
+        examples: data.len(),
+        params,
+        tensors: sd.len(),
+        update_ratios,
+        doctor,
+    })
+}
+
+fn inspect_seq(
+    exp: &Experiment,
+    base: &Path,
+    sd: StateDict,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Inspection> {
+    let mut all = exp.clone();
+    all.data.val_fraction = 0.0;
+    let (data, _) = prepare_seq(&all, base)?;
+    let mut model = build_seq_model(exp, &data)?;
+    let keys = SeqKeys::detect(&sd).map_err(|e| Error::BadInput(e.to_string()))?;
+    load_seq_model(&mut model, &keys, &sd).map_err(|e| Error::BadInput(e.to_string()))?;
+    let mut doctor = Doctor::new(DoctorConfig { sample_every: 1 }, exp.train.loss, data.classes);
+    let idx: Vec<usize> = (0..data.len()).collect();
+    let chunks: Vec<&[usize]> = idx.chunks(BATCH).collect();
+    let probes = chunks.len().min(PROBE_BATCHES);
+    let total = chunks.len() + probes;
+    let (mut loss_sum, mut correct, mut counted) = (0.0, 0usize, 0usize);
+    for (k, chunk) in chunks.iter().enumerate() {
+        let e = model.evaluate(&seq_batch::<f32>(&data, chunk));
+        loss_sum += e.loss * chunk.len() as f64;
+        correct += e.correct;
+        counted += e.counted;
+        progress(k + 1, total);
+    }
+    for k in 0..probes {
+        let chunk = chunks[k * chunks.len() / probes];
+        let e = model.forward_backward(&seq_batch::<f32>(&data, chunk));
+        let grad_norm = crate::optim::global_norm(model.params().iter().map(|p| &p.grad));
+        let info = StepInfo { epoch: 0, step: k, loss: e.loss, lr: exp.train.lr, grad_norm, batch_size: chunk.len() };
+        SeqObserver::<f32>::on_step(&mut doctor, &info, &model);
+        progress(chunks.len() + k + 1, total);
+    }
+    let mut findings: Vec<Finding> = doctor
+        .diagnose()
+        .into_iter()
+        .filter(|f| !matches!(f.code.as_str(), "bad_init_loss" | "update_ratio" | "diverging_loss" | "not_learning"))
+        .collect();
+    non_finite_findings(&sd, &mut findings);
+    crate::doctor::sort_findings(&mut findings);
+    Ok(Inspection {
+        findings,
+        loss: loss_sum / data.len().max(1) as f64,
+        accuracy: (counted > 0).then(|| correct as f64 / counted as f64),
+        examples: data.len(),
+        params: model.num_params(),
+        tensors: sd.len(),
+        update_ratios: Vec::new(),
+        doctor,
+    })
+}
