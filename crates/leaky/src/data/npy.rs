@@ -726,7 +726,7 @@ mod tests {
             ("['descr']", "must be a Python dict"),
             ("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), 'x': ((((((((((((((((((((((((((((((((((1))))))))))))))))))))))))))))))))), }", "nested too deeply"),
             ("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), 'x': 1, }", "unknown key 'x'"),
-            ("{'descr': '<f4', 'fortran_order': Fals, 'shape': (2, 3), }", "header parse error at byte offset 45"),
+            ("{'descr': '<f4', 'fortran_order': Fals, 'shape': (2, 3), }", "header parse error at byte offset 44"),
             ("{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999999, 99999999999), }", "non-negative integers"),
             ("{'descr': '<f4', 'fortran_order': False, 'shape': (9999999999, 9999999999), }", "too large"),
         ];
