@@ -734,8 +734,9 @@ mod tests {
             let e = err_of(&npy(1, h, &[]), &good_y(), "x.npy");
             assert!(e.contains(want), "{h}: {e}");
         }
-        let e = err_of(&npy(1, "{'descr': '<f4' 'x'}", &[]), &good_y(), "x.npy");
-        assert!(e.contains("header parse error at byte offset 26: expected") && e.contains("(near `'x'}`)"), "{e}");
+        let e = err_of(&npy(1, "{'descr': '<f4' 7}", &[]), &good_y(), "x.npy");
+        // py_literal points at the closing quote before the stray `7` (10-byte preamble + 14).
+        assert!(e.contains("header parse error at byte offset 24: expected") && e.contains("(near `' 7}`)"), "{e}");
     }
 
     #[test]
