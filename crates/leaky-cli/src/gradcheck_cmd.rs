@@ -20,6 +20,10 @@ pub struct GradcheckArgs {
 
 /// Run `leaky gradcheck`: exit 0 when every check is good (<= 1e-7), 1 otherwise.
 pub fn run(args: GradcheckArgs) -> Result<(), Failure> {
+    // Refuse `--json missing/x.json` before the checks run, not after.
+    if let Some(path) = &args.json {
+        leaky::io::check_output_path(path, "--json").map_err(|e| Failure::BadInput(anyhow!(e)))?;
+    }
     let checks = run_all(args.seed);
     println!(
         "Numerical gradient check (f64, centred differences, h = 1e-5); rel_error = max |a-b| / max(1e-8, |a|+|b|)"

@@ -287,6 +287,36 @@ mod tests {
         assert!(!pending().iter().any(|p| p.starts_with(dir.path())));
     }
 
+    /// A child process (this test binary, re-run) installs the handler,
+    /// has a temporary file pending, and gets SIGTERM; it must die by SIGTERM with the file
+    /// gone.
+    #[cfg(unix)]
+    #[test]
+    fn sigterm_removes_pending_temp_files_and_still_kills() {
+        use signal_hook::consts::SIGTERM;
+        use std::os::unix::process::ExitStatusExt;
+        const CHILD: &str = "LEAKY_TEST_SIGNAL_CHILD_DIR";
+        if let Ok(dir) = std::env::var(CHILD) {
+            install_cleanup_handler().unwrap();
+            let tmp = Path::new(&dir).join(".out.json.tmp-child");
+            std::fs::write(&tmp, b"partial").unwrap();
+            pending().push(tmp);
+            signal_hook::low_level::raise(SIGTERM).unwrap();
+            std::thread::sleep(std::time::Duration::from_secs(20));
+            panic!("still alive 20 s after SIGTERM");
+        }
+        let dir = TempDir::new("io-signal");
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "io::tests::sigterm_removes_pending_temp_files_and_still_kills", "--test-threads=1"])
+            .env(CHILD, dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert_eq!(status.signal(), Some(SIGTERM), "{status:?}");
+        assert!(!dir.path().join(".out.json.tmp-child").exists());
+    }
+
     #[test]
     fn output_paths_are_checked_before_work() {
         let dir = TempDir::new("io-check");
