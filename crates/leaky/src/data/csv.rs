@@ -25,7 +25,12 @@ use std::path::Path;
 /// not numbers, NaN or infinite values, values that overflow f32, negative, fractional or
 /// huge labels, and files with no data rows.
 pub fn load_csv(path: &Path) -> Result<Dataset, DataError> {
-    let bytes = gunzip_if_gzip(path, read_file(path)?, &no_head)?;
+    csv_from_bytes(read_file(path)?, path)
+}
+
+/// [`load_csv`] on the file's bytes (`path` names it in messages).
+pub(crate) fn csv_from_bytes(bytes: Vec<u8>, path: &Path) -> Result<Dataset, DataError> {
+    let bytes = gunzip_if_gzip(path, bytes, &no_head)?;
     let mut ds = parse_csv(&bytes, path)?;
     ds.name = format!("csv:{}", path.display());
     ds.validate()?;

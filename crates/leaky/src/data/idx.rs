@@ -23,9 +23,15 @@ const UBYTE: u8 = 0x08;
 /// labels look swapped), other element types, corrupt gzip, truncated or over-long data
 /// (with byte offsets), empty sets, and different counts in the two files.
 pub fn load_idx(images: &Path, labels: &Path) -> Result<Dataset, DataError> {
-    let ib = gunzip_if_gzip(images, read_file(images)?, &|h| check_header(h, images, Kind::Images))?;
+    let ib = read_file(images)?;
+    idx_from_bytes(ib, images, read_file(labels)?, labels)
+}
+
+/// [`load_idx`] on the two files' bytes (the paths name them in messages).
+pub(crate) fn idx_from_bytes(ib: Vec<u8>, images: &Path, lb: Vec<u8>, labels: &Path) -> Result<Dataset, DataError> {
+    let ib = gunzip_if_gzip(images, ib, &|h| check_header(h, images, Kind::Images))?;
     let (dims, pixels) = parse_idx(&ib, images, Kind::Images)?;
-    let lb = gunzip_if_gzip(labels, read_file(labels)?, &|h| check_header(h, labels, Kind::Labels))?;
+    let lb = gunzip_if_gzip(labels, lb, &|h| check_header(h, labels, Kind::Labels))?;
     let (ldims, lab) = parse_idx(&lb, labels, Kind::Labels)?;
 
     let n = dims[0];

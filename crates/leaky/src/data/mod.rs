@@ -455,6 +455,56 @@ impl Standardizer {
     }
 }
 
+/// The loaders on bytes in memory, for the fuzz targets in `fuzz/` and the corpus-replay
+/// test (`tests/fuzz_corpus.rs`): the same code as the `load_*` functions after the file is
+/// read. Not part of the stable API.
+#[doc(hidden)]
+pub mod fuzz {
+    use super::{DataError, Dataset};
+    use std::path::Path;
+
+    /// Labels 0, 2, 1, 2 as `np.save` writes an int64 (4,) array.
+    const Y4: &[u8] = include_bytes!("../../tests/data/npy/y_i8.npy");
+    /// A (4, 2, 3) float32 array as `np.save` writes it.
+    const X4: &[u8] = include_bytes!("../../tests/data/npy/x_f4_3d.npy");
+    /// Three 1x2 IDX images and three IDX labels.
+    const IDX_IMAGES: &[u8] = &[0, 0, 8, 3, 0, 0, 0, 3, 0, 0, 0, 1, 0, 0, 0, 2, 1, 2, 3, 4, 5, 6];
+    const IDX_LABELS: &[u8] = &[0, 0, 8, 1, 0, 0, 0, 3, 0, 1, 2];
+
+    /// `.npy` features (`data[0]` even) or labels (odd) from `data[1..]`, the other file valid.
+    pub fn npy(data: &[u8]) -> Result<Dataset, DataError> {
+        let Some((&sel, rest)) = data.split_first() else { return super::npy::npy_from_bytes(&[], Path::new("x.npy"), Y4, Path::new("y.npy")) };
+        if sel % 2 == 0 {
+            super::npy::npy_from_bytes(rest, Path::new("x.npy"), Y4, Path::new("y.npy"))
+        } else {
+            super::npy::npy_from_bytes(X4, Path::new("x.npy"), rest, Path::new("y.npy"))
+        }
+    }
+
+    /// An `.npz` archive.
+    pub fn npz(data: &[u8]) -> Result<Dataset, DataError> {
+        super::npy::npz_from_bytes(data, Path::new("d.npz"))
+    }
+
+    /// A CSV file (gzipped or not).
+    pub fn csv(data: &[u8]) -> Result<Dataset, DataError> {
+        super::csv::csv_from_bytes(data.to_vec(), Path::new("d.csv"))
+    }
+
+    /// IDX images (`data[0]` even) or labels (odd) from `data[1..]`, the other file valid.
+    pub fn idx(data: &[u8]) -> Result<Dataset, DataError> {
+        let (sel, rest) = data.split_first().map_or((0, &[][..]), |(s, r)| (*s, r));
+        let (i, l) = if sel % 2 == 0 { (rest, IDX_LABELS) } else { (IDX_IMAGES, rest) };
+        super::idx::idx_from_bytes(i.to_vec(), Path::new("images.idx"), l.to_vec(), Path::new("labels.idx"))
+    }
+
+    /// A text corpus for `text:PATH`, windows of 8 characters, 2000 of them (as `load_seq`).
+    pub fn text(data: &[u8]) -> Result<super::seq::SeqDataset, DataError> {
+        let text = super::seq::text_from_bytes(data.to_vec(), Path::new("t.txt"), 8)?;
+        Ok(super::seq::chars(&text, super::seq::SEQ_EXAMPLES, 8, 0))
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod testutil {
     use std::path::{Path, PathBuf};

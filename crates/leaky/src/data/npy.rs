@@ -36,10 +36,15 @@ use std::path::Path;
 /// f32-overflowing features, float or negative labels, and N differing between X and Y.
 pub fn load_npy(x_path: &Path, y_path: &Path) -> Result<Dataset, DataError> {
     let xb = read_file(x_path)?;
-    let xa = parse_npy(&xb, x_path)?;
-    let x_shape = check_x(&xa, x_path)?;
     let yb = read_file(y_path)?;
-    let ya = parse_npy(&yb, y_path)?;
+    npy_from_bytes(&xb, x_path, &yb, y_path)
+}
+
+/// [`load_npy`] on the two files' bytes (the paths name them in messages).
+pub(crate) fn npy_from_bytes(xb: &[u8], x_path: &Path, yb: &[u8], y_path: &Path) -> Result<Dataset, DataError> {
+    let xa = parse_npy(xb, x_path)?;
+    let x_shape = check_x(&xa, x_path)?;
+    let ya = parse_npy(yb, y_path)?;
     let x_name = x_path.display().to_string();
     dataset(&xa, x_path, &x_name, &ya, y_path, x_shape, format!("npy:{},{}", x_path.display(), y_path.display()))
 }
@@ -51,12 +56,16 @@ pub fn load_npy(x_path: &Path, y_path: &Path) -> Result<Dataset, DataError> {
 /// [`MAX_DECOMPRESSED_BYTES`], its `.npy` header checked after the first bytes. The name is
 /// `npz:FILE`.
 pub fn load_npz(path: &Path) -> Result<Dataset, DataError> {
-    let bytes = read_file(path)?;
+    npz_from_bytes(&read_file(path)?, path)
+}
+
+/// [`load_npz`] on the archive's bytes (`path` names it in messages).
+pub(crate) fn npz_from_bytes(bytes: &[u8], path: &Path) -> Result<Dataset, DataError> {
     if !bytes.starts_with(b"PK") {
         let hint = if bytes.starts_with(MAGIC) { " (this is a single .npy file: use npy:X.npy,Y.npy)" } else { "" };
         return Err(format_err(path, format!("not a zip archive (.npz): bad magic {}{hint}", escape(&bytes[..bytes.len().min(4)]))));
     }
-    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(&bytes[..]))
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes))
         .map_err(|e| format_err(path, format!("not a readable .npz (zip) archive: {e}")))?;
     let names: Vec<String> = zip.file_names().map(str::to_string).collect();
     let has = |n: &str| names.iter().any(|m| m == n);

@@ -357,7 +357,12 @@ pub fn chars(text: &str, n: usize, t: usize, seed: u64) -> SeqDataset {
 /// characters, more than [`MAX_TEXT_CHARS`] characters, or more than [`MAX_TEXT_VOCAB`]
 /// distinct characters (each distinct character is a token of the model's vocabulary).
 pub fn load_text(path: &Path, t: usize) -> Result<String, DataError> {
-    let bytes = gunzip_if_gzip(path, read_file(path)?, &no_head)?;
+    text_from_bytes(read_file(path)?, path, t)
+}
+
+/// [`load_text`] on the file's bytes (`path` names it in messages).
+pub(crate) fn text_from_bytes(bytes: Vec<u8>, path: &Path, t: usize) -> Result<String, DataError> {
+    let bytes = gunzip_if_gzip(path, bytes, &no_head)?;
     let text = String::from_utf8(bytes).map_err(|e| {
         let at = e.utf8_error().valid_up_to();
         format_err(path, format!("not UTF-8 text: invalid byte 0x{:02x} at byte offset {at}", e.as_bytes()[at]))
