@@ -498,6 +498,22 @@ pub mod fuzz {
         super::idx::idx_from_bytes(i.to_vec(), Path::new("images.idx"), l.to_vec(), Path::new("labels.idx"))
     }
 
+    /// A safetensors checkpoint loaded into a 4-3-2 ReLU MLP (tensors `0.W`, `0.b`, ...).
+    pub fn checkpoint(data: &[u8]) -> Result<(), crate::train::CheckpointError> {
+        let mut m = crate::nn::MlpSpec {
+            input_dim: 4,
+            hidden: vec![3],
+            output_dim: 2,
+            activation: crate::nn::Activation::Relu,
+            init: crate::tensor::Init::He,
+            bias_init: 0.0,
+            batchnorm: false,
+            dropout_keep: None,
+        }
+        .build::<f32>(0);
+        crate::train::load_checkpoint_bytes(&mut m, data, Path::new("model.safetensors"))
+    }
+
     /// A text corpus for `text:PATH`, windows of 8 characters, 2000 of them (as `load_seq`).
     pub fn text(data: &[u8]) -> Result<super::seq::SeqDataset, DataError> {
         let text = super::seq::text_from_bytes(data.to_vec(), Path::new("t.txt"), 8)?;
