@@ -580,7 +580,9 @@ pub fn load_checkpoint<F: Float>(model: &mut Sequential<F>, path: &Path) -> Resu
     let p = path.display().to_string();
     let bytes = crate::data::read_file(path).map_err(|e| match e {
         crate::data::DataError::Io { source, .. } => CheckpointError::Io { path: p.clone(), source },
-        other => CheckpointError::Format { path: p.clone(), detail: other.to_string().replacen(&format!("{p}: "), "", 1) },
+        other => {
+            CheckpointError::Format { path: p.clone(), detail: other.to_string().replacen(&format!("{p}: "), "", 1) }
+        }
     })?;
     load_checkpoint_bytes(model, &bytes, path)
 }
@@ -588,7 +590,11 @@ pub fn load_checkpoint<F: Float>(model: &mut Sequential<F>, path: &Path) -> Resu
 /// [`load_checkpoint`] on the file's bytes (`path` names it in messages); also the entry
 /// point of the checkpoint fuzz target.
 #[doc(hidden)]
-pub fn load_checkpoint_bytes<F: Float>(model: &mut Sequential<F>, bytes: &[u8], path: &Path) -> Result<(), CheckpointError> {
+pub fn load_checkpoint_bytes<F: Float>(
+    model: &mut Sequential<F>,
+    bytes: &[u8],
+    path: &Path,
+) -> Result<(), CheckpointError> {
     let p = path.display().to_string();
     let st = safetensors::SafeTensors::deserialize(bytes)
         .map_err(|e| CheckpointError::Format { path: p.clone(), detail: e.to_string() })?;

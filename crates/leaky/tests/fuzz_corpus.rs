@@ -74,7 +74,10 @@ fn made_checkpoints() -> Vec<(String, Vec<u8>)> {
 
 fn run(body: Body, data: &[u8]) -> Result<Result<(), String>, String> {
     catch_unwind(AssertUnwindSafe(|| body(data))).map_err(|p| {
-        p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default()
+        p.downcast_ref::<String>()
+            .cloned()
+            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default()
     })
 }
 
@@ -91,10 +94,14 @@ fn committed_corpus_gives_ok_for_seeds_and_named_errors_for_bad_inputs() {
             let t = std::time::Instant::now();
             match run(body, data) {
                 Err(panic) => problems.push(format!("{target}/{name}: PANIC {panic}")),
-                Ok(Ok(())) if name.starts_with("bad-") => problems.push(format!("{target}/{name}: loaded, expected an error")),
+                Ok(Ok(())) if name.starts_with("bad-") => {
+                    problems.push(format!("{target}/{name}: loaded, expected an error"))
+                }
                 Ok(Err(e)) if name.starts_with("seed-") => problems.push(format!("{target}/{name}: {e}")),
                 Ok(Err(e)) if !e.contains(names) => problems.push(format!("{target}/{name}: error names no file: {e}")),
-                Ok(Err(e)) if e.len() > 2000 => problems.push(format!("{target}/{name}: {} byte error message", e.len())),
+                Ok(Err(e)) if e.len() > 2000 => {
+                    problems.push(format!("{target}/{name}: {} byte error message", e.len()))
+                }
                 _ => {}
             }
             // Bombs and huge headers are refused early, not after inflating or allocating.

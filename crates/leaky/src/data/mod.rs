@@ -156,7 +156,9 @@ pub(crate) fn read_file_limited(path: &Path, limit: u64) -> Result<Vec<u8>, Data
     let too_big = |size: u64| {
         format_err(
             path,
-            format!("the file has {size} bytes, more than the limit of {limit} bytes for a data file (MAX_DATA_FILE_BYTES)"),
+            format!(
+                "the file has {size} bytes, more than the limit of {limit} bytes for a data file (MAX_DATA_FILE_BYTES)"
+            ),
         )
     };
     if meta.len() > limit {
@@ -473,7 +475,9 @@ pub mod fuzz {
 
     /// `.npy` features (`data[0]` even) or labels (odd) from `data[1..]`, the other file valid.
     pub fn npy(data: &[u8]) -> Result<Dataset, DataError> {
-        let Some((&sel, rest)) = data.split_first() else { return super::npy::npy_from_bytes(&[], Path::new("x.npy"), Y4, Path::new("y.npy")) };
+        let Some((&sel, rest)) = data.split_first() else {
+            return super::npy::npy_from_bytes(&[], Path::new("x.npy"), Y4, Path::new("y.npy"));
+        };
         if sel % 2 == 0 {
             super::npy::npy_from_bytes(rest, Path::new("x.npy"), Y4, Path::new("y.npy"))
         } else {

@@ -63,7 +63,10 @@ pub fn load_npz(path: &Path) -> Result<Dataset, DataError> {
 pub(crate) fn npz_from_bytes(bytes: &[u8], path: &Path) -> Result<Dataset, DataError> {
     if !bytes.starts_with(b"PK") {
         let hint = if bytes.starts_with(MAGIC) { " (this is a single .npy file: use npy:X.npy,Y.npy)" } else { "" };
-        return Err(format_err(path, format!("not a zip archive (.npz): bad magic {}{hint}", escape(&bytes[..bytes.len().min(4)]))));
+        return Err(format_err(
+            path,
+            format!("not a zip archive (.npz): bad magic {}{hint}", escape(&bytes[..bytes.len().min(4)])),
+        ));
     }
     let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes))
         .map_err(|e| format_err(path, format!("not a readable .npz (zip) archive: {e}")))?;
@@ -93,7 +96,10 @@ pub(crate) fn npz_from_bytes(bytes: &[u8], path: &Path) -> Result<Dataset, DataE
     };
     let xb = read(xn)?;
     let yb = read(yn)?;
-    let (xl, yl) = (Path::new(&format!("{}:{xn}", path.display())).to_path_buf(), Path::new(&format!("{}:{yn}", path.display())).to_path_buf());
+    let (xl, yl) = (
+        Path::new(&format!("{}:{xn}", path.display())).to_path_buf(),
+        Path::new(&format!("{}:{yn}", path.display())).to_path_buf(),
+    );
     let xa = parse_npy(&xb, &xl)?;
     let x_shape = check_x(&xa, &xl)?;
     let ya = parse_npy(&yb, &yl)?;
@@ -196,11 +202,8 @@ const MAX_DEPTH: usize = 32;
 fn preamble(bytes: &[u8], path: &Path) -> Result<Result<(usize, usize), usize>, DataError> {
     let head = &bytes[..bytes.len().min(MAGIC.len())];
     if head != &MAGIC[..head.len()] || bytes.is_empty() {
-        let hint = if bytes.starts_with(b"PK") {
-            " (this is a zip archive, probably an .npz: use npz:FILE.npz)"
-        } else {
-            ""
-        };
+        let hint =
+            if bytes.starts_with(b"PK") { " (this is a zip archive, probably an .npz: use npz:FILE.npz)" } else { "" };
         return Err(format_err(
             path,
             format!("byte 0: bad magic {}, expected \\x93NUMPY: not a .npy file{hint}", escape(head)),
@@ -251,7 +254,11 @@ fn parse_npy<'a>(bytes: &'a [u8], path: &Path) -> Result<NpyArray<'a>, DataError
     let (header_start, header_len) = match preamble(bytes, path)? {
         Ok(p) => p,
         Err(need) => {
-            let what = if need == 10 { "10-byte .npy preamble".to_string() } else { format!("12-byte .npy {}.0 preamble", bytes[6]) };
+            let what = if need == 10 {
+                "10-byte .npy preamble".to_string()
+            } else {
+                format!("12-byte .npy {}.0 preamble", bytes[6])
+            };
             return Err(format_err(path, format!("truncated: {} bytes, too short for the {what}", bytes.len())));
         }
     };
@@ -283,7 +290,12 @@ fn parse_npy<'a>(bytes: &'a [u8], path: &Path) -> Result<NpyArray<'a>, DataError
 }
 
 /// Parse the header dict with ndarray-npy; `bytes` holds at least the whole header.
-fn parse_header<'a>(bytes: &'a [u8], path: &Path, header_start: usize, header_len: usize) -> Result<NpyArray<'a>, DataError> {
+fn parse_header<'a>(
+    bytes: &'a [u8],
+    path: &Path,
+    header_start: usize,
+    header_len: usize,
+) -> Result<NpyArray<'a>, DataError> {
     let data_offset = header_start + header_len;
     let header = &bytes[header_start..data_offset];
     let mut depth = 0usize;
@@ -317,14 +329,18 @@ fn parse_header<'a>(bytes: &'a [u8], path: &Path, header_start: usize, header_le
                     let k = if k == "shaper" { "shape".to_string() } else { k };
                     format!("header has no '{k}' key: {}", escape(header.trim_ascii()))
                 }
-                ParseHeaderError::UnknownKey(k) => format!("header has an unknown key {k} (expected 'descr', 'fortran_order', 'shape')"),
+                ParseHeaderError::UnknownKey(k) => {
+                    format!("header has an unknown key {k} (expected 'descr', 'fortran_order', 'shape')")
+                }
                 ParseHeaderError::IllegalValue { key, value } if key == "fortran_order" => {
                     format!("header: 'fortran_order' must be True or False, found {value}")
                 }
                 ParseHeaderError::IllegalValue { key, value } if key == "shape" => {
                     format!("header: 'shape' must be a tuple of non-negative integers, found {value}")
                 }
-                ParseHeaderError::MissingNewline => "header does not end with a newline (not written by numpy?)".to_string(),
+                ParseHeaderError::MissingNewline => {
+                    "header does not end with a newline (not written by numpy?)".to_string()
+                }
                 other => format!("header: {other}"),
             },
         };
@@ -339,7 +355,8 @@ fn parse_header<'a>(bytes: &'a [u8], path: &Path, header_start: usize, header_le
             ))
         }
     };
-    let dtype = parse_descr(&descr).ok_or_else(|| format_err(path, format!("unsupported dtype '{descr}'{SUPPORTED}")))?;
+    let dtype =
+        parse_descr(&descr).ok_or_else(|| format_err(path, format!("unsupported dtype '{descr}'{SUPPORTED}")))?;
     let shape = parsed.shape;
     let count = shape
         .iter()
@@ -451,7 +468,11 @@ fn features(a: &NpyArray, path: &Path) -> Result<Vec<f32>, DataError> {
 
 /// Decode with ndarray-npy and convert to f32 in C order, refusing NaN, Inf and values
 /// that overflow f32 (naming the example, the feature and the byte offset).
-fn to_f32<T: ReadableElement + Copy>(a: &NpyArray, path: &Path, wide: impl Fn(T) -> f64) -> Result<Vec<f32>, DataError> {
+fn to_f32<T: ReadableElement + Copy>(
+    a: &NpyArray,
+    path: &Path,
+    wide: impl Fn(T) -> f64,
+) -> Result<Vec<f32>, DataError> {
     let arr = ArrayD::<T>::read_npy(a.bytes).map_err(|e| format_err(path, format!("cannot decode the data: {e}")))?;
     let d = arr.len() / a.shape[0].max(1);
     let mut out = Vec::with_capacity(arr.len());
@@ -462,7 +483,12 @@ fn to_f32<T: ReadableElement + Copy>(a: &NpyArray, path: &Path, wide: impl Fn(T)
             let why = if v.is_finite() { "overflows f32" } else { "is not finite (NaN and Inf are not allowed)" };
             return Err(format_err(
                 path,
-                format!("example {}, feature {} (element {k}, {}) is {v}: {why}", k / d.max(1), k % d.max(1), offset_of(a, k)),
+                format!(
+                    "example {}, feature {} (element {k}, {}) is {v}: {why}",
+                    k / d.max(1),
+                    k % d.max(1),
+                    offset_of(a, k)
+                ),
             ));
         }
         out.push(f);
@@ -612,13 +638,19 @@ mod tests {
         let want = load_npy(&fixture("x_f4_3d.npy"), &fixture("y_i8.npy")).unwrap();
         // np.savez_compressed(f, x=x, y=y): deflated, named arrays, 3-D x.
         let ds = load_npz(&fixture("xy.npz")).unwrap();
-        assert_eq!((ds.x.clone(), ds.y.clone(), ds.feature_shape.clone()), (want.x.clone(), want.y.clone(), vec![2, 3]));
+        assert_eq!(
+            (ds.x.clone(), ds.y.clone(), ds.feature_shape.clone()),
+            (want.x.clone(), want.y.clone(), vec![2, 3])
+        );
         assert!(ds.name.starts_with("npz:") && ds.name.ends_with("xy.npz"));
         // np.savez(f, X, Y): stored, arr_0 and arr_1.
         let ds = load_npz(&fixture("arr.npz")).unwrap();
         assert_eq!((ds.x.clone(), ds.y.clone(), ds.feature_shape.clone()), (want.x.clone(), want.y.clone(), vec![6]));
         let e = load_npz(&fixture("other_names.npz")).unwrap_err().to_string();
-        assert!(e.contains("other_names.npz") && e.contains("needs arrays `x` and `y`") && e.contains("features.npy"), "{e}");
+        assert!(
+            e.contains("other_names.npz") && e.contains("needs arrays `x` and `y`") && e.contains("features.npy"),
+            "{e}"
+        );
         let e = load_npz(&fixture("x_f4_3d.npy")).unwrap_err().to_string();
         assert!(e.contains("not a zip archive") && e.contains("single .npy"), "{e}");
         // The dispatcher knows the spec.
