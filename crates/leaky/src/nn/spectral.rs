@@ -108,7 +108,7 @@ pub fn scale_to_spectral_radius<F: Float>(w: &mut Array2<F>, r: f64) -> f64 {
         w.fill(F::zero());
         return rho;
     }
-    if !(rho > 0.0) {
+    if rho.is_nan() || rho <= 0.0 {
         return rho;
     }
     let k = F::from_f64c(r / rho);
