@@ -28,8 +28,9 @@ pub struct GradcheckArgs {
 /// Run `leaky gradcheck`: without a file, exit 0 when every check is good (<= 1e-7), 1
 /// otherwise; with a file, exit 1 when any check is wrong (> 1e-2).
 pub fn run(args: GradcheckArgs) -> Result<(), Failure> {
-    if let Some(p) = &args.json {
-        crate::present::check_output_path("--json", p)?;
+    // Refuse `--json missing/x.json` before the checks run, not after.
+    if let Some(path) = &args.json {
+        leaky::io::check_output_path(path, "--json").map_err(|e| Failure::BadInput(anyhow!(e)))?;
     }
     if args.examples == 0 {
         return Err(Failure::BadInput(anyhow!("--examples 0: must be at least 1")));

@@ -138,6 +138,8 @@ fn out_format_ok(path: &Option<PathBuf>) -> Result<(), Failure> {
         if !matches!(ext.as_str(), "svg" | "dot" | "gv") {
             return Err(Failure::BadInput(anyhow!("--out {}: unknown format, use a .svg, .dot or .gv file", show(p))));
         }
+        // A missing directory or an unwritable one is refused before the graph is built.
+        leaky::io::check_output_path(p, "--out").map_err(|e| Failure::BadInput(anyhow!(e)))?;
     }
     Ok(())
 }

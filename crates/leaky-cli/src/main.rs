@@ -14,6 +14,7 @@ mod report;
 mod train_cmd;
 
 use clap::{Parser, Subcommand};
+use std::io::Write;
 use std::process::ExitCode;
 
 /// Backprop is a leaky abstraction: leaky trains small networks with hand-written forward
@@ -67,7 +68,9 @@ impl From<anyhow::Error> for Failure {
 
 /// `leaky gradcheck | head` closes stdout early; `println!` then panics with "failed printing
 /// to stdout: Broken pipe". Exit quietly instead, as `cat` or `grep` do (without `unsafe`
-/// SIGPIPE handling).
+/// SIGPIPE handling). Any other failure to print (`leaky gradcheck > /dev/full`: "No space
+/// left on device") is an output that cannot be written: say so on stderr, if stderr still
+/// works, and exit 2 instead of panicking with exit 101.
 fn quiet_on_broken_pipe() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
@@ -80,12 +83,24 @@ fn quiet_on_broken_pipe() {
         if msg.contains("failed printing to stdout") && msg.contains("Broken pipe") {
             std::process::exit(141); // 128 + SIGPIPE, what a shell reports for a killed writer
         }
+        if msg.contains("failed printing to stdout") || msg.contains("failed printing to stderr") {
+            // The cause is after the colon, e.g. "No space left on device (os error 28)".
+            let cause = msg.split_once(": ").map_or(msg, |(_, c)| c);
+            let stream = if msg.contains("stdout") { "standard output" } else { "standard error" };
+            let _ = writeln!(std::io::stderr(), "error: cannot write to {stream}: {cause}");
+            leaky::io::remove_pending_temp_files();
+            std::process::exit(2);
+        }
         default(info);
     }));
 }
 
 fn main() -> ExitCode {
     quiet_on_broken_pipe();
+    // Temporary files of atomic writes are removed on Ctrl-C and SIGTERM; should the
+    // handler not install, outputs are still atomic, only an interrupted write's
+    // `.NAME.tmp-*` file could stay.
+    let _ = leaky::io::install_cleanup_handler();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(a) => train_cmd::run(a),
@@ -97,16 +112,18 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // `writeln!` rather than `eprintln!`: with stderr on a full device the message is
+        // lost, but the exit status still tells.
         Err(Failure::BadInput(e)) => {
-            eprintln!("error: {e:#}");
+            let _ = writeln!(std::io::stderr(), "error: {e:#}");
             ExitCode::from(2)
         }
         Err(Failure::Findings(msg)) => {
-            eprintln!("leaky: {msg}");
+            let _ = writeln!(std::io::stderr(), "leaky: {msg}");
             ExitCode::from(1)
         }
         Err(Failure::Run(e)) => {
-            eprintln!("error: {e:#}");
+            let _ = writeln!(std::io::stderr(), "error: {e:#}");
             ExitCode::from(1)
         }
     }

@@ -114,16 +114,10 @@ pub fn print_finding(style: &Style, f: &Finding) {
     }
 }
 
-/// Fail before training, not after, when an output file cannot be written there.
+/// Fail before training, not after, when an output file cannot be written there (a missing
+/// or unwritable directory, a directory at the path).
 pub fn check_output_path(flag: &str, path: &Path) -> anyhow::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    if !dir.is_dir() {
-        anyhow::bail!("{flag} {}: directory {} does not exist", show(path), show(dir));
-    }
-    if path.is_dir() {
-        anyhow::bail!("{flag} {}: is a directory", show(path));
-    }
-    Ok(())
+    leaky::io::check_output_path(path, flag).map_err(|e| anyhow!(e))
 }
 
 /// Write `text` to `path` atomically (exit 1 naming the file when it fails).

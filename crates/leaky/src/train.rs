@@ -528,24 +528,9 @@ pub fn accuracy(pred: &[usize], y: &[usize]) -> f64 {
     pred.iter().zip(y).filter(|(a, b)| a == b).count() as f64 / y.len() as f64
 }
 
-/// Write `bytes` to `path` atomically: a temporary file in the same directory, flushed to
-/// disk, then renamed over `path`. A crash leaves either the old file or the new one.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().ok_or_else(|| std::io::Error::other("checkpoint path has no file name"))?;
-    let tmp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
+/// Write `bytes` to `path` atomically; see [`crate::io::write_atomic`] (re-exported here
+/// so existing call sites keep compiling).
+pub use crate::io::write_atomic;
 
 /// Save every parameter and buffer of `model` to a safetensors file at `path` (f32 or
 /// f64, matching `F`), atomically. `metadata` goes into the file's `__metadata__`.
@@ -587,30 +572,54 @@ pub fn save_named<F: Float>(
 }
 
 /// Load a checkpoint written by [`save_checkpoint`] into a model of the same architecture.
-/// Nothing in the model changes when the file does not fit.
+/// Nothing in the model changes when the file does not fit: a wrong shape, a missing
+/// tensor, a dtype other than F32/F64, or a NaN or infinite value (a checkpoint of a
+/// diverged run would otherwise load without a word). Only regular files of at most
+/// [`crate::limits::MAX_DATA_FILE_BYTES`] are read.
 pub fn load_checkpoint<F: Float>(model: &mut Sequential<F>, path: &Path) -> Result<(), CheckpointError> {
     let p = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| CheckpointError::Io { path: p.clone(), source: e })?;
-    let st = safetensors::SafeTensors::deserialize(&bytes)
+    let bytes = crate::data::read_file(path).map_err(|e| match e {
+        crate::data::DataError::Io { source, .. } => CheckpointError::Io { path: p.clone(), source },
+        other => {
+            CheckpointError::Format { path: p.clone(), detail: other.to_string().replacen(&format!("{p}: "), "", 1) }
+        }
+    })?;
+    load_checkpoint_bytes(model, &bytes, path)
+}
+
+/// [`load_checkpoint`] on the file's bytes (`path` names it in messages); also the entry
+/// point of the checkpoint fuzz target.
+#[doc(hidden)]
+pub fn load_checkpoint_bytes<F: Float>(
+    model: &mut Sequential<F>,
+    bytes: &[u8],
+    path: &Path,
+) -> Result<(), CheckpointError> {
+    let p = path.display().to_string();
+    let st = safetensors::SafeTensors::deserialize(bytes)
         .map_err(|e| CheckpointError::Format { path: p.clone(), detail: e.to_string() })?;
     let mut err = None;
     let result = model.load_named(|name| {
         let view = st.tensor(name).ok()?;
-        let vals: Vec<F> = match view.dtype() {
-            safetensors::Dtype::F32 => view
-                .data()
-                .chunks_exact(4)
-                .map(|c| F::from_f64c(f32::from_le_bytes(c.try_into().unwrap()) as f64))
-                .collect(),
-            safetensors::Dtype::F64 => {
-                view.data().chunks_exact(8).map(|c| F::from_f64c(f64::from_le_bytes(c.try_into().unwrap()))).collect()
+        let vals: Vec<f64> = match view.dtype() {
+            safetensors::Dtype::F32 => {
+                view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64).collect()
             }
+            safetensors::Dtype::F64 => view
+                .data()
+                .chunks_exact(8)
+                .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+                .collect(),
             other => {
                 err = Some(format!("tensor `{name}` has dtype {other:?}; expected F32 or F64"));
                 return None;
             }
         };
-        Tensor::from_shape_vec(IxDyn(view.shape()), vals).ok()
+        if let Some(k) = vals.iter().position(|v| !v.is_finite()) {
+            err = Some(format!("tensor `{name}` element {k} is {} (NaN/Inf weights: a diverged run?)", vals[k]));
+            return None;
+        }
+        Tensor::from_shape_vec(IxDyn(view.shape()), vals.into_iter().map(F::from_f64c).collect()).ok()
     });
     if let Some(detail) = err {
         return Err(CheckpointError::Format { path: p, detail });
@@ -812,6 +821,15 @@ mod tests {
         let mut wider = MlpSpec { hidden: vec![8], ..spec() }.build::<f32>(0);
         let e = load_checkpoint(&mut wider, &path).unwrap_err().to_string();
         assert!(e.contains("shape") && e.contains("m.safetensors"), "{e}");
+        // NaN weights are refused, and the model is left as it was.
+        let mut bad = spec().build::<f32>(5);
+        bad.params_mut()[0].value[[0, 0]] = f32::NAN;
+        save_checkpoint(&bad, &dir.join("nan.safetensors"), HashMap::new()).unwrap();
+        let before: Vec<_> = m2.named_tensors().iter().map(|(_, t)| (*t).clone()).collect();
+        let e = load_checkpoint(&mut m2, &dir.join("nan.safetensors")).unwrap_err().to_string();
+        assert!(e.contains("nan.safetensors") && e.contains("is NaN"), "{e}");
+        let after: Vec<_> = m2.named_tensors().iter().map(|(_, t)| (*t).clone()).collect();
+        assert_eq!(before, after);
         std::fs::write(dir.join("junk.safetensors"), b"not a checkpoint").unwrap();
         let e = load_checkpoint(&mut m2, &dir.join("junk.safetensors")).unwrap_err().to_string();
         assert!(e.contains("junk.safetensors"), "{e}");

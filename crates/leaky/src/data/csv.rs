@@ -1,10 +1,12 @@
-//! Numeric CSV files: one example per line, features first, the integer label last.
+//! Numeric CSV files: one example per line, features first, the integer label last. Read
+//! with the `csv` crate (RFC 4180 quoting), so quoted cells may hold commas and newlines.
 
-use super::{classes_of, format_err, gunzip_if_gzip, read_file, DataError, Dataset, MAX_CLASSES};
+use super::{classes_of, format_err, gunzip_if_gzip, no_head, read_file, DataError, Dataset, MAX_CLASSES};
+use crate::limits::MAX_DATASET_VALUES;
 use ndarray::Array2;
 use std::path::Path;
 
-/// Load a numeric CSV file: one example per line, comma-separated, **the last column is the
+/// Load a numeric CSV file: one example per row, comma-separated, **the last column is the
 /// integer class label** (0, 1, ..., C-1) and every other column is a feature.
 ///
 /// Returns a [`Dataset`] with `x`: (N, D) where D = columns - 1, `y`: N labels,
@@ -13,16 +15,22 @@ use std::path::Path;
 /// - The first row is a header, and skipped, when any of its non-empty cells is not a
 ///   number; it must still have as many fields as the data rows.
 /// - Blank lines and lines starting with `#` (as `np.savetxt` writes headers) are skipped.
-/// - Cells are trimmed of spaces and of one pair of surrounding double quotes; `\r\n` line
-///   ends and a UTF-8 byte-order mark are accepted. Quoted cells containing commas are not.
+/// - Cells may be quoted (`"1,5"` is one cell; `""` inside quotes is a quote), and are
+///   trimmed of spaces; `\r\n` line ends and a UTF-8 byte-order mark are accepted.
 /// - Labels may be written as `3` or `3.0`, but must be whole numbers in `0..100000`.
 /// - A gzip-compressed file (e.g. `train.csv.gz`) is decompressed first.
 ///
-/// Errors name the file and the line (1-based, counting every physical line) and column
-/// (1-based): ragged rows, cells that are not numbers, NaN or infinite values, values that
-/// overflow f32, negative, fractional or huge labels, and files with no data rows.
+/// Errors name the file and the line (1-based, counting every physical line; for a row
+/// spanning lines, the line it starts on) and column (1-based): ragged rows, cells that are
+/// not numbers, NaN or infinite values, values that overflow f32, negative, fractional or
+/// huge labels, and files with no data rows.
 pub fn load_csv(path: &Path) -> Result<Dataset, DataError> {
-    let bytes = gunzip_if_gzip(path, read_file(path)?)?;
+    csv_from_bytes(read_file(path)?, path)
+}
+
+/// [`load_csv`] on the file's bytes (`path` names it in messages).
+pub(crate) fn csv_from_bytes(bytes: Vec<u8>, path: &Path) -> Result<Dataset, DataError> {
+    let bytes = gunzip_if_gzip(path, bytes, &no_head)?;
     let mut ds = parse_csv(&bytes, path)?;
     ds.name = format!("csv:{}", path.display());
     ds.validate()?;
@@ -41,31 +49,46 @@ pub(crate) fn parse_csv(bytes: &[u8], path: &Path) -> Result<Dataset, DataError>
     // would make the first cell non-numeric and turn the first data row into a "header".
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
 
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true) // ragged rows are reported below, naming both lines
+        .comment(Some(b'#'))
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes());
+
     // (field count, line that set it), fixed by the first non-blank row.
-    let mut width: Option<(usize, usize)> = None;
-    let mut header_line: Option<usize> = None;
+    let mut width: Option<(usize, u64)> = None;
+    let mut header_line: Option<u64> = None;
     let mut xs: Vec<f32> = Vec::new();
     let mut ys: Vec<usize> = Vec::new();
-    for (i, raw) in text.split('\n').enumerate() {
-        let lineno = i + 1;
-        let line = raw.strip_suffix('\r').unwrap_or(raw);
-        let trimmed = line.trim();
-        if trimmed.is_empty() || trimmed.starts_with('#') {
+    let mut record = csv::StringRecord::new();
+    loop {
+        match reader.read_record(&mut record) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => {
+                let line = e.position().map_or(String::new(), |p| format!("line {}: ", p.line()));
+                return Err(format_err(path, format!("{line}malformed CSV: {e}")));
+            }
+        }
+        let lineno = record.position().map_or(0, |p| p.line());
+        // A line of spaces only is one empty cell: skipped like a blank line.
+        if record.len() == 1 && record[0].is_empty() {
             continue;
         }
-        let cells: Vec<&str> = line.split(',').map(clean_cell).collect();
         match width {
             Some((w, wline)) => {
-                if cells.len() != w {
+                if record.len() != w {
                     return Err(format_err(
                         path,
-                        format!("line {lineno} has {} fields, expected {w} (as on line {wline})", cells.len()),
+                        format!("line {lineno} has {} fields, expected {w} (as on line {wline})", record.len()),
                     ));
                 }
             }
             None => {
-                if cells.len() < 2 {
-                    let hint = if line.contains(';') || line.contains('\t') {
+                if record.len() < 2 {
+                    let raw = &record[0];
+                    let hint = if raw.contains(';') || raw.contains('\t') {
                         " (the file looks semicolon- or tab-separated; only commas are supported)"
                     } else {
                         ""
@@ -77,23 +100,28 @@ pub(crate) fn parse_csv(bytes: &[u8], path: &Path) -> Result<Dataset, DataError>
                         ),
                     ));
                 }
-                width = Some((cells.len(), lineno));
+                width = Some((record.len(), lineno));
                 // Empty cells do not make a header: `1,,0` is a data row with a missing value
                 // (reported below), while pandas' `,a,b,label` still counts as a header.
-                if cells.iter().any(|c| !c.is_empty() && c.parse::<f64>().is_err()) {
+                if record.iter().any(|c| !c.is_empty() && c.parse::<f64>().is_err()) {
                     header_line = Some(lineno);
                     continue;
                 }
             }
         }
-        let (features, label) = cells.split_at(cells.len() - 1);
-        for (j, cell) in features.iter().enumerate() {
-            let v = parse_number(cell)
+        if xs.len() + record.len() > MAX_DATASET_VALUES {
+            return Err(format_err(
+                path,
+                format!("line {lineno}: more than {MAX_DATASET_VALUES} values, the limit for a data set (MAX_DATASET_VALUES)"),
+            ));
+        }
+        let col = record.len();
+        for j in 0..col - 1 {
+            let v = parse_number(&record[j])
                 .map_err(|why| format_err(path, format!("line {lineno}, column {}: {why}", j + 1)))?;
             xs.push(v);
         }
-        let col = cells.len();
-        let y = parse_label(label[0])
+        let y = parse_label(&record[col - 1])
             .map_err(|why| format_err(path, format!("line {lineno}, column {col} (the label): {why}")))?;
         ys.push(y);
     }
@@ -108,12 +136,6 @@ pub(crate) fn parse_csv(bytes: &[u8], path: &Path) -> Result<Dataset, DataError>
     let (n, d) = (ys.len(), w - 1);
     let x = Array2::from_shape_vec((n, d), xs).map_err(|e| format_err(path, format!("internal shape error: {e}")))?;
     Ok(Dataset { name: path.display().to_string(), x, classes: classes_of(&ys), y: ys, feature_shape: vec![d] })
-}
-
-/// Trim spaces and one pair of surrounding double quotes.
-fn clean_cell(cell: &str) -> &str {
-    let c = cell.trim();
-    c.strip_prefix('"').and_then(|c| c.strip_suffix('"')).map_or(c, str::trim)
 }
 
 /// A finite feature value that fits in f32, or why not.
@@ -271,6 +293,21 @@ mod tests {
         let dir = TempDir::new("csv-utf8");
         let e = load_csv(&dir.write("bin.csv", b"1,2,0\n1,\xff,1\n")).unwrap_err().to_string();
         assert!(e.contains("bin.csv") && e.contains("line 2 (byte offset 8): invalid UTF-8"), "{e}");
+    }
+
+    #[test]
+    fn quoted_cells_may_hold_commas_quotes_and_newlines() {
+        let dir = TempDir::new("csv-quoted");
+        // A quoted header cell with a comma and an escaped quote, and a data row whose
+        // quoted cell spans two lines: the next row's line number is still the physical one.
+        let ds = load_str(&dir, "q.csv", "\"a, b\",\"say \"\"hi\"\"\",label\n\"1\",\" 2 \",0\n3,4,\"1\"\n").unwrap();
+        assert_eq!((ds.len(), ds.dim(), ds.y.clone()), (2, 2, vec![0, 1]));
+        assert_eq!(ds.x.row(0).to_vec(), vec![1.0, 2.0]);
+        let e = err_of("x,\"multi\nline\",label\n1,2,0\n1,oops,1\n");
+        assert!(e.contains("line 4, column 2: `oops` is not a number"), "{e}");
+        // A quoted comma inside a number cell is one cell, and not a number.
+        let e = err_of("1,2,0\n\"1,5\",2,1\n");
+        assert!(e.contains("line 2, column 1: `1,5` is not a number"), "{e}");
     }
 
     #[test]

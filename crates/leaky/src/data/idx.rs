@@ -1,7 +1,8 @@
 //! The IDX format of MNIST (and Fashion-MNIST, KMNIST, EMNIST): a 4-byte magic
 //! `0x00 0x00 TYPE NDIMS`, NDIMS big-endian u32 sizes, then the elements in C order.
 
-use super::{classes_of, format_err, gunzip_if_gzip, read_file, shape_str, DataError, Dataset};
+use super::{classes_of, format_err, gunzip_if_gzip, read_file, shape_str, DataError, Dataset, Head};
+use crate::limits::MAX_DATASET_VALUES;
 use ndarray::Array2;
 use std::path::Path;
 
@@ -22,9 +23,15 @@ const UBYTE: u8 = 0x08;
 /// labels look swapped), other element types, corrupt gzip, truncated or over-long data
 /// (with byte offsets), empty sets, and different counts in the two files.
 pub fn load_idx(images: &Path, labels: &Path) -> Result<Dataset, DataError> {
-    let ib = gunzip_if_gzip(images, read_file(images)?)?;
+    let ib = read_file(images)?;
+    idx_from_bytes(ib, images, read_file(labels)?, labels)
+}
+
+/// [`load_idx`] on the two files' bytes (the paths name them in messages).
+pub(crate) fn idx_from_bytes(ib: Vec<u8>, images: &Path, lb: Vec<u8>, labels: &Path) -> Result<Dataset, DataError> {
+    let ib = gunzip_if_gzip(images, ib, &|h| check_header(h, images, Kind::Images))?;
     let (dims, pixels) = parse_idx(&ib, images, Kind::Images)?;
-    let lb = gunzip_if_gzip(labels, read_file(labels)?)?;
+    let lb = gunzip_if_gzip(labels, lb, &|h| check_header(h, labels, Kind::Labels))?;
     let (ldims, lab) = parse_idx(&lb, labels, Kind::Labels)?;
 
     let n = dims[0];
@@ -59,14 +66,17 @@ enum Kind {
     Labels,
 }
 
-/// The dimensions and the element bytes of an unsigned-byte IDX file.
-fn parse_idx<'a>(b: &'a [u8], path: &Path, kind: Kind) -> Result<(Vec<usize>, &'a [u8]), DataError> {
+/// Check the IDX header at the start of `b`, which may be only the first bytes of the file
+/// (as [`gunzip_if_gzip`] inflates them): the magic, the element type, the number of
+/// dimensions, and that the data fits the limits. Returns the total size the header
+/// declares, or how many bytes it needs to tell.
+fn check_header(b: &[u8], path: &Path, kind: Kind) -> Result<Head, DataError> {
     let expected = match kind {
         Kind::Images => "0x00000803 (IDX unsigned-byte images: N, rows, cols)",
         Kind::Labels => "0x00000801 (IDX unsigned-byte labels: N)",
     };
     if b.len() < 4 {
-        return Err(format_err(path, format!("truncated: {} bytes, too short for the 4-byte IDX magic", b.len())));
+        return Ok(Head::Need(4));
     }
     let magic = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
     if b[0] != 0 || b[1] != 0 {
@@ -104,17 +114,44 @@ fn parse_idx<'a>(b: &'a [u8], path: &Path, kind: Kind) -> Result<(Vec<usize>, &'
     }
     let data_offset = 4 + 4 * nd;
     if b.len() < data_offset {
-        return Err(format_err(
-            path,
-            format!("truncated: {nd} dimensions need a {data_offset}-byte header, but the file has {} bytes", b.len()),
-        ));
+        return Ok(Head::Need(data_offset));
     }
-    let dims: Vec<usize> =
-        b[4..data_offset].chunks_exact(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize).collect();
+    let dims = dims_of(b, nd);
     let need = dims
         .iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
         .ok_or_else(|| format_err(path, format!("dimensions {} are too large", shape_str(&dims))))?;
+    if need > MAX_DATASET_VALUES {
+        return Err(format_err(
+            path,
+            format!(
+                "dimensions {} hold {need} values, more than the limit of {MAX_DATASET_VALUES} (MAX_DATASET_VALUES)",
+                shape_str(&dims)
+            ),
+        ));
+    }
+    Ok(Head::Total((data_offset + need) as u64))
+}
+
+fn dims_of(b: &[u8], nd: usize) -> Vec<usize> {
+    b[4..4 + 4 * nd].chunks_exact(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize).collect()
+}
+
+/// The dimensions and the element bytes of an unsigned-byte IDX file.
+fn parse_idx<'a>(b: &'a [u8], path: &Path, kind: Kind) -> Result<(Vec<usize>, &'a [u8]), DataError> {
+    if b.len() < 4 {
+        return Err(format_err(path, format!("truncated: {} bytes, too short for the 4-byte IDX magic", b.len())));
+    }
+    let nd = b[3] as usize;
+    let data_offset = 4 + 4 * nd;
+    let Head::Total(total) = check_header(b, path, kind)? else {
+        return Err(format_err(
+            path,
+            format!("truncated: {nd} dimensions need a {data_offset}-byte header, but the file has {} bytes", b.len()),
+        ));
+    };
+    let dims = dims_of(b, nd);
+    let need = total as usize - data_offset;
     let have = b.len() - data_offset;
     if have != need {
         let what = if have < need { "truncated" } else { "too long" };
@@ -210,7 +247,34 @@ mod tests {
         let e = err_of(&g[..g.len() / 2], &labels(), "images.idx");
         assert!(e.contains("gzip data is corrupt or truncated"), "{e}");
         let e = err_of(&idx(UBYTE, &[u32::MAX, u32::MAX, u32::MAX], &[]), &labels(), "images.idx");
-        assert!(e.contains("too large") || e.contains("truncated"), "{e}");
+        assert!(e.contains("too large"), "{e}");
+        let e = err_of(&idx(UBYTE, &[60_000, 280, 280], &[]), &labels(), "images.idx");
+        assert!(e.contains("hold 4704000000 values, more than the limit of 268435456 (MAX_DATASET_VALUES)"), "{e}");
+    }
+
+    /// A gzip bomb: 1 MB of gzip that inflates to a gigabyte. It is refused after its
+    /// first bytes are inflated, whether its magic is wrong or its header claims too much,
+    /// and an IDX header that claims little stops inflation just past what it claims.
+    #[test]
+    fn gzip_bombs_are_refused_before_inflating() {
+        // 16 MiB of zeros compresses to ~16 KiB.
+        let zeros = vec![0u8; 16 << 20];
+        let mut bomb = b"\x1f\x00\x00\x00".to_vec(); // wrong magic
+        bomb.extend(&zeros);
+        let t = std::time::Instant::now();
+        let e = err_of(&gz(&bomb), &labels(), "images.idx");
+        assert!(e.contains("bad magic 0x1f000000"), "{e}");
+        // Labels claiming 3 bytes followed by 16 MiB: "too long" once the first 16 bytes
+        // (the header read) are inflated, not 16 MiB later.
+        let mut long = labels();
+        long.extend(&zeros);
+        let e = err_of(&images(), &gz(&long), "labels.idx");
+        assert!(e.contains("too long: dimensions (3,) need 3 data bytes from offset 8, but 8 follow"), "{e}");
+        assert!(t.elapsed().as_secs_f64() < 30.0);
+        // The generic cap, at a small limit.
+        let g = gz(&zeros[..1 << 20]);
+        let e = crate::data::gunzip_limited(Path::new("z.gz"), g, &crate::data::no_head, 1000).unwrap_err().to_string();
+        assert!(e.contains("z.gz: decompresses to more than 1000 bytes"), "{e}");
     }
 
     #[test]

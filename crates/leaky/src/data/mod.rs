@@ -9,14 +9,21 @@
 //! | `spiral:P,K`        | the same with P points per class and K classes              | `[2]`             |
 //! | `csv:PATH`          | [`load_csv`]: numeric CSV, label in the last column         | `[D]`             |
 //! | `npy:X.npy,Y.npy`   | [`load_npy`]: X (N, ...) float/int, Y (N,) int              | X's trailing axes |
+//! | `npz:FILE.npz`      | [`load_npz`]: arrays `x`, `y` (or `arr_0`, `arr_1`) as npy  | X's trailing axes |
 //! | `idx:IMAGES,LABELS` | [`load_idx`]: MNIST IDX files, optionally gzipped           | `[rows, cols]`    |
 //!
 //! Sequence tasks for the recurrent models (`adding`, `copy`, `chars`, `text:PATH`) load with
 //! [`load_seq`] into a [`seq::SeqDataset`]; see the [`seq`] module.
 //!
+//! Every file is read with bounds (see [`crate::limits`]): only regular files, at most
+//! [`MAX_DATA_FILE_BYTES`] on disk, at most [`MAX_DECOMPRESSED_BYTES`] inflated (with the
+//! header's magic checked on the first inflated bytes), and at most
+//! [`crate::limits::MAX_DATASET_VALUES`] values.
+//!
 //! Loaders keep the raw scale of the values (digits 0..16, IDX pixels 0..255); scaling is
 //! the [`Standardizer`]'s job, so the unnormalised case stays reproducible.
 
+use crate::limits::{MAX_DATA_FILE_BYTES, MAX_DECOMPRESSED_BYTES};
 use crate::tensor::permutation;
 use ndarray::{Array1, Array2, Axis};
 use std::io::Read;
@@ -32,7 +39,7 @@ mod spiral;
 pub use csv::load_csv;
 pub use digits::digits;
 pub use idx::load_idx;
-pub use npy::load_npy;
+pub use npy::{load_npy, load_npz};
 pub use seq::load_seq;
 pub use spiral::spiral;
 
@@ -42,7 +49,8 @@ pub use spiral::spiral;
 pub const MAX_CLASSES: usize = 100_000;
 
 /// The specs [`load`] understands, for error messages.
-const VALID_SPECS: &str = "digits, spiral, spiral:POINTS,CLASSES, csv:PATH, npy:X.npy,Y.npy, idx:IMAGES,LABELS";
+const VALID_SPECS: &str =
+    "digits, spiral, spiral:POINTS,CLASSES, csv:PATH, npy:X.npy,Y.npy, npz:FILE.npz, idx:IMAGES,LABELS";
 
 /// Load the data set named by `spec` (the experiment file's `data.dataset`); see the
 /// module docs for the table of specs. `seed` only matters for synthetic data (`spiral`).
@@ -69,6 +77,7 @@ pub fn load(spec: &str, seed: u64) -> Result<Dataset, DataError> {
             let (x, y) = two_paths(a, "npy", "npy:X.npy,Y.npy")?;
             load_npy(Path::new(x), Path::new(y))?
         }
+        ("npz", Some(a)) => load_npz(Path::new(non_empty(a, "npz", "npz:train.npz")?))?,
         ("idx", Some(a)) => {
             let (x, y) = two_paths(a, "idx", "idx:train-images-idx3-ubyte.gz,train-labels-idx1-ubyte.gz")?;
             load_idx(Path::new(x), Path::new(y))?
@@ -76,7 +85,7 @@ pub fn load(spec: &str, seed: u64) -> Result<Dataset, DataError> {
         ("adding" | "copy" | "chars" | "text", _) => {
             return Err(DataError::Spec(format!("`{kind}` is a sequence task: use model.kind = \"rnn\" or \"lstm\"")));
         }
-        ("csv" | "npy" | "idx", None) => {
+        ("csv" | "npy" | "npz" | "idx", None) => {
             return Err(DataError::Spec(format!(
                 "data set `{spec}` needs paths after `{kind}:` (valid: {VALID_SPECS})"
             )));
@@ -125,23 +134,142 @@ pub(crate) fn format_err(path: &Path, detail: impl Into<String>) -> DataError {
     DataError::Format { path: path.display().to_string(), detail: detail.into() }
 }
 
-/// The whole file, or a [`DataError::Io`] naming it.
+/// The whole file, or a [`DataError::Io`] naming it. Only regular files are read (a device
+/// such as `/dev/zero`, a FIFO or a socket is refused before it is opened, so nothing
+/// blocks or reads without end), and at most [`MAX_DATA_FILE_BYTES`].
 pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, DataError> {
-    std::fs::read(path).map_err(|source| DataError::Io { path: path.display().to_string(), source })
+    read_file_limited(path, MAX_DATA_FILE_BYTES)
+}
+
+pub(crate) fn read_file_limited(path: &Path, limit: u64) -> Result<Vec<u8>, DataError> {
+    let io_err = |source| DataError::Io { path: path.display().to_string(), source };
+    let meta = std::fs::metadata(path).map_err(io_err)?;
+    if meta.is_dir() {
+        return Err(format_err(path, "is a directory, expected a data file"));
+    }
+    if !meta.is_file() {
+        return Err(format_err(
+            path,
+            "is not a regular file (a device, FIFO or socket); data must be read from a regular file",
+        ));
+    }
+    let too_big = |size: u64| {
+        format_err(
+            path,
+            format!(
+                "the file has {size} bytes, more than the limit of {limit} bytes for a data file (MAX_DATA_FILE_BYTES)"
+            ),
+        )
+    };
+    if meta.len() > limit {
+        return Err(too_big(meta.len()));
+    }
+    let f = std::fs::File::open(path).map_err(io_err)?;
+    let mut out = Vec::with_capacity(meta.len() as usize);
+    f.take(limit + 1).read_to_end(&mut out).map_err(io_err)?;
+    if out.len() as u64 > limit {
+        return Err(too_big(out.len() as u64));
+    }
+    Ok(out)
+}
+
+/// What a loader says about the first decompressed bytes of a gzipped file, so that a file
+/// of the wrong kind is refused before it is inflated.
+pub(crate) enum Head {
+    /// Too few bytes to tell yet: inflate at least this many in total, then ask again.
+    Need(usize),
+    /// The header is fine and says the whole decompressed content is exactly this many
+    /// bytes (inflation stops one byte past it, so an over-long file is still detected).
+    Total(u64),
+    /// The header is fine but does not tell the total size.
+    Unknown,
 }
 
 /// Decompress `bytes` when they start with the gzip magic; otherwise return them as they
 /// are. Sniffing the bytes rather than the extension accepts both `x.gz` files that were
 /// already unpacked by a browser and gzipped files without the suffix.
-pub(crate) fn gunzip_if_gzip(path: &Path, bytes: Vec<u8>) -> Result<Vec<u8>, DataError> {
+///
+/// Bounded: `head` sees the first decompressed bytes and refuses a wrong magic (or asks for
+/// more, up to a few kilobytes) before the rest is inflated, and inflation never goes past
+/// [`MAX_DECOMPRESSED_BYTES`] (or the size the header declared, plus one byte).
+pub(crate) fn gunzip_if_gzip(
+    path: &Path,
+    bytes: Vec<u8>,
+    head: &dyn Fn(&[u8]) -> Result<Head, DataError>,
+) -> Result<Vec<u8>, DataError> {
+    gunzip_limited(path, bytes, head, MAX_DECOMPRESSED_BYTES)
+}
+
+pub(crate) fn gunzip_limited(
+    path: &Path,
+    bytes: Vec<u8>,
+    head: &dyn Fn(&[u8]) -> Result<Head, DataError>,
+    limit: u64,
+) -> Result<Vec<u8>, DataError> {
     if !bytes.starts_with(&[0x1f, 0x8b]) {
         return Ok(bytes);
     }
+    let dec = flate2::read::MultiGzDecoder::new(&bytes[..]);
+    read_checked(path, dec, head, limit, "gzip data", Some(bytes.len()))
+}
+
+/// Read a decompressing `reader` to its end, but: first only the header (as `head` asks,
+/// up to 64 KiB), refusing a wrong one before anything else is inflated; then at most the
+/// size the header declares plus one byte, and never more than `limit` bytes.
+/// `kind` (e.g. `gzip data`) and `compressed` (the compressed size) only go into messages.
+pub(crate) fn read_checked(
+    path: &Path,
+    mut dec: impl Read,
+    head: &dyn Fn(&[u8]) -> Result<Head, DataError>,
+    limit: u64,
+    kind: &str,
+    compressed: Option<usize>,
+) -> Result<Vec<u8>, DataError> {
+    let packed = compressed.map_or(String::new(), |n| format!(" ({n} compressed bytes)"));
+    let corrupt = |e: std::io::Error| format_err(path, format!("{kind} is corrupt or truncated{packed}: {e}"));
     let mut out = Vec::new();
-    flate2::read::MultiGzDecoder::new(&bytes[..]).read_to_end(&mut out).map_err(|e| {
-        format_err(path, format!("gzip data is corrupt or truncated ({} compressed bytes): {e}", bytes.len()))
-    })?;
+    let mut want = 16usize;
+    let total = loop {
+        let have = out.len();
+        (&mut dec).take((want - have) as u64).read_to_end(&mut out).map_err(corrupt)?;
+        let eof = out.len() < want;
+        match head(&out)? {
+            Head::Total(t) => break Some(t),
+            Head::Unknown => break None,
+            // Truncated inside the header: the parser names the problem on what there is.
+            Head::Need(_) if eof => break None,
+            Head::Need(n) if n > out.len() && n <= 1 << 16 => want = n,
+            Head::Need(_) => break None,
+        }
+    };
+    let stop = match total {
+        Some(t) if t > limit => {
+            return Err(format_err(
+                path,
+                format!(
+                    "its header declares {t} bytes of decompressed data, more than the limit of {limit} bytes (MAX_DECOMPRESSED_BYTES)"
+                ),
+            ))
+        }
+        Some(t) => t,
+        None => limit,
+    };
+    let have = out.len() as u64;
+    if have <= stop {
+        (&mut dec).take(stop + 1 - have).read_to_end(&mut out).map_err(corrupt)?;
+    }
+    if total.is_none() && out.len() as u64 > limit {
+        return Err(format_err(
+            path,
+            format!("decompresses to more than {limit} bytes (the limit for decompressed data, MAX_DECOMPRESSED_BYTES){packed}"),
+        ));
+    }
     Ok(out)
+}
+
+/// A [`Head`] check for files without a header to check (CSV, text).
+pub(crate) fn no_head(_: &[u8]) -> Result<Head, DataError> {
+    Ok(Head::Unknown)
 }
 
 /// `max label + 1`, or 0 for no labels.
@@ -278,30 +406,122 @@ impl Dataset {
 /// Per-feature standardisation `(x - mean) / std`, fitted on training data and applied
 /// to any split. Features with std below 1e-8 are only centred, and fitting on zero rows
 /// gives the identity (mean 0, std 1).
+///
+/// Fitted and applied in f64: features are f32, but the variance of a feature whose values
+/// reach ~1e19 (any value above ~1.8e19 squared) overflows f32, which would turn its std
+/// into infinity and, before this was f64, silently leave the feature unscaled.
 #[derive(Clone, Debug)]
 pub struct Standardizer {
     /// Per-feature mean, (D,).
-    pub mean: Array1<f32>,
+    pub mean: Array1<f64>,
     /// Per-feature standard deviation (1 where it was ~0), (D,).
-    pub std: Array1<f32>,
+    pub std: Array1<f64>,
 }
 
 impl Standardizer {
     /// Fit on `x`: (N, D).
     pub fn fit(x: &Array2<f32>) -> Self {
-        let mean = x.mean_axis(Axis(0)).unwrap_or_else(|| Array1::zeros(x.ncols()));
-        // With zero rows std_axis is 0/0 = NaN; a NaN std would silently poison every
-        // feature it is applied to, so it falls back to 1 like a constant feature.
-        let std = x.std_axis(Axis(0), 0.0).mapv(|s| if s.is_finite() && s >= 1e-8 { s } else { 1.0 });
+        let d = x.ncols();
+        let n = x.nrows();
+        if n == 0 {
+            return Standardizer { mean: Array1::zeros(d), std: Array1::ones(d) };
+        }
+        // Two passes in f64: the mean, then the mean squared deviation (no cancellation).
+        let mut mean = Array1::<f64>::zeros(d);
+        for row in x.outer_iter() {
+            for (m, &v) in mean.iter_mut().zip(row) {
+                *m += v as f64;
+            }
+        }
+        mean.mapv_inplace(|m| m / n as f64);
+        let mut var = Array1::<f64>::zeros(d);
+        for row in x.outer_iter() {
+            for ((s, &v), &m) in var.iter_mut().zip(row).zip(&mean) {
+                let dv = v as f64 - m;
+                *s += dv * dv;
+            }
+        }
+        // A NaN or infinite std (NaN input) would silently poison every feature it is
+        // applied to, so it falls back to 1 like a constant feature.
+        let std = var.mapv(|s| (s / n as f64).sqrt()).mapv(|s| if s.is_finite() && s >= 1e-8 { s } else { 1.0 });
         Standardizer { mean, std }
     }
 
-    /// Apply in place to `x`: (N, D).
+    /// Apply in place to `x`: (N, D), computing in f64 and storing the result as f32.
     pub fn apply(&self, x: &mut Array2<f32>) {
         for mut row in x.outer_iter_mut() {
-            row -= &self.mean;
-            row /= &self.std;
+            for ((v, &m), &s) in row.iter_mut().zip(&self.mean).zip(&self.std) {
+                *v = ((*v as f64 - m) / s) as f32;
+            }
         }
+    }
+}
+
+/// The loaders on bytes in memory, for the fuzz targets in `fuzz/` and the corpus-replay
+/// test (`tests/fuzz_corpus.rs`): the same code as the `load_*` functions after the file is
+/// read. Not part of the stable API.
+#[doc(hidden)]
+pub mod fuzz {
+    use super::{DataError, Dataset};
+    use std::path::Path;
+
+    /// Labels 0, 2, 1, 2 as `np.save` writes an int64 (4,) array.
+    const Y4: &[u8] = include_bytes!("../../tests/data/npy/y_i8.npy");
+    /// A (4, 2, 3) float32 array as `np.save` writes it.
+    const X4: &[u8] = include_bytes!("../../tests/data/npy/x_f4_3d.npy");
+    /// Three 1x2 IDX images and three IDX labels.
+    const IDX_IMAGES: &[u8] = &[0, 0, 8, 3, 0, 0, 0, 3, 0, 0, 0, 1, 0, 0, 0, 2, 1, 2, 3, 4, 5, 6];
+    const IDX_LABELS: &[u8] = &[0, 0, 8, 1, 0, 0, 0, 3, 0, 1, 2];
+
+    /// `.npy` features (`data[0]` even) or labels (odd) from `data[1..]`, the other file valid.
+    pub fn npy(data: &[u8]) -> Result<Dataset, DataError> {
+        let Some((&sel, rest)) = data.split_first() else {
+            return super::npy::npy_from_bytes(&[], Path::new("x.npy"), Y4, Path::new("y.npy"));
+        };
+        if sel % 2 == 0 {
+            super::npy::npy_from_bytes(rest, Path::new("x.npy"), Y4, Path::new("y.npy"))
+        } else {
+            super::npy::npy_from_bytes(X4, Path::new("x.npy"), rest, Path::new("y.npy"))
+        }
+    }
+
+    /// An `.npz` archive.
+    pub fn npz(data: &[u8]) -> Result<Dataset, DataError> {
+        super::npy::npz_from_bytes(data, Path::new("d.npz"))
+    }
+
+    /// A CSV file (gzipped or not).
+    pub fn csv(data: &[u8]) -> Result<Dataset, DataError> {
+        super::csv::csv_from_bytes(data.to_vec(), Path::new("d.csv"))
+    }
+
+    /// IDX images (`data[0]` even) or labels (odd) from `data[1..]`, the other file valid.
+    pub fn idx(data: &[u8]) -> Result<Dataset, DataError> {
+        let (sel, rest) = data.split_first().map_or((0, &[][..]), |(s, r)| (*s, r));
+        let (i, l) = if sel % 2 == 0 { (rest, IDX_LABELS) } else { (IDX_IMAGES, rest) };
+        super::idx::idx_from_bytes(i.to_vec(), Path::new("images.idx"), l.to_vec(), Path::new("labels.idx"))
+    }
+
+    /// A safetensors checkpoint loaded into a 4-3-2 ReLU MLP (tensors `0.W`, `0.b`, ...).
+    pub fn checkpoint(data: &[u8]) -> Result<(), crate::train::CheckpointError> {
+        let mut m = crate::nn::MlpSpec {
+            input_dim: 4,
+            hidden: vec![3],
+            output_dim: 2,
+            activation: crate::nn::Activation::Relu,
+            init: crate::tensor::Init::He,
+            bias_init: 0.0,
+            batchnorm: false,
+            dropout_keep: None,
+        }
+        .build::<f32>(0);
+        crate::train::load_checkpoint_bytes(&mut m, data, Path::new("model.safetensors"))
+    }
+
+    /// A text corpus for `text:PATH`, windows of 8 characters, 2000 of them (as `load_seq`).
+    pub fn text(data: &[u8]) -> Result<super::seq::SeqDataset, DataError> {
+        let text = super::seq::text_from_bytes(data.to_vec(), Path::new("t.txt"), 8)?;
+        Ok(super::seq::chars(&text, super::seq::SEQ_EXAMPLES, 8, 0))
     }
 }
 
@@ -446,6 +666,13 @@ mod tests {
         let mut y = x.clone();
         st.apply(&mut y);
         assert_eq!(y, array![[-1.0, 0.0], [1.0, 0.0]]);
+        // A feature with std ~3e19: its variance overflows f32 but not f64, so it is scaled.
+        let x = array![[3e19f32, 1.0], [-3e19, 2.0]];
+        let st = Standardizer::fit(&x);
+        assert!((st.std[0] / 3e19 - 1.0).abs() < 1e-6, "{}", st.std[0]);
+        let mut y = x.clone();
+        st.apply(&mut y);
+        assert_eq!(y, array![[1.0, -1.0], [-1.0, 1.0]]);
         // No rows: the identity rather than NaN.
         let st = Standardizer::fit(&Array2::zeros((0, 3)));
         assert_eq!((st.mean.to_vec(), st.std.to_vec()), (vec![0.0; 3], vec![1.0; 3]));

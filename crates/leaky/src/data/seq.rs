@@ -16,7 +16,8 @@
 //! The bundled corpus ([`corpus`]) is Lewis Carroll's *Alice's Adventures in Wonderland*
 //! (1865, public domain); `CORPUS_LICENSE.md` next to this file gives its source and checksum.
 
-use super::{format_err, gunzip_if_gzip, read_file, DataError};
+use super::{format_err, gunzip_if_gzip, no_head, read_file, DataError};
+use crate::limits::{MAX_TEXT_CHARS, MAX_TEXT_VOCAB};
 use crate::tensor::{rng, uniform};
 use ndarray::{Array1, Array2, Array3, Axis};
 use rand::Rng;
@@ -352,16 +353,45 @@ pub fn chars(text: &str, n: usize, t: usize, seed: u64) -> SeqDataset {
 
 /// Read `path` as UTF-8 text for [`chars`] (gzip-compressed files are unpacked first; CRLF
 /// line ends become LF). Errors name the file: it cannot be read ([`DataError::Io`]), it
-/// is not UTF-8 (the byte offset of the first bad byte), or it has fewer than `t + 1`
-/// characters.
+/// is not UTF-8 (the byte offset of the first bad byte), it has fewer than `t + 1`
+/// characters, more than [`MAX_TEXT_CHARS`] characters, or more than [`MAX_TEXT_VOCAB`]
+/// distinct characters (each distinct character is a token of the model's vocabulary).
 pub fn load_text(path: &Path, t: usize) -> Result<String, DataError> {
-    let bytes = gunzip_if_gzip(path, read_file(path)?)?;
+    text_from_bytes(read_file(path)?, path, t)
+}
+
+/// [`load_text`] on the file's bytes (`path` names it in messages).
+pub(crate) fn text_from_bytes(bytes: Vec<u8>, path: &Path, t: usize) -> Result<String, DataError> {
+    let bytes = gunzip_if_gzip(path, bytes, &no_head)?;
     let text = String::from_utf8(bytes).map_err(|e| {
         let at = e.utf8_error().valid_up_to();
         format_err(path, format!("not UTF-8 text: invalid byte 0x{:02x} at byte offset {at}", e.as_bytes()[at]))
     })?;
     let text = if text.contains("\r\n") { text.replace("\r\n", "\n") } else { text };
     let len = text.chars().count();
+    if len > MAX_TEXT_CHARS {
+        return Err(format_err(
+            path,
+            format!("has {len} characters, more than the limit of {MAX_TEXT_CHARS} for a text corpus (MAX_TEXT_CHARS)"),
+        ));
+    }
+    let mut seen = vec![false; char::MAX as usize + 1];
+    let mut vocab = 0usize;
+    for c in text.chars() {
+        let k = c as usize;
+        if !seen[k] {
+            seen[k] = true;
+            vocab += 1;
+        }
+    }
+    if vocab > MAX_TEXT_VOCAB {
+        return Err(format_err(
+            path,
+            format!(
+                "has {vocab} distinct characters, more than the limit of {MAX_TEXT_VOCAB} (MAX_TEXT_VOCAB): each one is a token of the model's vocabulary; is this a text file?"
+            ),
+        ));
+    }
     if len <= t {
         return Err(format_err(
             path,
@@ -649,6 +679,22 @@ mod tests {
         assert_eq!(ds.name, format!("text:{}", ok.display()));
         assert_eq!(ds.alphabet, vec!['\n', 'a', 'b', 'h', 'l', 'o', 'é']);
         assert_eq!(ds.decode(&tokens(&ds).row(0).to_vec()), "héllo\na");
+    }
+
+    #[test]
+    fn text_vocabulary_is_bounded() {
+        let dir = TempDir::new("seqvocab");
+        // MAX_TEXT_VOCAB + 1 distinct characters (CJK block and up, all valid chars).
+        let text: String = (0..=MAX_TEXT_VOCAB as u32).map(|i| char::from_u32(0x4e00 + i).unwrap()).collect();
+        let p = dir.write("wide.txt", text.as_bytes());
+        let e = load_seq(&format!("text:{}", p.display()), 10, 0).unwrap_err().to_string();
+        assert!(
+            e.contains("wide.txt") && e.contains("has 10001 distinct characters, more than the limit of 10000"),
+            "{e}"
+        );
+        let ok: String = text.chars().take(MAX_TEXT_VOCAB).collect();
+        let p = dir.write("ok.txt", ok.as_bytes());
+        assert_eq!(load_seq(&format!("text:{}", p.display()), 10, 0).unwrap().vocab, MAX_TEXT_VOCAB);
     }
 
     #[test]

@@ -236,13 +236,18 @@ impl<F: Float> SeqModel<F> {
     }
 
     /// Spectral radius and largest singular value of Wh (for the LSTM, the largest over
-    /// its four H x H gate blocks).
+    /// its four H x H gate blocks). Each is NaN when it cannot be measured on some block
+    /// (Wh has a NaN or infinite entry, or the iteration did not converge): see
+    /// [`spectral_radius`].
     pub fn whh_spectrum(&self) -> (f64, f64) {
         let wh = self.whh().mapv(|v| v.to_f64c());
         let h = self.spec.hidden;
+        // `f64::max` would drop a NaN and report the other blocks' value as if all were
+        // measured; NaN must win.
+        let nan_max = |a: f64, b: f64| if a.is_nan() || b.is_nan() { f64::NAN } else { a.max(b) };
         (0..self.spec.cell.gates()).fold((0.0, 0.0), |(r, s), k| {
             let block = wh.slice(s![.., k * h..(k + 1) * h]).to_owned();
-            (r.max(spectral_radius(&block)), s.max(largest_singular_value(&block)))
+            (nan_max(r, spectral_radius(&block)), nan_max(s, largest_singular_value(&block)))
         })
     }
 

@@ -20,57 +20,97 @@ use ndarray::Array2;
 /// well-behaved matrix needs (a few per eigenvalue).
 const MAX_SCHUR_ITERATIONS: usize = 100_000;
 
-fn to_nalgebra(who: &str, w: &Array2<f64>) -> DMatrix<f64> {
-    assert!(w.iter().all(|v| v.is_finite()), "{who}: the matrix has a NaN or infinite entry");
-    DMatrix::from_fn(w.nrows(), w.ncols(), |i, j| w[[i, j]])
+/// `w / m` for nalgebra, with `m = max |w_ij|`, or `None` when an entry is NaN or infinite
+/// (the decompositions would not converge, or converge to garbage). Both instruments are
+/// homogeneous (`rho(c W) = c rho(W)`), and scaling to entries in [-1, 1] keeps the QR
+/// sweeps away from overflow (`whh_radius = 1e300`) and from subnormal numbers, which keep
+/// them from meeting their convergence test (`whh_radius = 1e-45` in f32). `m = 0` is the
+/// zero matrix.
+fn to_nalgebra(w: &Array2<f64>) -> Option<(DMatrix<f64>, f64)> {
+    if !w.iter().all(|v| v.is_finite()) {
+        return None;
+    }
+    let m = w.iter().fold(0.0f64, |a, v| a.max(v.abs()));
+    let k = if m > 0.0 { m } else { 1.0 };
+    Some((DMatrix::from_fn(w.nrows(), w.ncols(), |i, j| w[[i, j]] / k), m))
+}
+
+/// `m * x`, NaN when that is not finite.
+fn unscale(x: f64, m: f64) -> f64 {
+    let v = x * m;
+    if v.is_finite() {
+        v
+    } else {
+        f64::NAN
+    }
 }
 
 /// The spectral radius `max_i |lambda_i|` of a square matrix, complex eigenvalues included.
 /// `w`: (H, H). An empty matrix has radius 0.
 ///
+/// NaN when the radius cannot be measured: `w` has a NaN or infinite entry (a diverged
+/// network), or the Schur iteration does not converge. A caller reporting the radius
+/// should treat NaN as "not measured", never as a number.
+///
 /// # Panics
-/// If `w` is not square, has a NaN or infinite entry, or the Schur iteration does not
-/// converge.
+/// If `w` is not square (a programming error, not an input).
 pub fn spectral_radius(w: &Array2<f64>) -> f64 {
     let (r, c) = w.dim();
     assert_eq!(r, c, "spectral_radius: the matrix is {r}x{c}, not square");
     if r == 0 {
         return 0.0;
     }
-    let m = to_nalgebra("spectral_radius", w);
-    let schur = nalgebra::linalg::Schur::try_new(m, f64::EPSILON, MAX_SCHUR_ITERATIONS)
-        .unwrap_or_else(|| panic!("spectral_radius: the Schur iteration did not converge for a {r}x{r} matrix"));
-    schur.complex_eigenvalues().iter().map(|z| z.norm()).fold(0.0, f64::max)
+    let Some((a, m)) = to_nalgebra(w) else { return f64::NAN };
+    if m == 0.0 {
+        return 0.0;
+    }
+    match nalgebra::linalg::Schur::try_new(a, f64::EPSILON, MAX_SCHUR_ITERATIONS) {
+        Some(schur) => unscale(schur.complex_eigenvalues().iter().map(|z| z.norm()).fold(0.0, f64::max), m),
+        None => f64::NAN,
+    }
 }
 
 /// The largest singular value `||W||_2` of any matrix `w` (R, C). An empty matrix gives 0.
 ///
-/// # Panics
-/// If `w` has a NaN or infinite entry, or the SVD iteration does not converge.
+/// NaN when it cannot be measured: `w` has a NaN or infinite entry, or the SVD does not
+/// converge (as for [`spectral_radius`]).
 pub fn largest_singular_value(w: &Array2<f64>) -> f64 {
     if w.is_empty() {
         return 0.0;
     }
-    let m = to_nalgebra("largest_singular_value", w);
-    let svd = nalgebra::linalg::SVD::try_new(m, false, false, f64::EPSILON, MAX_SCHUR_ITERATIONS)
-        .unwrap_or_else(|| panic!("largest_singular_value: the SVD did not converge for a {:?} matrix", w.dim()));
-    svd.singular_values.iter().copied().fold(0.0, f64::max)
+    let Some((a, m)) = to_nalgebra(w) else { return f64::NAN };
+    if m == 0.0 {
+        return 0.0;
+    }
+    match nalgebra::linalg::SVD::try_new(a, false, false, f64::EPSILON, MAX_SCHUR_ITERATIONS) {
+        Some(svd) => unscale(svd.singular_values.iter().copied().fold(0.0, f64::max), m),
+        None => f64::NAN,
+    }
 }
 
 /// Scale `w` (H, H) in place so that its spectral radius becomes `r` (the
 /// `whh_radius` initialisation). Returns the radius it had before.
 ///
+/// `w` is left unchanged when it cannot be scaled: `r` is negative or not finite, `w`'s
+/// radius is 0 (a nilpotent or zero matrix has no direction to scale) while `r > 0`, or its
+/// radius is NaN (see [`spectral_radius`]). The return value (0 or NaN, or a valid radius
+/// with an invalid `r`) lets the caller tell; configuration validation should refuse such
+/// an `r` before it gets here. The scaled entries can overflow `F` for an absurd `r`.
+///
 /// # Panics
-/// If `r` is negative or not finite, if `w` has radius 0 (a nilpotent or zero matrix cannot
-/// be scaled to a positive radius) while `r > 0`, or for the reasons of [`spectral_radius`].
+/// If `w` is not square.
 pub fn scale_to_spectral_radius<F: Float>(w: &mut Array2<F>, r: f64) -> f64 {
-    assert!(r.is_finite() && r >= 0.0, "scale_to_spectral_radius: target radius {r} is not a finite value >= 0");
     let rho = spectral_radius(&w.mapv(|v| v.to_f64c()));
+    if !(r.is_finite() && r >= 0.0) {
+        return rho;
+    }
     if r == 0.0 {
         w.fill(F::zero());
         return rho;
     }
-    assert!(rho > 0.0, "scale_to_spectral_radius: the matrix has spectral radius 0 and cannot be scaled to {r}");
+    if rho.is_nan() || rho <= 0.0 {
+        return rho;
+    }
     let k = F::from_f64c(r / rho);
     w.mapv_inplace(|v| v * k);
     rho
@@ -162,9 +202,45 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "spectral radius 0")]
-    fn scaling_a_nilpotent_matrix_panics() {
+    fn scaling_a_nilpotent_matrix_leaves_it_unchanged() {
         let mut w = array![[0.0, 1.0], [0.0, 0.0]];
-        scale_to_spectral_radius(&mut w, 1.0);
+        assert_eq!(scale_to_spectral_radius(&mut w, 1.0), 0.0);
+        assert_eq!(w, array![[0.0, 1.0], [0.0, 0.0]]);
+        // An invalid target leaves it unchanged too, and returns the radius it has.
+        let mut w = array![[2.0, 0.0], [0.0, 1.0]];
+        assert_eq!(scale_to_spectral_radius(&mut w, f64::NAN), 2.0);
+        assert_eq!(scale_to_spectral_radius(&mut w, -1.0), 2.0);
+        assert_eq!(w, array![[2.0, 0.0], [0.0, 1.0]]);
+    }
+
+    /// Non-finite or denormal matrices (a diverged RNN, `whh_radius = 1e39` in f32,
+    /// `whh_radius = 1e-45`) give NaN or a number, never a panic.
+    #[test]
+    fn non_finite_and_tiny_matrices_do_not_panic() {
+        let w: Array2<f64> = randn((8, 8), 1.0, &mut rng(1));
+        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let mut m = w.clone();
+            m[[3, 4]] = bad;
+            assert!(spectral_radius(&m).is_nan());
+            assert!(largest_singular_value(&m).is_nan());
+            let mut m32 = m.mapv(|v| v as f32);
+            assert!(scale_to_spectral_radius(&mut m32, 1.0).is_nan());
+        }
+        // Huge and subnormal entries are measured (the instruments are homogeneous).
+        let rho = spectral_radius(&w);
+        let huge = &w * 1e300;
+        assert!((spectral_radius(&huge) / (rho * 1e300) - 1.0).abs() < 1e-9);
+        let tiny = w.mapv(|v| v * 1e-310);
+        let r = spectral_radius(&tiny);
+        assert!((r / (rho * 1e-310) - 1.0).abs() < 1e-3, "{r}"); // subnormals keep ~4 digits
+        assert_eq!(spectral_radius(&Array2::zeros((3, 3))), 0.0);
+        assert_eq!(largest_singular_value(&Array2::zeros((3, 2))), 0.0);
+        let mut w32: Array2<f32> = randn((16, 16), 1.0, &mut rng(2));
+        scale_to_spectral_radius(&mut w32, 1e-45);
+        let r = spectral_radius(&w32.mapv(f64::from));
+        assert!(r.is_finite(), "{r}");
+        let mut w32: Array2<f32> = randn((16, 16), 1.0, &mut rng(2));
+        scale_to_spectral_radius(&mut w32, 1e39);
+        assert!(spectral_radius(&w32.mapv(f64::from)).is_nan());
     }
 }

@@ -16,3 +16,7 @@ np.save("x_fortran.npy", np.asfortranarray(x.reshape(4, 6)))
 np.save("x_be.npy", x.reshape(4, 6).astype(">f4"))
 np.save("y_f8.npy", y.astype(np.float64))
 np.save("y_neg.npy", np.array([0, -1, 1, 2], dtype=np.int16))
+# .npz archives: named arrays (compressed) and positional ones (stored).
+np.savez_compressed("xy.npz", x=x, y=y)
+np.savez("arr.npz", x.reshape(4, 6), y)
+np.savez("other_names.npz", features=x, labels=y)
