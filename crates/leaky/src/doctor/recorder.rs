@@ -9,8 +9,8 @@
 //! copied on the hot path except the sampled parameter snapshots.
 
 use super::stats::{
-    ActivationAccumulator, BpttStats, DeadUnitPass, GlobalNormSample, InitLoss, InputAccumulator, LayerStats,
-    NonFinite, ParamStats, Pass, RecordedStats, ACTIVATION_SAMPLE_VALUES,
+    ActivationAccumulator, BpttStats, DeadUnitPass, EpochStats, FlatOp, FlatOpStats, GateStats, GlobalNormSample,
+    InitLoss, InputAccumulator, LayerStats, NonFinite, ParamStats, Pass, RecordedStats, ACTIVATION_SAMPLE_VALUES,
 };
 use super::Finding;
 use crate::data::Dataset;
@@ -19,7 +19,8 @@ use crate::nn::seq::SeqModel;
 use crate::nn::{Layer, Mode, Probe, Sequential};
 use crate::optim::global_norm;
 use crate::tensor::{Float, Tensor};
-use crate::train::{EpochInfo, Observer, SeqObserver, StepInfo};
+use crate::train::{EpochInfo, Observer, SeqObserver, StepInfo, TrainConfig};
+use ndarray::ArrayView2;
 
 /// The recurrent doctor decomposes Wh (spectral radius and largest singular value) on the
 /// first sampled step and then on every this-many-th sample (every 100 steps at the default
@@ -69,11 +70,18 @@ pub struct Doctor {
 
 impl Doctor {
     /// A doctor for a classifier trained with `loss` over `classes` classes (for the
-    /// initial-loss check).
+    /// initial-loss and not-learning checks; 0 when not a classifier). The learning rate is
+    /// read from the first step; [`Doctor::for_training`] also knows the optimiser, the
+    /// clipping and the planned epochs, and [`RunInfo::settings`](super::RunInfo) in
+    /// `stats.run` can be completed with the experiment's other current values.
     pub fn new(config: DoctorConfig, loss: Loss, classes: usize) -> Self {
+        let mut stats = RecordedStats::default();
+        stats.run.loss = Some(loss.name().to_string());
+        stats.run.classes = classes;
+        stats.run.settings.insert("train.loss".into(), loss.name().into());
         Doctor {
             config,
-            stats: RecordedStats::default(),
+            stats,
             loss,
             classes,
             step: 0,
@@ -85,6 +93,19 @@ impl Doctor {
             forward_layers: 0,
             init_loss_scale: 1.0,
         }
+    }
+
+    /// A doctor for a run trained with `cfg` over `classes` classes (0 when not a
+    /// classifier): records the loss, learning rate, optimiser, clipping and planned epochs
+    /// in `stats.run`.
+    pub fn for_training(config: DoctorConfig, cfg: &TrainConfig, classes: usize) -> Self {
+        let mut d = Doctor::new(config, cfg.loss, classes);
+        let run = &mut d.stats.run;
+        run.epochs = Some(cfg.epochs);
+        run.settings.insert("train.lr".into(), cfg.update.lr.into());
+        run.settings.insert("train.optimizer".into(), cfg.update.rule.name().into());
+        run.settings.insert("train.clip_grad_norm".into(), cfg.clip_grad_norm.into());
+        d
     }
 
     /// Scale the expected initial loss: a temporal softmax sums ln C over the counted
@@ -123,6 +144,32 @@ impl Doctor {
             model.forward_probed(x, Mode::Eval, &mut pass);
         }
         self.stats.dead_units.extend(pass.passes);
+    }
+
+    /// [`Doctor::dead_unit_pass`] over the rows of `inputs`, (N, D) with D the model's input
+    /// width, in batches of 512: for models whose examples are not a [`Dataset`], e.g. the
+    /// DQN's Q-network over the states of its replay buffer.
+    pub fn dead_unit_pass_inputs<F: Float>(&mut self, model: &mut Sequential<F>, inputs: ArrayView2<f64>) {
+        let mut pass = DeadPassProbe { step: self.step, passes: Vec::new() };
+        let n = inputs.nrows();
+        for start in (0..n).step_by(512) {
+            let rows = inputs.slice(ndarray::s![start..(start + 512).min(n), ..]);
+            let x = rows.mapv(F::from_f64c).into_dyn();
+            model.forward_probed(x, Mode::Eval, &mut pass);
+        }
+        self.stats.dead_units.extend(pass.passes);
+    }
+
+    /// Record one completed epoch (the trainer's `EpochInfo`, epochs counted from 1 in the
+    /// record).
+    pub fn record_epoch(&mut self, info: &EpochInfo) {
+        self.stats.epochs.push(EpochStats {
+            epoch: info.epoch + 1,
+            train_loss: info.train_loss,
+            train_acc: info.train_acc,
+            val_loss: info.val_loss,
+            val_acc: info.val_acc,
+        });
     }
 
     /// Run every detector on what was recorded.
@@ -200,6 +247,15 @@ impl Doctor {
 
     fn record_loss(&mut self, info: &StepInfo) {
         self.losses.push(info.loss);
+        if self.stats.losses.len() <= info.step {
+            self.stats.losses.resize(info.step, f64::NAN);
+            self.stats.losses.push(info.loss);
+        } else {
+            self.stats.losses[info.step] = info.loss;
+        }
+        if info.step == 0 && info.lr.is_finite() {
+            self.stats.run.settings.entry("train.lr".into()).or_insert_with(|| info.lr.into());
+        }
         if info.step == 0 {
             self.stats.init_loss = match self.loss {
                 Loss::Softmax => {
@@ -319,6 +375,26 @@ impl<F: Float> Probe<F> for Doctor {
         self.layer_stats[index] = Some(acc.finish(index, self.step));
     }
 
+    /// A loss with flat regions (`clipped_mse`: its gradient is exactly 0 wherever the clip
+    /// is active) is a flat op: on sampled steps the share of output gradients that are
+    /// exactly 0 is recorded for the `zero_gradient` detector. Losses whose gradient is 0
+    /// only where their loss is 0 (softmax never; svm, mse, huber at a perfect fit) are not.
+    fn after_loss(&mut self, loss: f64, dscores: &Tensor<F>) {
+        if !self.sampling || self.loss != Loss::ClippedMse {
+            return;
+        }
+        let zeroed = with_slice(dscores, |s| s.iter().filter(|v| **v == F::zero()).count()) as u64;
+        self.stats.flat_ops.push(FlatOpStats {
+            op: FlatOp::Clip,
+            where_: format!("loss ({})", self.loss.name()),
+            rl: false,
+            step: self.step,
+            zeroed,
+            total: dscores.len() as u64,
+            loss,
+        });
+    }
+
     fn after_backward(&mut self, index: usize, layer: &dyn Layer<F>, dx: &Tensor<F>) {
         // Backward: `dout` of layer i is the scanned `dx` of layer i + 1, except for the last
         // layer, whose `dout` comes from the loss.
@@ -358,7 +434,15 @@ impl<F: Float> Observer<F> for Doctor {
         self.record_params(info, model.params().into_iter().map(|(i, p)| (i, kinds[i], p)));
     }
 
-    fn on_epoch(&mut self, _info: &EpochInfo, _model: &Sequential<F>) {}
+    fn on_epoch(&mut self, info: &EpochInfo, _model: &Sequential<F>) {
+        self.record_epoch(info);
+    }
+}
+
+/// The model-listing index of a sequence model's recurrent layer: 1 after an embedding,
+/// else 0 (the listing is embedding, recurrent layer, head).
+pub fn seq_layer_index<F: Float>(model: &SeqModel<F>) -> usize {
+    usize::from(model.spec.vocab.is_some())
 }
 
 impl<F: Float> SeqObserver<F> for Doctor {
@@ -369,8 +453,33 @@ impl<F: Float> SeqObserver<F> for Doctor {
             return;
         }
         let kind = model.spec.cell.name();
-        self.record_params(info, model.params().into_iter().map(|p| (0, kind, p)));
+        let rec = seq_layer_index(model);
+        // Parameters by the listing: the embedding, the recurrent layer, the head.
+        let place = |name: &str| match name {
+            "W_embed" => (0, "embedding"),
+            "W_out" | "b_out" => (rec + 1, "affine"),
+            _ => (rec, kind),
+        };
+        self.record_params(
+            info,
+            model.params().into_iter().map(|p| {
+                let (layer, k) = place(p.name);
+                (layer, k, p)
+            }),
+        );
         if self.sampled(info.step) {
+            for g in model.gate_saturation() {
+                self.stats.gates.push(GateStats {
+                    layer: rec,
+                    cell: kind.into(),
+                    gate: g.gate.into(),
+                    activation: g.activation.into(),
+                    step: info.step,
+                    count: g.count.count,
+                    saturated_fraction: g.count.fraction(),
+                    mean_local_grad: g.count.mean_local_grad(),
+                });
+            }
             // Wh's Schur form and SVD cost more than a training step (a 128x128 RNN: about
             // one step; an LSTM: four blocks): measured on the first sample and then every
             // SPECTRUM_EVERY_SAMPLES-th, each sample carrying the latest measurement and
@@ -386,7 +495,7 @@ impl<F: Float> SeqObserver<F> for Doctor {
                 }
             };
             self.stats.bptt.push(BpttStats {
-                layer: 0,
+                layer: rec,
                 kind: kind.into(),
                 step: info.step,
                 norms_per_t: model.bptt_norms().to_vec(),
@@ -395,6 +504,10 @@ impl<F: Float> SeqObserver<F> for Doctor {
                 whh_spectrum_step: spectrum.2,
             });
         }
+    }
+
+    fn on_epoch(&mut self, info: &EpochInfo, _model: &SeqModel<F>) {
+        self.record_epoch(info);
     }
 }
 
