@@ -7,7 +7,7 @@ use crate::{config, show, Failure};
 use anyhow::anyhow;
 use clap::{Args, ValueEnum};
 use leaky::doctor::stats::DeadUnitPass;
-use leaky::doctor::{Doctor, DoctorConfig, Finding, Report, Severity};
+use leaky::doctor::{Doctor, DoctorConfig, Finding, Fix, Report, Severity};
 use leaky::nn::seq::SeqModel;
 use leaky::nn::Sequential;
 use leaky::train::{fit, fit_seq, EpochInfo, Observer, SeqObserver, StepInfo, TrainReport};
@@ -55,19 +55,42 @@ pub struct DoctorArgs {
     pub report: Option<PathBuf>,
 }
 
-/// The `key = value` settings named in a fix's trailing parentheses, e.g.
-/// `use Xavier init (model.init = "xavier")`; `None` when the fix names no value.
-pub fn fix_settings(fix: &str) -> Option<Vec<(String, toml::Value)>> {
-    let open = fix.rfind('(')?;
-    let close = fix.rfind(')')?;
-    let inner = fix.get(open + 1..close)?;
-    let mut out = Vec::new();
-    for part in inner.split(", ") {
-        let (k, v) = part.split_once(" = ")?;
-        let table: toml::Table = toml::from_str(&format!("v = {v}")).ok()?;
-        out.push((k.trim().to_string(), table.get("v")?.clone()));
+/// The `key = value` settings of a fix (its `set`, as TOML values); `None` when the fix
+/// is not a setting.
+pub fn fix_settings(fix: &Fix) -> Option<Vec<(String, toml::Value)>> {
+    let out: Vec<(String, toml::Value)> = fix
+        .set
+        .iter()
+        .filter_map(|(k, v)| toml::Value::try_from(v).ok().map(|t| (k.clone(), t)))
+        .collect();
+    (!out.is_empty() && out.len() == fix.set.len()).then_some(out)
+}
+
+/// The experiment's current settings as dotted keys (`"train.lr"`, `"model.init"`, ...):
+/// every scalar of the experiment, for the doctor's advice (it does not suggest what is
+/// already set, and suggests a learning rate relative to the current one).
+pub fn current_settings(exp: &config::Experiment) -> std::collections::BTreeMap<String, serde_json::Value> {
+    fn walk(prefix: &str, v: &toml::Value, out: &mut std::collections::BTreeMap<String, serde_json::Value>) {
+        match v {
+            toml::Value::Table(t) => {
+                for (k, x) in t {
+                    let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    walk(&key, x, out);
+                }
+            }
+            toml::Value::Array(_) => {}
+            other => {
+                if let Ok(j) = serde_json::to_value(other) {
+                    out.insert(prefix.to_string(), j);
+                }
+            }
+        }
     }
-    (!out.is_empty()).then_some(out)
+    let mut out = std::collections::BTreeMap::new();
+    if let Ok(v) = toml::Value::try_from(exp) {
+        walk("", &v, &mut out);
+    }
+    out
 }
 
 /// A copy of `exp` with `settings` applied (dotted keys), validated like a file.
@@ -148,18 +171,29 @@ impl Style {
     }
 }
 
-/// Print one finding: headline, evidence, why, ranked fixes. Evidence numbers read as in
-/// the HTML report ([`number`]).
-/// Print the "Diagnosis" heading and every finding; returns the counts line's start,
-/// `"E error(s), W warning(s), I info"`, for the caller to finish with its run's outcome.
+/// Print the "Diagnosis" heading and every finding, consequences indented under their
+/// cause; returns the counts line's start, `"E error(s), W warning(s), I info"`, for the
+/// caller to finish with its run's outcome.
 pub(crate) fn print_diagnosis(style: &Style, findings: &[Finding]) -> String {
     println!();
     println!("{}", style.paint("1", "Diagnosis"));
     if findings.is_empty() {
         println!("no findings: every probe is within its healthy range");
     }
+    let depth = |f: &Finding| {
+        let mut d = 0;
+        let mut at = f.caused_by.as_deref();
+        while let Some(id) = at {
+            d += 1;
+            at = findings.iter().find(|g| g.id == id).and_then(|g| g.caused_by.as_deref());
+            if d > findings.len() {
+                break;
+            }
+        }
+        d
+    };
     for f in findings {
-        print_finding(style, f);
+        print_finding_at(style, f, depth(f));
     }
     let count = |s: Severity| findings.iter().filter(|f| f.severity == s).count();
     format!(
@@ -170,9 +204,25 @@ pub(crate) fn print_diagnosis(style: &Style, findings: &[Finding]) -> String {
     )
 }
 
+/// Print one finding at the left margin (see [`print_finding_at`]).
 pub(crate) fn print_finding(style: &Style, f: &Finding) {
+    print_finding_at(style, f, 0);
+}
+
+/// Print one finding, indented by `depth` levels (a consequence under its cause): headline
+/// (with its id and, for a consequence, the id of its cause), evidence, why, ranked fixes
+/// with their settings. Evidence numbers read as in the HTML report ([`number`]).
+pub(crate) fn print_finding_at(style: &Style, f: &Finding, depth: usize) {
+    let pad = "    ".repeat(depth);
     let step = f.step.map(|s| format!(" at step {s}")).unwrap_or_default();
-    println!("{} {} in {}{step}", style.severity(f.severity), style.paint("1", f.code.as_str()), f.where_);
+    let id = if f.id.is_empty() { String::new() } else { format!("{} ", f.id) };
+    let cause = f.caused_by.as_deref().map(|c| format!(" (follows from {c})")).unwrap_or_default();
+    println!(
+        "{pad}{id}{} {} in {}{step}{cause}",
+        style.severity(f.severity),
+        style.paint("1", f.code.as_str()),
+        f.where_
+    );
     let ev: Vec<String> = f
         .evidence
         .iter()
@@ -193,10 +243,14 @@ pub(crate) fn print_finding(style: &Style, f: &Finding) {
             _ => format!("{k}={v}"),
         })
         .collect();
-    println!("        evidence: {}", ev.join(", "));
-    println!("        why: {}", f.why);
+    println!("{pad}        evidence: {}", ev.join(", "));
+    println!("{pad}        why: {}", f.why);
     for (i, fix) in f.fix.iter().enumerate() {
-        println!("        fix {}: {fix}", i + 1);
+        if fix.set.is_empty() {
+            println!("{pad}        fix {}: {}", i + 1, fix.text);
+        } else {
+            println!("{pad}        fix {}: {} ({})", i + 1, fix.text, fix.settings_line());
+        }
     }
 }
 
@@ -241,7 +295,8 @@ impl Observer<f32> for Live {
     fn on_step(&mut self, info: &StepInfo, model: &Sequential<f32>) {
         Observer::<f32>::on_step(&mut self.doctor, info, model);
     }
-    fn on_epoch(&mut self, info: &EpochInfo, _model: &Sequential<f32>) {
+    fn on_epoch(&mut self, info: &EpochInfo, model: &Sequential<f32>) {
+        Observer::<f32>::on_epoch(&mut self.doctor, info, model);
         self.epoch(info);
     }
 }
@@ -250,7 +305,8 @@ impl SeqObserver<f32> for Live {
     fn on_step(&mut self, info: &StepInfo, model: &SeqModel<f32>) {
         SeqObserver::<f32>::on_step(&mut self.doctor, info, model);
     }
-    fn on_epoch(&mut self, info: &EpochInfo, _model: &SeqModel<f32>) {
+    fn on_epoch(&mut self, info: &EpochInfo, model: &SeqModel<f32>) {
+        SeqObserver::<f32>::on_epoch(&mut self.doctor, info, model);
         self.epoch(info);
     }
 }
@@ -287,8 +343,13 @@ pub(crate) struct Examined {
 pub(crate) fn examine(exp: &config::Experiment, base: &Path, watch: &Watch) -> anyhow::Result<Examined> {
     let cfg = train_config(exp);
     let dcfg = DoctorConfig { sample_every: watch.sample_every };
+    let settings = current_settings(exp);
     let live = |classes: usize| Live {
-        doctor: Doctor::new(dcfg, cfg.loss, classes),
+        doctor: {
+            let mut d = Doctor::for_training(dcfg, &cfg, classes);
+            d.stats.run.settings.extend(settings.clone());
+            d
+        },
         style: watch.live.map(|(_, style)| style).unwrap_or(Style { on: false }),
         quiet: watch.live.is_none(),
         printed: HashSet::new(),
@@ -373,10 +434,11 @@ pub fn run(args: DoctorArgs) -> Result<(), Failure> {
         let mut tried: HashSet<String> = HashSet::new();
         for f in findings.iter().filter(|f| f.severity.is_at_least(Severity::Warning)) {
             let Some(fix) = f.fix.first() else { continue };
-            if !tried.insert(fix.clone()) {
+            if !tried.insert(fix.to_string()) {
                 continue;
             }
             let treated = fix_settings(fix).map(|s| apply_settings(&exp, &s));
+            let fix = fix.to_string();
             let mut t = Treatment {
                 finding: label(f),
                 fix: fix.clone(),

@@ -99,6 +99,12 @@ impl DqnObserver<f32> for Live {
         }
     }
 
+    fn on_finish(&mut self, model: &mut Sequential<f32>, replay: &leaky::rl::replay::ReplayBuffer) {
+        if let Some(d) = &mut self.doctor {
+            DqnObserver::<f32>::on_finish(d, model, replay);
+        }
+    }
+
     fn on_episode(&mut self, episode: usize, ret: f64, env_steps: usize) {
         self.returns.push(ret);
         if self.quiet || ((episode + 1) % self.every != 0 && episode + 1 != self.episodes) {
@@ -237,7 +243,10 @@ pub fn run_train(args: &TrainArgs, exp: &Experiment) -> Result<(), Failure> {
 /// Train with the doctor attached; returns it (with the run's findings annotated) and the run.
 fn examine(exp: &Experiment, sample_every: usize, quiet: bool) -> anyhow::Result<(Vec<Finding>, Doctor, DqnRun)> {
     let cfg = dqn_config(exp)?;
-    let doctor = Doctor::new(DoctorConfig { sample_every }, doctor_loss(cfg.td_loss), leaky::rl::cartpole::ACTIONS);
+    let mut doctor =
+        Doctor::new(DoctorConfig { sample_every }, doctor_loss(cfg.td_loss), leaky::rl::cartpole::ACTIONS);
+    doctor.stats.run.rl = true;
+    doctor.stats.run.settings.extend(crate::doctor_cmd::current_settings(exp));
     let mut live = Live::new(Some(doctor), quiet, cfg.episodes);
     let (_, run) = train::<f32>(&cfg, &mut live);
     let doctor = live.doctor.take().expect("set above");
@@ -274,15 +283,17 @@ pub fn run_doctor(args: &DoctorArgs, exp: &Experiment) -> Result<(), Failure> {
         let mut tried: HashSet<String> = HashSet::new();
         for f in findings.iter().filter(|f| f.severity.is_at_least(Severity::Warning)) {
             let Some(fix) = f.fix.first() else { continue };
-            if !tried.insert(fix.clone()) {
+            if !tried.insert(fix.to_string()) {
                 continue;
             }
+            let settings = fix_settings(fix);
+            let fix = fix.to_string();
             let label = format!("{} in {}", f.code.as_str(), f.where_);
             let mut t = serde_json::json!({
                 "finding": label, "fix": fix, "applied": false, "gone": false,
                 "findings_after": [], "before": outcome(&run), "after": null,
             });
-            match fix_settings(fix).map(|s| apply_settings(exp, &s)) {
+            match settings.map(|s| apply_settings(exp, &s)) {
                 Some(Ok(exp2)) => {
                     let (after, _, run2) = examine(&exp2, args.sample_every, true)
                         .map_err(|e| Failure::Run(anyhow!("treating with `{fix}`: {e:#}")))?;

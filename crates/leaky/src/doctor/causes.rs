@@ -53,13 +53,15 @@
 //!
 //! # Consistent advice ([`reconcile`])
 //!
-//! * A consequence's advice is to fix its cause: its first fix points at the cause's id and
-//!   it keeps only fixes that are not settings.
+//! * A consequence's advice is to fix its cause: its one fix points at the cause's id (its
+//!   own fixes would treat the symptom: raising the learning rate for layers whose gradient
+//!   vanished, or "use fewer layers" for a gradient that is zero because the run diverged).
 //! * Settings already in effect (the run's current values, `RunInfo::settings`) are taken out
 //!   of every fix; a fix left with nothing to set is dropped.
 //! * A suggested `train.lr` stays within [lr/100, lr*10] of the current one.
 //! * One value per setting: in listing order, the first fix to set a key claims it; a later
-//!   fix that sets it to another value loses that setting and says whose value it defers to.
+//!   fix that sets it to another value loses that setting, and its text says so ("not set:
+//!   train.loss = "huber", an alternative to F1 fix 1's train.loss = "softmax"").
 
 use super::finding::{Code, Finding, Fix, Severity};
 use super::stats::RunInfo;
@@ -312,9 +314,7 @@ pub fn reconcile(findings: &mut [Finding], run: &RunInfo) {
         // A consequence: fix the cause.
         if let Some(cause) = &f.caused_by {
             let code = codes.get(cause).map(|c| c.as_str()).unwrap_or("another finding");
-            let mut fixes = vec![Fix::text(format!("fix the cause first: {code} ({cause}); this follows from it"))];
-            fixes.extend(f.fix.drain(..).filter(|x| x.set.is_empty()));
-            f.fix = fixes;
+            f.fix = vec![Fix::text(format!("fix the cause first: {code} ({cause}); this follows from it"))];
             continue;
         }
         // Settings already in effect say nothing new; learning rates stay within bounds.
@@ -344,7 +344,7 @@ pub fn reconcile(findings: &mut [Finding], run: &RunInfo) {
                 match claimed.get(&k) {
                     Some((cv, who)) if !same_value(cv, &v) => {
                         x.set.remove(&k);
-                        notes.push(format!("{k} = {v} would contradict {who}'s {k} = {cv}"));
+                        notes.push(format!("{k} = {v}, an alternative to {who}'s {k} = {cv}"));
                     }
                     Some(_) => {}
                     None => {
@@ -353,7 +353,7 @@ pub fn reconcile(findings: &mut [Finding], run: &RunInfo) {
                 }
             }
             if !notes.is_empty() {
-                x.text = format!("{} (not set here: {})", x.text, notes.join("; "));
+                x.text = format!("{} (not set: {})", x.text, notes.join("; "));
             }
         }
     }
@@ -616,7 +616,10 @@ mod tests {
         reconcile(&mut f, &run(0.5, 10));
         assert_eq!(f[0].fix[0].set["train.lr"], 0.05);
         assert!(f[1].fix[0].set.is_empty());
-        assert!(f[1].fix[0].text.contains("F1 fix 1's train.lr = 0.05"), "{}", f[1].fix[0].text);
+        assert_eq!(
+            f[1].fix[0].text,
+            "lower the learning rate (not set: train.lr = 0.01, an alternative to F1 fix 1's train.lr = 0.05)"
+        );
         assert!(f[1].fix[1].set.is_empty());
         assert_eq!(f[1].fix.len(), 2, "sgd is already in effect: that fix is gone");
         // Across the run, no key has two values.

@@ -605,6 +605,86 @@ mod tests {
         assert_ne!(Some(sigma_now), b[30].whh_largest_singular);
     }
 
+    /// An LSTM whose weights are drawn with std 8 has its gates pinned at 0 or 1: the
+    /// recorder measures every gate on sampled steps and the doctor reports saturated gates;
+    /// the same LSTM with Xavier init has no saturated gate.
+    #[test]
+    fn lstm_gates_are_measured_and_saturated_ones_found() {
+        use crate::nn::seq::{Cell, SeqSpec};
+        use crate::optim::{Rule, UpdateConfig};
+        use crate::train::{fit_seq, TrainConfig};
+        let d = crate::data::seq::adding(120, 12, 2);
+        let (tr, va) = d.split(0.2, 0);
+        let cfg =
+            TrainConfig { epochs: 1, batch_size: 16, update: UpdateConfig::new(Rule::Adam, 1e-3), ..Default::default() };
+        let run = |init: Init| {
+            let mut m = SeqModel::<f32>::new(SeqSpec::for_data(&tr, Cell::Lstm, 16, init, 0.0), 0);
+            let mut doc = Doctor::for_training(DoctorConfig { sample_every: 2 }, &cfg, 0);
+            fit_seq(&mut m, &tr, &va, &cfg, &mut doc);
+            doc
+        };
+        let sick = run(Init::Normal { std: 8.0 });
+        let gates: std::collections::BTreeSet<&str> = sick.stats.gates.iter().map(|g| g.gate.as_str()).collect();
+        assert_eq!(gates.into_iter().collect::<Vec<_>>(), ["c", "f", "g", "i", "o"]);
+        assert_eq!(sick.stats.gates.len(), 5 * 3, "6 steps sampled every 2nd: 3 samples of 5 gates");
+        let f = sick.diagnose();
+        let sat: Vec<&str> = f.iter().filter(|f| f.code == super::super::Code::Saturation).map(|f| f.where_.as_str()).collect();
+        assert!(sat.contains(&"layer 0 (lstm) gate g"), "{f:#?}");
+        assert!(sat.contains(&"layer 0 (lstm) gate i"), "{f:#?}");
+        let healthy = run(Init::Xavier);
+        assert!(healthy.stats.gates.iter().all(|g| g.saturated_fraction < 0.5), "{:?}", healthy.stats.gates);
+        assert_eq!(healthy.stats.epochs.len(), 1);
+        assert_eq!(healthy.stats.epochs[0].epoch, 1, "epochs count from 1");
+        assert_eq!(healthy.stats.losses.len(), 6);
+    }
+
+    /// A classifier trained with `clipped_mse` on raw digits-like inputs: most output
+    /// gradients are exactly zero (the clip is active), and the loss probe records it.
+    #[test]
+    fn clipped_mse_classifier_records_its_zero_gradients() {
+        let data = blobs();
+        let x = data.x.mapv(|v| v * 40.0);
+        let data = Dataset { x, ..data };
+        let mut model = relu_mlp(vec![16], 0.0).build::<f32>(0);
+        let cfg = crate::train::TrainConfig {
+            epochs: 2,
+            batch_size: 50,
+            loss: Loss::ClippedMse,
+            update: crate::optim::UpdateConfig::new(crate::optim::Rule::Sgd, 1e-3),
+            ..Default::default()
+        };
+        let mut doc = Doctor::for_training(DoctorConfig { sample_every: 1 }, &cfg, 2);
+        crate::train::fit(&mut model, &data, &data, &cfg, &mut doc);
+        assert_eq!(doc.stats.flat_ops.len(), 8, "every step of 2 epochs x 4 batches");
+        assert!(doc.stats.flat_ops.iter().all(|o| o.where_ == "loss (clipped_mse)" && o.total == 100));
+        let f = doc.diagnose();
+        assert_eq!(f[0].code, super::super::Code::ZeroGradient, "{f:#?}");
+        assert_eq!(f[0].fix[0].set["train.loss"], "softmax");
+        // Softmax never records a flat op.
+        let mut doc = Doctor::for_training(DoctorConfig { sample_every: 1 }, &TrainConfig::default(), 2);
+        crate::train::fit(&mut model, &data, &data, &crate::train::TrainConfig { epochs: 1, ..cfg }, &mut doc);
+        assert!(doc.stats.flat_ops.is_empty());
+    }
+
+    /// The DQN's Q-network gets a dead-unit pass over its replay states when training ends.
+    #[test]
+    fn dqn_dead_units_are_counted_over_replay_states() {
+        use crate::rl::dqn::{train, DqnConfig, TdLoss};
+        let mut cfg = DqnConfig::new(TdLoss::Huber, 3, 0);
+        cfg.learning_starts = 20;
+        cfg.net.hidden = vec![8];
+        cfg.net.bias_init = -5.0; // every unit starts dead
+        let mut doc = Doctor::new(DoctorConfig::default(), Loss::Huber, 2);
+        let (_, run) = train::<f32>(&cfg, &mut doc);
+        assert!(run.env_steps > 0);
+        let pass = doc.stats.dead_units.iter().find(|p| p.layer == 1).expect("a pass over the ReLU layer");
+        assert_eq!(pass.examples as usize, run.env_steps.min(cfg.buffer_size));
+        let f = doc.diagnose();
+        let dead = f.iter().find(|f| f.code == super::super::Code::DeadRelu).expect("dead units found");
+        assert_eq!(dead.severity, super::super::Severity::Error);
+        assert!(doc.stats.run.rl);
+    }
+
     #[test]
     fn dead_unit_count_equals_a_brute_force_count() {
         let data = blobs();

@@ -7,9 +7,9 @@
 //!
 //! * a non-finite loss is divergence at the step it appears;
 //! * a finite rise counts when the running median of the last [`DIVERGING_WINDOW`] losses
-//!   reaches [`DIVERGING_LOSS_FACTOR`] times the initial loss (the median of the first
-//!   [`DIVERGING_WINDOW`] steps). A median of five needs three of five steps that high, so a
-//!   single bad minibatch is not divergence.
+//!   reaches [`DIVERGING_LOSS_FACTOR`] times the initial loss (step 0's, where the run
+//!   started: a run can diverge within its first few steps). A median of five needs three of
+//!   five steps that high, so a single bad minibatch is not divergence.
 //!
 //! The finding's `step` is where the divergence began: the step of the lowest loss before
 //! the rise (the turn), or the first non-finite step when the loss jumped straight there.
@@ -29,7 +29,7 @@ use crate::doctor::stats::{InputStats, RunInfo};
 /// cut-off).
 pub const DIVERGING_LOSS_FACTOR: f64 = 10.0;
 
-/// Steps in the running median (and in the initial-loss median).
+/// Steps in the running median.
 pub const DIVERGING_WINDOW: usize = 5;
 
 fn median(v: &[f64]) -> f64 {
@@ -52,7 +52,7 @@ fn median(v: &[f64]) -> f64 {
 pub fn detect(losses: &[f64], input: Option<&InputStats>, run: &RunInfo) -> Option<Finding> {
     let first_bad = losses.iter().position(|l| !l.is_finite());
     let finite = &losses[..first_bad.unwrap_or(losses.len())];
-    let initial = median(&finite[..finite.len().min(DIVERGING_WINDOW)]);
+    let initial = finite.first().copied().unwrap_or(f64::NAN);
     let threshold = DIVERGING_LOSS_FACTOR * initial;
     // The first step whose running median reaches the threshold.
     let exceeded = if run.rl || !(initial > 0.0) {
@@ -167,7 +167,7 @@ mod tests {
         assert_eq!(f.number("began_step"), Some(19.0));
         assert!((f.number("lowest_loss").unwrap() - 1.0).abs() < 1e-12);
         assert!(f.number("highest_loss").unwrap() > 1e30);
-        assert!((f.number("initial_loss").unwrap() - losses[2]).abs() < 1e-12, "median of the first five");
+        assert_eq!(f.number("initial_loss"), Some(2.3), "step 0's loss");
         assert_eq!(f.where_, "loss");
         assert_eq!(f.layer, None);
         assert_eq!(f.fix[0].set["train.lr"], 1.0);
@@ -177,7 +177,7 @@ mod tests {
     #[test]
     fn non_finite_and_recovery() {
         // Straight to NaN at step 5.
-        let mut l = vec![2.3, 2.2, 2.1, 2.0, 1.9, f64::NAN];
+        let mut l = vec![2.1, 2.2, 2.3, 2.0, 1.9, f64::NAN];
         let f = detect(&l, None, &run(0.1)).unwrap();
         assert_eq!((f.step, f.severity), (Some(5), Severity::Error));
         assert_eq!(f.number("non_finite_step"), Some(5.0));
