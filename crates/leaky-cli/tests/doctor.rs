@@ -1,6 +1,6 @@
-//! Every experiment in examples/sick/ must yield the finding its `# expect:` line names
-//! (code, and place where it gives one); no experiment in examples/healthy/ may yield an
-//! error or a warning. Each is a real, short training run with the probes on.
+//! Every experiment in examples/sick/ must name the root cause its `# expect:` line names
+//! (code, and place where it gives one) first; no experiment in examples/healthy/ may yield
+//! an error or a warning. Each is a real, short training run with the probes on.
 
 mod common;
 
@@ -40,14 +40,27 @@ fn every_sick_experiment_yields_its_expected_finding() {
         let json = dir.join("f.json");
         let (status, doc, err) = doctor_json(&file, &json);
         let findings = doc["findings"].as_array().cloned().unwrap_or_default();
-        let hit = findings.iter().any(|f| {
+        // The first finding listed is the expected one, a root cause (no caused_by), and an
+        // error or a warning.
+        let hit = findings.first().is_some_and(|f| {
             f["code"] == code
                 && place.is_none_or(|p| f["where"].as_str() == Some(p))
                 && (f["severity"] == "error" || f["severity"] == "warning")
+                && f["caused_by"].is_null()
         });
-        let summary: Vec<String> =
-            findings.iter().map(|f| format!("{} {} in {}", f["severity"], f["code"], f["where"])).collect();
-        assert!(hit, "{}: expected {expect}; got {summary:?}; stderr {err}", file.display());
+        let summary: Vec<String> = findings
+            .iter()
+            .map(|f| format!("{} {} {} in {} (cause {})", f["id"], f["severity"], f["code"], f["where"], f["caused_by"]))
+            .collect();
+        assert!(hit, "{}: expected {expect} first; got {summary:?}; stderr {err}", file.display());
+        // Ids in listing order; every consequence listed after its cause.
+        for (k, f) in findings.iter().enumerate() {
+            assert_eq!(f["id"], format!("F{}", k + 1), "{}", file.display());
+            if let Some(c) = f["caused_by"].as_str() {
+                let at = findings.iter().position(|g| g["id"] == c).expect("the cause is listed");
+                assert!(at < k, "{}: {} listed before its cause {c}", file.display(), f["id"]);
+            }
+        }
         let worst_error = findings.iter().any(|f| f["severity"] == "error");
         assert_eq!(
             status,
@@ -71,7 +84,7 @@ fn no_healthy_experiment_yields_an_error_or_warning() {
         let json = dir.join("h.json");
         let (status, doc, err) = doctor_json(&file, &json);
         assert_eq!(status, Some(0), "{}: {err}", file.display());
-        assert_eq!(doc["version"], 1);
+        assert_eq!(doc["version"], 2);
         for key in ["run", "findings", "metrics"] {
             assert!(doc.get(key).is_some(), "{key} missing");
         }

@@ -59,7 +59,9 @@ fn doctor_finds_the_clip_and_treat_removes_it_with_huber() {
     let f = doc["findings"].as_array().unwrap().iter().find(|f| f["code"] == "zero_gradient").expect("zero_gradient");
     assert_eq!(f["where"], "td error (clip)");
     assert_eq!(f["severity"], "error");
-    assert_eq!(f["fix"][0], "use the Huber loss, whose gradient is the clipped error (rl.td_loss = \"huber\")");
+    assert_eq!(f["fix"][0]["text"], "use the Huber loss, whose gradient is the clipped error");
+    assert_eq!(f["fix"][0]["set"], serde_json::json!({"rl.td_loss": "huber"}));
+    assert!(f["caused_by"].is_null(), "the clip is a root cause: {f}");
     // Rewards x10: every TD error starts beyond the clip, so every sample is silenced.
     assert_eq!(f["evidence"]["zeroed_share"], 1.0);
     let over = f["evidence"]["zeroed_share_over_updates"].as_array().unwrap();
