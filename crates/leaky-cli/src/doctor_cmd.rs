@@ -58,11 +58,8 @@ pub struct DoctorArgs {
 /// The `key = value` settings of a fix (its `set`, as TOML values); `None` when the fix
 /// is not a setting.
 pub fn fix_settings(fix: &Fix) -> Option<Vec<(String, toml::Value)>> {
-    let out: Vec<(String, toml::Value)> = fix
-        .set
-        .iter()
-        .filter_map(|(k, v)| toml::Value::try_from(v).ok().map(|t| (k.clone(), t)))
-        .collect();
+    let out: Vec<(String, toml::Value)> =
+        fix.set.iter().filter_map(|(k, v)| toml::Value::try_from(v).ok().map(|t| (k.clone(), t))).collect();
     (!out.is_empty() && out.len() == fix.set.len()).then_some(out)
 }
 

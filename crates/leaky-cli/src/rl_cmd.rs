@@ -243,8 +243,7 @@ pub fn run_train(args: &TrainArgs, exp: &Experiment) -> Result<(), Failure> {
 /// Train with the doctor attached; returns it (with the run's findings annotated) and the run.
 fn examine(exp: &Experiment, sample_every: usize, quiet: bool) -> anyhow::Result<(Vec<Finding>, Doctor, DqnRun)> {
     let cfg = dqn_config(exp)?;
-    let mut doctor =
-        Doctor::new(DoctorConfig { sample_every }, doctor_loss(cfg.td_loss), leaky::rl::cartpole::ACTIONS);
+    let mut doctor = Doctor::new(DoctorConfig { sample_every }, doctor_loss(cfg.td_loss), leaky::rl::cartpole::ACTIONS);
     doctor.stats.run.rl = true;
     doctor.stats.run.settings.extend(crate::doctor_cmd::current_settings(exp));
     let mut live = Live::new(Some(doctor), quiet, cfg.episodes);

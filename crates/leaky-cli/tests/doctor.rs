@@ -50,7 +50,9 @@ fn every_sick_experiment_yields_its_expected_finding() {
         });
         let summary: Vec<String> = findings
             .iter()
-            .map(|f| format!("{} {} {} in {} (cause {})", f["id"], f["severity"], f["code"], f["where"], f["caused_by"]))
+            .map(|f| {
+                format!("{} {} {} in {} (cause {})", f["id"], f["severity"], f["code"], f["where"], f["caused_by"])
+            })
             .collect();
         assert!(hit, "{}: expected {expect} first; got {summary:?}; stderr {err}", file.display());
         // Ids in listing order; every consequence listed after its cause.

@@ -212,8 +212,8 @@ pub fn link(findings: &[Finding]) -> Vec<Option<usize>> {
             Code::Saturation,
             Code::UpdateRatio,
         ];
-        for i in 0..n {
-            if after.contains(&findings[i].code) && step(i).is_some_and(|s| s >= d) {
+        for (i, f) in findings.iter().enumerate() {
+            if after.contains(&f.code) && f.step.is_some_and(|s| s >= d) {
                 set_cause(&mut links, i, h);
             }
         }
@@ -225,7 +225,8 @@ pub fn link(findings: &[Finding]) -> Vec<Option<usize>> {
         for i in 0..n {
             let later = matches!(findings[i].code, Code::VanishingGradient | Code::Saturation)
                 && step(i).zip(step(e)).is_some_and(|(si, se)| si > se);
-            let same_layer = findings[i].layer == findings[e].layer || (depth && findings[i].text("axis") != Some("time"));
+            let same_layer =
+                findings[i].layer == findings[e].layer || (depth && findings[i].text("axis") != Some("time"));
             if later && same_layer {
                 set_cause(&mut links, i, e);
             }
@@ -248,14 +249,15 @@ pub fn link(findings: &[Finding]) -> Vec<Option<usize>> {
     }
 
     // Rule 6: vanishing through depth causes tiny updates below its top layer.
-    let too_small = |i: usize| findings[i].code == Code::UpdateRatio && findings[i].text("direction") == Some("too_small");
+    let too_small =
+        |i: usize| findings[i].code == Code::UpdateRatio && findings[i].text("direction") == Some("too_small");
     for v in of(Code::VanishingGradient) {
         if findings[v].text("axis") != Some("depth") {
             continue;
         }
         let top = findings[v].number("top_layer").unwrap_or(f64::NEG_INFINITY);
-        for i in 0..n {
-            if too_small(i) && findings[i].layer.is_some_and(|l| (l as f64) < top) {
+        for (i, f) in findings.iter().enumerate() {
+            if too_small(i) && f.layer.is_some_and(|l| (l as f64) < top) {
                 set_cause(&mut links, i, v);
             }
         }
@@ -264,13 +266,13 @@ pub fn link(findings: &[Finding]) -> Vec<Option<usize>> {
     // Rule 7: a zero-gradient op (or dead units, for an exactly zero gradient) causes tiny updates.
     let zero = of(Code::ZeroGradient).into_iter().find(|&z| is_problem(&findings[z]));
     let dead = of(Code::DeadRelu).first().copied();
-    for i in 0..n {
+    for (i, f) in findings.iter().enumerate() {
         if !too_small(i) {
             continue;
         }
         if let Some(z) = zero {
             set_cause(&mut links, i, z);
-        } else if let (Some(dr), Some(0.0)) = (dead, findings[i].number("grad_norm")) {
+        } else if let (Some(dr), Some(0.0)) = (dead, f.number("grad_norm")) {
             set_cause(&mut links, i, dr);
         }
     }
@@ -388,7 +390,7 @@ mod tests {
         }
     }
 
-    fn find<'a>(f: &'a [Finding], code: Code) -> &'a Finding {
+    fn find(f: &[Finding], code: Code) -> &Finding {
         f.iter().find(|x| x.code == code).unwrap_or_else(|| panic!("no {code} in {f:#?}"))
     }
 
@@ -433,7 +435,11 @@ mod tests {
         let slow = f.iter().find(|x| x.code == Code::UpdateRatio && x.layer == Some(0)).unwrap();
         assert_eq!(slow.caused_by.as_deref(), Some(van.id.as_str()));
         assert!(slow.fix[0].text.contains(&van.id));
-        assert!(f.iter().all(|x| x.fix.iter().all(|y| y.set.get("train.lr").and_then(Value::as_f64).is_none_or(|v| v <= 0.5))));
+        assert!(f.iter().all(|x| x.fix.iter().all(|y| y
+            .set
+            .get("train.lr")
+            .and_then(Value::as_f64)
+            .is_none_or(|v| v <= 0.5))));
         let fast = f.iter().find(|x| x.code == Code::UpdateRatio && x.layer == Some(8)).unwrap();
         let lr = fast.fix[0].set["train.lr"].as_f64().unwrap();
         assert!((0.005..=5.0).contains(&lr), "{lr}");
@@ -451,7 +457,7 @@ mod tests {
             b.norms_per_t[0] = 0.0;
             s.bptt.push(b);
         }
-        s.losses = (0..40).map(|t| if t < 5 { 0.1 } else { 0.1 * 100f64.powi(t as i32 - 4).min(1e30) }).collect();
+        s.losses = (0..40).map(|t| if t < 5 { 0.1 } else { 0.1 * 100f64.powi(t - 4).min(1e30) }).collect();
         let f = diagnose(&s);
         check_order(&f);
         assert_eq!(f[0].code, Code::ExplodingGradient, "{f:#?}");
@@ -468,7 +474,7 @@ mod tests {
     #[test]
     fn rules_1_and_3_diverging_mse() {
         let mut s = RecordedStats { run: run(10.0, 10), ..Default::default() };
-        s.losses = (0..60).map(|t| if t < 3 { 2.3 } else { (2.3 * 10f64.powi(t as i32 - 2)).min(1.6e30) }).collect();
+        s.losses = (0..60).map(|t| if t < 3 { 2.3 } else { (2.3 * 10f64.powi(t - 2)).min(1.6e30) }).collect();
         s.losses.push(f64::NAN);
         s.record_non_finite(NonFinite {
             step: 60,
@@ -603,8 +609,10 @@ mod tests {
     /// said; settings already in effect are not suggested.
     #[test]
     fn reconcile_one_value_per_key() {
-        let mut a = Finding::new(Code::DeadRelu, Severity::Error, "layer 1 (relu)", Some(5), "w")
-            .fixes([Fix::text("lower the learning rate").set("train.lr", 0.05), Fix::text("use He init").set("model.init", "he")]);
+        let mut a = Finding::new(Code::DeadRelu, Severity::Error, "layer 1 (relu)", Some(5), "w").fixes([
+            Fix::text("lower the learning rate").set("train.lr", 0.05),
+            Fix::text("use He init").set("model.init", "he"),
+        ]);
         a.id = "F1".into();
         let mut b = Finding::new(Code::UpdateRatio, Severity::Warning, "layer 0 (affine) W", Some(9), "w").fixes([
             Fix::text("lower the learning rate").set("train.lr", 0.01),

@@ -160,7 +160,7 @@ mod tests {
             nan_count: 1,
             inf_count: 0,
         }); // error, step 40
-        // Unlinked, by severity then step.
+            // Unlinked, by severity then step.
         let mut plain = detect_all(&s);
         sort_findings(&mut plain);
         let got: Vec<(Severity, Option<usize>, Code)> = plain.iter().map(|f| (f.severity, f.step, f.code)).collect();

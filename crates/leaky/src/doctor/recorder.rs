@@ -615,8 +615,12 @@ mod tests {
         use crate::train::{fit_seq, TrainConfig};
         let d = crate::data::seq::adding(120, 12, 2);
         let (tr, va) = d.split(0.2, 0);
-        let cfg =
-            TrainConfig { epochs: 1, batch_size: 16, update: UpdateConfig::new(Rule::Adam, 1e-3), ..Default::default() };
+        let cfg = TrainConfig {
+            epochs: 1,
+            batch_size: 16,
+            update: UpdateConfig::new(Rule::Adam, 1e-3),
+            ..Default::default()
+        };
         let run = |init: Init| {
             let mut m = SeqModel::<f32>::new(SeqSpec::for_data(&tr, Cell::Lstm, 16, init, 0.0), 0);
             let mut doc = Doctor::for_training(DoctorConfig { sample_every: 2 }, &cfg, 0);
@@ -628,7 +632,8 @@ mod tests {
         assert_eq!(gates.into_iter().collect::<Vec<_>>(), ["c", "f", "g", "i", "o"]);
         assert_eq!(sick.stats.gates.len(), 5 * 3, "6 steps sampled every 2nd: 3 samples of 5 gates");
         let f = sick.diagnose();
-        let sat: Vec<&str> = f.iter().filter(|f| f.code == super::super::Code::Saturation).map(|f| f.where_.as_str()).collect();
+        let sat: Vec<&str> =
+            f.iter().filter(|f| f.code == super::super::Code::Saturation).map(|f| f.where_.as_str()).collect();
         assert!(sat.contains(&"layer 0 (lstm) gate g"), "{f:#?}");
         assert!(sat.contains(&"layer 0 (lstm) gate i"), "{f:#?}");
         let healthy = run(Init::Xavier);

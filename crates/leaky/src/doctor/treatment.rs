@@ -210,7 +210,10 @@ mod tests {
                 Code::Saturation,
                 Severity::Error,
                 None,
-                vec![Fix::text("use Xavier init").set("model.init", "xavier"), Fix::text("use relu").set("model.activation", "relu")],
+                vec![
+                    Fix::text("use Xavier init").set("model.init", "xavier"),
+                    Fix::text("use relu").set("model.activation", "relu"),
+                ],
             ),
             finding(
                 "F2",

@@ -55,7 +55,8 @@ pub fn detect(losses: &[f64], input: Option<&InputStats>, run: &RunInfo) -> Opti
     let initial = finite.first().copied().unwrap_or(f64::NAN);
     let threshold = DIVERGING_LOSS_FACTOR * initial;
     // The first step whose running median reaches the threshold.
-    let exceeded = if run.rl || !(initial > 0.0) {
+    // `initial > 0` is false for NaN too: nothing to compare with.
+    let exceeded = if run.rl || initial.is_nan() || initial <= 0.0 {
         None
     } else {
         (0..finite.len()).find(|&t| median(&finite[(t + 1).saturating_sub(DIVERGING_WINDOW)..=t]) >= threshold)

@@ -151,8 +151,14 @@ mod tests {
         assert_eq!((f[0].code, f[0].severity), (Code::ExplodingGradient, Severity::Warning));
         assert_eq!(f[0].where_, "layer 0 (affine)");
         assert_eq!(f[0].text("axis"), Some("depth"));
-        assert_eq!(detect(&net(0, DEPTH_EXPLODING_ERROR_RATIO / k), &[], &[], &RunInfo::default())[0].severity, Severity::Warning);
-        assert_eq!(detect(&net(0, DEPTH_EXPLODING_ERROR_RATIO * k), &[], &[], &RunInfo::default())[0].severity, Severity::Error);
+        assert_eq!(
+            detect(&net(0, DEPTH_EXPLODING_ERROR_RATIO / k), &[], &[], &RunInfo::default())[0].severity,
+            Severity::Warning
+        );
+        assert_eq!(
+            detect(&net(0, DEPTH_EXPLODING_ERROR_RATIO * k), &[], &[], &RunInfo::default())[0].severity,
+            Severity::Error
+        );
         // A vanishing gradient is not exploding.
         assert!(detect(&net(0, 1e-9), &[], &[], &RunInfo::default()).is_empty());
     }
@@ -172,11 +178,13 @@ mod tests {
         assert_eq!(f[0].number("time_steps"), Some(10.0));
         assert!(is_clip(&f[0].fix[0]));
         assert_eq!(
-            detect(&[], &[bptt(0, 10, g_at(TIME_EXPLODING_ERROR_RATIO / k), 1.3)], &[], &RunInfo::default())[0].severity,
+            detect(&[], &[bptt(0, 10, g_at(TIME_EXPLODING_ERROR_RATIO / k), 1.3)], &[], &RunInfo::default())[0]
+                .severity,
             Severity::Warning
         );
         assert_eq!(
-            detect(&[], &[bptt(0, 10, g_at(TIME_EXPLODING_ERROR_RATIO * k), 1.3)], &[], &RunInfo::default())[0].severity,
+            detect(&[], &[bptt(0, 10, g_at(TIME_EXPLODING_ERROR_RATIO * k), 1.3)], &[], &RunInfo::default())[0]
+                .severity,
             Severity::Error
         );
     }
@@ -187,13 +195,22 @@ mod tests {
         let k = 1.0 + 1e-6;
         // Step 0 explodes, two later samples do not (the run saturated or diverged after).
         let calm = |step| bptt(step, 10, 1.0, 3.0);
-        let f = detect(&[], &[bptt(0, 10, g_at(TIME_EXPLODING_ERROR_RATIO * k), 3.0), calm(10), calm(20)], &[], &RunInfo::default());
+        let f = detect(
+            &[],
+            &[bptt(0, 10, g_at(TIME_EXPLODING_ERROR_RATIO * k), 3.0), calm(10), calm(20)],
+            &[],
+            &RunInfo::default(),
+        );
         assert_eq!(f.len(), 1);
         assert_eq!((f[0].severity, f[0].step), (Severity::Error, Some(0)));
         // Just below the error ratio, one sample out of three is not persistent: nothing.
-        assert!(
-            detect(&[], &[bptt(0, 10, g_at(TIME_EXPLODING_ERROR_RATIO / k), 3.0), calm(10), calm(20)], &[], &RunInfo::default()).is_empty()
-        );
+        assert!(detect(
+            &[],
+            &[bptt(0, 10, g_at(TIME_EXPLODING_ERROR_RATIO / k), 3.0), calm(10), calm(20)],
+            &[],
+            &RunInfo::default()
+        )
+        .is_empty());
     }
 }
 
@@ -215,7 +232,8 @@ mod clip_tests {
         assert_eq!(plain.len(), 1);
         assert_eq!(plain[0].fix[0], fix_clip());
         assert_eq!(plain[0].number("clipped_samples"), None);
-        let clipped = detect(&[], &exploding, &[norm(0, 40.0, 1.0), norm(10, 0.9, 0.9), norm(20, 3.0, 1.0)], &RunInfo::default());
+        let clipped =
+            detect(&[], &exploding, &[norm(0, 40.0, 1.0), norm(10, 0.9, 0.9), norm(20, 3.0, 1.0)], &RunInfo::default());
         assert_eq!(clipped.len(), 1);
         assert!(!clipped[0].fix.iter().any(is_clip), "{:?}", clipped[0].fix);
         assert!(!clipped[0].fix.is_empty());

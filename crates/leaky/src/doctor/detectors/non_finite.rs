@@ -50,8 +50,7 @@ pub fn detect(first: Option<&NonFinite>, norms: &[GlobalNormSample], run: &RunIn
     let mut f = Finding::new(Code::NonFinite, Severity::Error, where_, Some(nf.step), why);
     f.layer = nf.layer_index;
     Some(
-        f
-            .with("pass", nf.pass.as_str())
+        f.with("pass", nf.pass.as_str())
             .with("op", nf.op.as_str())
             .with("layer_kind", nf.layer_kind.as_str())
             .with("layer_index", nf.layer_index.map(|i| i as f64).unwrap_or(f64::NAN))

@@ -71,11 +71,7 @@ pub fn detect(epochs: &[EpochStats], init: Option<&InitLoss>, run: &RunInfo) -> 
     };
     let mut said = Vec::new();
     if acc_flag {
-        said.push(format!(
-            "its best accuracy is {:.1}% where guessing gives {:.1}%",
-            100.0 * best_acc,
-            100.0 * chance
-        ));
+        said.push(format!("its best accuracy is {:.1}% where guessing gives {:.1}%", 100.0 * best_acc, 100.0 * chance));
     }
     if let (true, Some(u)) = (loss_flag, uniform) {
         said.push(format!("its best loss is {} where a uniform prediction gives {}", sig3(best_loss), sig3(u)));

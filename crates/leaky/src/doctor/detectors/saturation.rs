@@ -216,7 +216,10 @@ mod tests {
     fn recurrent_gates() {
         let eps = 1e-9;
         assert!(detect(&[], &[gate("i", "sigmoid", 0, SATURATED_FRACTION_WARN - eps)]).is_empty());
-        let f = detect(&[], &[gate("o", "sigmoid", 0, 0.3), gate("o", "sigmoid", 10, 0.95), gate("o", "sigmoid", 20, 0.96)]);
+        let f = detect(
+            &[],
+            &[gate("o", "sigmoid", 0, 0.3), gate("o", "sigmoid", 10, 0.95), gate("o", "sigmoid", 20, 0.96)],
+        );
         assert_eq!(f.len(), 1);
         assert_eq!((f[0].severity, f[0].step, f[0].layer), (Severity::Error, Some(10), Some(0)));
         assert_eq!(f[0].where_, "layer 0 (lstm) gate o");

@@ -7,8 +7,8 @@
 //! 1e-3)`. Biases and normalisation scales are not judged (they start at 0 or 1 and have no
 //! scale of their own).
 
-use super::{group_by, layer_where};
 use super::lr_fix;
+use super::{group_by, layer_where};
 use crate::doctor::finding::{Code, Finding, Fix, Severity};
 use crate::doctor::stats::{GlobalNormSample, ParamStats, RunInfo};
 
@@ -90,11 +90,7 @@ pub fn detect(params: &[ParamStats], norms: &[GlobalNormSample], run: &RunInfo) 
                     "Each step moves {name} by {ratio:.1e} of its own size (about 1e-3 is healthy): steps this large \
                      overshoot, and can push ReLU units negative for every example, where their gradient is 0 forever."
                 ),
-                if clipping_on || run.clipping() {
-                    vec![lower()]
-                } else {
-                    vec![lower(), clip()]
-                },
+                if clipping_on || run.clipping() { vec![lower()] } else { vec![lower(), clip()] },
             )
         } else if first.grad_norm == 0.0 {
             // No learning rate moves a weight whose gradient is exactly 0: the cause is upstream.
@@ -189,8 +185,14 @@ mod tests {
         assert_eq!(f[0].text("direction"), Some("too_large"));
         assert!(f[0].fix[0].text.starts_with("lower the learning rate"));
         assert_eq!(f[0].layer, Some(0));
-        assert_eq!(detect(&[w(0, at(UPDATE_RATIO_ERROR_DECADES - e))], &[], &RunInfo::default())[0].severity, Severity::Warning);
-        assert_eq!(detect(&[w(0, at(UPDATE_RATIO_ERROR_DECADES + e))], &[], &RunInfo::default())[0].severity, Severity::Error);
+        assert_eq!(
+            detect(&[w(0, at(UPDATE_RATIO_ERROR_DECADES - e))], &[], &RunInfo::default())[0].severity,
+            Severity::Warning
+        );
+        assert_eq!(
+            detect(&[w(0, at(UPDATE_RATIO_ERROR_DECADES + e))], &[], &RunInfo::default())[0].severity,
+            Severity::Error
+        );
         assert!(detect(&[w(0, at(-UPDATE_RATIO_LOW_DECADES + e))], &[], &RunInfo::default()).is_empty());
         let s = detect(&[w(0, at(-UPDATE_RATIO_LOW_DECADES - e))], &[], &RunInfo::default());
         assert_eq!((s[0].severity, s[0].text("direction")), (Severity::Warning, Some("too_small")));
