@@ -56,12 +56,13 @@
 //! * A consequence's advice is to fix its cause: its one fix points at the cause's id (its
 //!   own fixes would treat the symptom: raising the learning rate for layers whose gradient
 //!   vanished, or "use fewer layers" for a gradient that is zero because the run diverged).
-//! * Settings already in effect (the run's current values, `RunInfo::settings`) are taken out
-//!   of every fix; a fix left with nothing to set is dropped.
+//! * A fix whose settings are all already in effect (the run's current values,
+//!   `RunInfo::settings`) is dropped; fixes are never split (a fix is applied whole).
 //! * A suggested `train.lr` stays within [lr/100, lr*10] of the current one.
 //! * One value per setting: in listing order, the first fix to set a key claims it; a later
-//!   fix that sets it to another value loses that setting, and its text says so ("not set:
-//!   train.loss = "huber", an alternative to F1 fix 1's train.loss = "softmax"").
+//!   fix that sets it to another value loses its settings (all of them: a fix is applied
+//!   whole or not at all), and its text says so ("not set: train.loss = "huber"; train.loss
+//!   = "huber", an alternative to F1 fix 1's train.loss = "softmax"").
 
 use super::finding::{Code, Finding, Fix, Severity};
 use super::stats::RunInfo;
@@ -319,10 +320,13 @@ pub fn reconcile(findings: &mut [Finding], run: &RunInfo) {
             f.fix = vec![Fix::text(format!("fix the cause first: {code} ({cause}); this follows from it"))];
             continue;
         }
-        // Settings already in effect say nothing new; learning rates stay within bounds.
+        // A fix whose settings are all in effect says nothing new (a fix with some keys
+        // already set keeps them all: it is applied whole); learning rates stay within bounds.
         f.fix.retain_mut(|x| {
             let had = !x.set.is_empty();
-            x.set.retain(|k, v| !run.settings.get(k).is_some_and(|cur| same_value(cur, v)));
+            if x.set.iter().all(|(k, v)| run.settings.get(k).is_some_and(|cur| same_value(cur, v))) {
+                x.set.clear();
+            }
             if let (Some(lr), Some(v)) = (run.lr(), x.set.get_mut("train.lr")) {
                 if let Some(s) = v.as_f64() {
                     let bounded = s.clamp(lr * super::detectors::LR_MIN_FACTOR, lr * super::detectors::LR_MAX_FACTOR);
@@ -339,23 +343,25 @@ pub fn reconcile(findings: &mut [Finding], run: &RunInfo) {
     for f in findings.iter_mut() {
         for (rank, x) in f.fix.iter_mut().enumerate() {
             let owner = format!("{} fix {}", f.id, rank + 1);
-            let mut notes = Vec::new();
-            let keys: Vec<String> = x.set.keys().cloned().collect();
-            for k in keys {
-                let v = x.set[&k].clone();
-                match claimed.get(&k) {
-                    Some((cv, who)) if !same_value(cv, &v) => {
-                        x.set.remove(&k);
-                        notes.push(format!("{k} = {v}, an alternative to {who}'s {k} = {cv}"));
+            // A fix is applied whole or not at all: one conflicting key takes all its settings.
+            let notes: Vec<String> = x
+                .set
+                .iter()
+                .filter_map(|(k, v)| match claimed.get(k) {
+                    Some((cv, who)) if !same_value(cv, v) => {
+                        Some(format!("{k} = {v}, an alternative to {who}'s {k} = {cv}"))
                     }
-                    Some(_) => {}
-                    None => {
-                        claimed.insert(k, (v, owner.clone()));
-                    }
+                    _ => None,
+                })
+                .collect();
+            if notes.is_empty() {
+                for (k, v) in &x.set {
+                    claimed.entry(k.clone()).or_insert_with(|| (v.clone(), owner.clone()));
                 }
-            }
-            if !notes.is_empty() {
-                x.text = format!("{} (not set: {})", x.text, notes.join("; "));
+            } else {
+                let all = x.settings_line();
+                x.set.clear();
+                x.text = format!("{} (not set: {all}; {})", x.text, notes.join("; "));
             }
         }
     }
@@ -626,10 +632,20 @@ mod tests {
         assert!(f[1].fix[0].set.is_empty());
         assert_eq!(
             f[1].fix[0].text,
-            "lower the learning rate (not set: train.lr = 0.01, an alternative to F1 fix 1's train.lr = 0.05)"
+            "lower the learning rate (not set: train.lr = 0.01; train.lr = 0.01, an alternative to F1 fix 1's train.lr = 0.05)"
         );
         assert!(f[1].fix[1].set.is_empty());
         assert_eq!(f[1].fix.len(), 2, "sgd is already in effect: that fix is gone");
+        // A fix with one conflicting key loses all its settings.
+        let mut c = Finding::new(Code::BadInitLoss, Severity::Warning, "loss", Some(0), "w").fixes([Fix::text(
+            "use a smaller initial scale",
+        )
+        .set("model.init", "normal")
+        .set("model.init_std", 0.01)]);
+        c.id = "F3".into();
+        f.push(c);
+        reconcile(&mut f, &run(0.5, 10));
+        assert!(f[2].fix[0].set.is_empty(), "{:?}", f[2].fix);
         // Across the run, no key has two values.
         let mut seen: BTreeMap<&str, &Value> = BTreeMap::new();
         for x in f.iter().flat_map(|x| &x.fix) {

@@ -87,9 +87,11 @@ pub fn detect_all(all: &RecordedStats) -> Vec<Finding> {
     out.extend(detectors::saturation::detect(&all.layers, &all.gates));
     out.extend(detectors::vanishing_gradient::detect(&all.layers, &all.bptt));
     out.extend(detectors::exploding_gradient::detect(&all.layers, &all.bptt, &all.global_norms, run));
-    out.extend(detectors::dead_relu::detect(&all.dead_units, run));
+    let ratios = detectors::update_ratio::detect(&all.params, &all.global_norms, run);
+    let large_updates = ratios.iter().any(|f| f.text("direction") == Some("too_large"));
+    out.extend(detectors::dead_relu::detect(&all.dead_units, run, large_updates));
     out.extend(detectors::zero_gradient::detect(&all.flat_ops));
-    out.extend(detectors::update_ratio::detect(&all.params, &all.global_norms, run));
+    out.extend(ratios);
     out
 }
 

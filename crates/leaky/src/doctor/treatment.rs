@@ -33,6 +33,10 @@ use std::collections::BTreeMap;
 /// moves the loss by less did nothing worth a verdict).
 pub const LOSS_TOLERANCE: f64 = 0.02;
 
+/// Settings that change the loss function: a treatment that sets one is judged on accuracy
+/// only (losses of two different functions do not compare).
+pub const LOSS_KEYS: [&str; 2] = ["train.loss", "rl.td_loss"];
+
 /// An accuracy moved when it changed by more than this (absolute): one point in a hundred.
 pub const ACC_TOLERANCE: f64 = 0.01;
 
@@ -149,10 +153,17 @@ fn moved(before: Option<f64>, after: Option<f64>, higher_is_better: bool, relati
 
 /// The verdict of `after` against `before` (rule in the module docs).
 pub fn verdict(before: &Metrics, after: &Metrics) -> Verdict {
+    verdict_with(before, after, true)
+}
+
+/// [`verdict`], with the losses left out when `losses_comparable` is false (the treatment
+/// changed the loss function, so the two runs' losses are on different scales).
+pub fn verdict_with(before: &Metrics, after: &Metrics, losses_comparable: bool) -> Verdict {
+    let loss = |b, a| if losses_comparable { moved(b, a, false, true) } else { None };
     let order = [
-        moved(before.best_val_loss, after.best_val_loss, false, true),
+        loss(before.best_val_loss, after.best_val_loss),
         moved(before.best_val_acc, after.best_val_acc, true, false),
-        moved(before.final_train_loss, after.final_train_loss, false, true),
+        loss(before.final_train_loss, after.final_train_loss),
     ];
     match order.into_iter().flatten().next() {
         Some(true) => Verdict::Better,
@@ -179,11 +190,13 @@ pub fn compare(
     after_findings: &[Finding],
 ) -> Treatment {
     let (b, a) = (problem_codes(before_findings), problem_codes(after_findings));
+    let applied = plan(before_findings);
+    let comparable = !LOSS_KEYS.iter().any(|k| applied.contains_key(*k));
     Treatment {
-        applied: plan(before_findings),
+        verdict: verdict_with(before_metrics, after_metrics, comparable),
+        applied,
         before: before_metrics.clone(),
         after: after_metrics.clone(),
-        verdict: verdict(before_metrics, after_metrics),
         resolved: b.iter().copied().filter(|c| !a.contains(c)).collect(),
         remaining: b.iter().copied().filter(|c| a.contains(c)).collect(),
         new: a.iter().copied().filter(|c| !b.contains(c)).collect(),
@@ -288,6 +301,23 @@ mod tests {
         let diverged = Metrics::new(f64::NAN, 0.1, f64::NAN);
         assert_eq!(verdict(&diverged, &b), Verdict::Better);
         assert_eq!(serde_json::to_value(&diverged).unwrap()["best_val_loss"], serde_json::Value::Null);
+    }
+
+    /// A treatment that replaces clipped_mse by softmax is judged on accuracy: the losses
+    /// are on different scales (measured on raw digits: 0.92 -> 1.15, accuracy 13% -> 69%).
+    #[test]
+    fn a_new_loss_function_is_judged_on_accuracy() {
+        let clip = finding(
+            "F1",
+            Code::ZeroGradient,
+            Severity::Error,
+            None,
+            vec![Fix::text("use softmax").set("train.loss", "softmax")],
+        );
+        let t = compare(&Metrics::new(0.92, 0.13, 0.92), &Metrics::new(1.15, 0.69, 1.15), &[clip.clone()], &[]);
+        assert_eq!(t.verdict, Verdict::Better);
+        let t = compare(&Metrics::new(0.92, 0.13, 0.92), &Metrics::new(0.5, 0.13, 0.5), &[clip], &[]);
+        assert_eq!(t.verdict, Verdict::Unchanged);
     }
 
     #[test]

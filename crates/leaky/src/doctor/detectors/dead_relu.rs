@@ -18,7 +18,12 @@ pub const DEAD_RELU_ERROR_FRACTION: f64 = 0.4;
 /// Findings, one per ReLU layer with any dead unit: `info` below
 /// [`DEAD_RELU_WARN_FRACTION`] (a few dead units are common and cheap), `warning` or
 /// `error` above.
-pub fn detect(passes: &[DeadUnitPass], run: &RunInfo) -> Vec<Finding> {
+///
+/// `large_updates` says whether some weight's update ratio was too large (an
+/// `update_ratio` finding, direction `too_large`): then overshooting updates are the likely
+/// killer and lowering the learning rate comes first; otherwise the units were dead from
+/// the start or pushed there by the initialisation, and the bias and init fixes come first.
+pub fn detect(passes: &[DeadUnitPass], run: &RunInfo, large_updates: bool) -> Vec<Finding> {
     let relevant = passes.iter().filter(|p| p.kind == "relu" && p.examples > 0 && !p.fire_counts.is_empty());
     let mut out = Vec::new();
     for (layer, ps) in group_by(relevant, |p| p.layer, |p| p.step) {
@@ -52,12 +57,20 @@ pub fn detect(passes: &[DeadUnitPass], run: &RunInfo) -> Vec<Finding> {
                 .with("unit_indices", dead)
                 .with("examples", p.examples)
                 .with("passes", ps.len())
-                .fixes([
-                    super::lr_fix("lower the learning rate", run, 0.1),
-                    Fix::text("use He init").set("model.init", "he"),
-                    Fix::text("use leaky relu").set("model.activation", "leaky_relu"),
-                    Fix::text("start biases slightly positive").set("model.bias_init", 0.01),
-                ]),
+                .fixes(if large_updates {
+                    vec![
+                        super::lr_fix("lower the learning rate", run, 0.1),
+                        Fix::text("use He init").set("model.init", "he"),
+                        Fix::text("use leaky relu").set("model.activation", "leaky_relu"),
+                        Fix::text("start biases slightly positive").set("model.bias_init", 0.01),
+                    ]
+                } else {
+                    vec![
+                        Fix::text("start biases slightly positive").set("model.bias_init", 0.01),
+                        Fix::text("use He init").set("model.init", "he"),
+                        Fix::text("use leaky relu").set("model.activation", "leaky_relu"),
+                    ]
+                }),
         );
     }
     out
@@ -80,12 +93,12 @@ mod tests {
     #[test]
     fn borderline_fractions() {
         // 1000 units: 199 dead (19.9%) is info, 200 (20%) a warning; 399 a warning, 400 an error.
-        assert!(detect(&[pass(1, 0, 1000, 0)], &RunInfo::default()).is_empty());
-        assert_eq!(detect(&[pass(1, 0, 1000, 1)], &RunInfo::default())[0].severity, Severity::Info);
-        assert_eq!(detect(&[pass(1, 0, 1000, 199)], &RunInfo::default())[0].severity, Severity::Info);
-        assert_eq!(detect(&[pass(1, 0, 1000, 200)], &RunInfo::default())[0].severity, Severity::Warning);
-        assert_eq!(detect(&[pass(1, 0, 1000, 399)], &RunInfo::default())[0].severity, Severity::Warning);
-        let f = detect(&[pass(3, 50, 1000, 400)], &RunInfo::default());
+        assert!(detect(&[pass(1, 0, 1000, 0)], &RunInfo::default(), false).is_empty());
+        assert_eq!(detect(&[pass(1, 0, 1000, 1)], &RunInfo::default(), false)[0].severity, Severity::Info);
+        assert_eq!(detect(&[pass(1, 0, 1000, 199)], &RunInfo::default(), false)[0].severity, Severity::Info);
+        assert_eq!(detect(&[pass(1, 0, 1000, 200)], &RunInfo::default(), false)[0].severity, Severity::Warning);
+        assert_eq!(detect(&[pass(1, 0, 1000, 399)], &RunInfo::default(), false)[0].severity, Severity::Warning);
+        let f = detect(&[pass(3, 50, 1000, 400)], &RunInfo::default(), false);
         assert_eq!(f[0].severity, Severity::Error);
         assert_eq!(f[0].code, Code::DeadRelu);
         assert_eq!(f[0].where_, "layer 3 (relu)");
@@ -94,11 +107,16 @@ mod tests {
         assert_eq!(f[0].number("dead_fraction"), Some(0.4));
         assert_eq!(f[0].evidence["unit_indices"].as_array().unwrap().len(), 400);
         assert_eq!(f[0].evidence["unit_indices"][399], 399);
+        assert_eq!(f[0].fix[0].set["model.bias_init"], 0.01);
+        let mut run = RunInfo::default();
+        run.settings.insert("train.lr".into(), 0.5.into());
+        let f = detect(&[pass(3, 50, 1000, 400)], &run, true);
+        assert_eq!(f[0].fix[0].set["train.lr"], 0.05, "large updates: lower the rate first");
     }
 
     #[test]
     fn latest_pass_per_layer_and_only_relu() {
-        let f = detect(&[pass(1, 900, 10, 1), pass(1, 100, 10, 5), pass(3, 900, 10, 5)], &RunInfo::default());
+        let f = detect(&[pass(1, 900, 10, 1), pass(1, 100, 10, 5), pass(3, 900, 10, 5)], &RunInfo::default(), false);
         assert_eq!(f.len(), 2);
         assert_eq!(f[0].where_, "layer 1 (relu)");
         assert_eq!(f[0].step, Some(900));
@@ -106,9 +124,9 @@ mod tests {
         assert_eq!(f[1].where_, "layer 3 (relu)");
         let mut leaky = pass(1, 0, 10, 10);
         leaky.kind = "leaky_relu".into();
-        assert!(detect(&[leaky], &RunInfo::default()).is_empty());
+        assert!(detect(&[leaky], &RunInfo::default(), false).is_empty());
         let mut empty = pass(1, 0, 10, 10);
         empty.examples = 0;
-        assert!(detect(&[empty], &RunInfo::default()).is_empty());
+        assert!(detect(&[empty], &RunInfo::default(), false).is_empty());
     }
 }

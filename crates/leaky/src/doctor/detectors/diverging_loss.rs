@@ -32,6 +32,29 @@ pub const DIVERGING_LOSS_FACTOR: f64 = 10.0;
 /// Steps in the running median.
 pub const DIVERGING_WINDOW: usize = 5;
 
+/// The loss's geometric growth per step at the onset of the divergence: from the turn
+/// `began` to the first step whose loss passes `threshold` (the steepness the learning rate
+/// met, before any plateau of a wrecked model).
+fn growth_per_step(finite: &[f64], began: usize, threshold: f64) -> Option<f64> {
+    let over = (began..finite.len()).find(|&t| finite[t] >= threshold)?;
+    let (lo, hi) = (*finite.get(began)?, finite[over]);
+    (over > began && lo > 0.0 && hi > lo).then(|| (hi / lo).powf(1.0 / (over - began) as f64))
+}
+
+/// How much to lower the learning rate for a loss that grew by `g` per step. Near a minimum
+/// the loss is about quadratic; plain gradient descent multiplies the distance to the
+/// minimum along a direction of curvature lambda by |1 - lr lambda| per step, and the loss by
+/// its square, so a loss growing by g per step means lr lambda ~ 1 + sqrt(g), and the step is
+/// stable again (lr lambda < 2) after dividing lr by about (1 + sqrt(g)) / 2. At least ten-fold
+/// (the divergence may have started on a flatter stretch), and never more than the bound of
+/// `suggest_lr` (a hundred-fold).
+pub fn lr_factor(g: Option<f64>) -> f64 {
+    match g {
+        Some(g) if g.is_finite() && g > 1.0 => (2.0 / (1.0 + g.sqrt())).min(0.1),
+        _ => 0.1,
+    }
+}
+
 fn median(v: &[f64]) -> f64 {
     let mut v = v.to_vec();
     v.sort_by(f64::total_cmp);
@@ -98,7 +121,8 @@ pub fn detect(losses: &[f64], input: Option<&InputStats>, run: &RunInfo) -> Opti
     if recovered {
         why.push_str(" It came back down by the end of the run, but the run lost the steps in between.");
     }
-    let mut fixes = vec![lr_fix("lower the learning rate", run, 0.1)];
+    let growth = growth_per_step(finite, began, threshold);
+    let mut fixes = vec![lr_fix("lower the learning rate", run, lr_factor(growth))];
     let unscaled = input.is_some_and(|i| super::unnormalized_input::detect(Some(i)).is_some());
     if unscaled {
         fixes.push(Fix::text("standardise inputs").set("data.normalize", true));
@@ -114,6 +138,7 @@ pub fn detect(losses: &[f64], input: Option<&InputStats>, run: &RunInfo) -> Opti
             .with("lowest_loss", nan(lowest))
             .with("highest_loss", nan(highest))
             .with("rise", nan(highest / initial))
+            .with("growth_per_step", growth.unwrap_or(f64::NAN))
             .with("exceeded_step", exceeded.map(|t| t as f64).unwrap_or(f64::NAN))
             .with("non_finite_step", first_bad.map(|t| t as f64).unwrap_or(f64::NAN))
             .with("final_loss", nan(last))
@@ -171,8 +196,18 @@ mod tests {
         assert_eq!(f.number("initial_loss"), Some(2.3), "step 0's loss");
         assert_eq!(f.where_, "loss");
         assert_eq!(f.layer, None);
+        // The loss grew ten-fold per step at the onset: lr * lambda ~ 1 + sqrt(10), lower by
+        // ~2.1 -> at least ten-fold.
+        assert!((f.number("growth_per_step").unwrap() - 10.0).abs() < 1e-6);
         assert_eq!(f.fix[0].set["train.lr"], 1.0);
         assert!(f.fix.iter().any(|x| x.set.contains_key("train.clip_grad_norm")));
+        // A loss growing 1e6-fold per step: lower by (1 + 1000) / 2, capped at a hundred-fold.
+        let fast: Vec<f64> = (0..10).map(|t| 2.0 * 1e6f64.powi(t)).collect();
+        let f = detect(&fast, None, &run(10.0)).unwrap();
+        assert_eq!(f.fix[0].set["train.lr"], 0.1);
+        assert_eq!(lr_factor(Some(1e6)), 2.0 / 1001.0);
+        assert_eq!(lr_factor(Some(4.0)), 0.1);
+        assert_eq!(lr_factor(None), 0.1);
     }
 
     #[test]
