@@ -1,4 +1,4 @@
-//! Findings: what the doctor says, in the JSON contract of DESIGN.md ("Findings").
+//! Findings: what the doctor says, in the JSON contract of `docs/findings.md` (version 2).
 //!
 //! One [`Finding`] serialises as
 //!

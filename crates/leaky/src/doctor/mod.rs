@@ -1,6 +1,6 @@
 //! The doctor: recorded statistics -> detectors -> findings.
 //!
-//! Data flows one way (DESIGN.md):
+//! Data flows one way:
 //!
 //! ```text
 //! trainer + layers --(Probe / Observer hooks)--> probes --> RecordedStats   (stats)
