@@ -314,7 +314,8 @@ mod tests {
             None,
             vec![Fix::text("use softmax").set("train.loss", "softmax")],
         );
-        let t = compare(&Metrics::new(0.92, 0.13, 0.92), &Metrics::new(1.15, 0.69, 1.15), &[clip.clone()], &[]);
+        let t =
+            compare(&Metrics::new(0.92, 0.13, 0.92), &Metrics::new(1.15, 0.69, 1.15), std::slice::from_ref(&clip), &[]);
         assert_eq!(t.verdict, Verdict::Better);
         let t = compare(&Metrics::new(0.92, 0.13, 0.92), &Metrics::new(0.5, 0.13, 0.5), &[clip], &[]);
         assert_eq!(t.verdict, Verdict::Unchanged);
