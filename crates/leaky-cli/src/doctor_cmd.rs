@@ -7,9 +7,8 @@ use crate::present::{
 use crate::{show, Failure};
 use anyhow::anyhow;
 use clap::Args;
-use leaky::doctor::{DoctorConfig, Finding, Report, Severity};
+use leaky::doctor::{DoctorConfig, Report};
 use leaky::experiment::{self, Experiment, Run, RunOptions};
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 /// Arguments of `leaky doctor`.
@@ -29,41 +28,18 @@ pub struct DoctorArgs {
     /// Print only the final diagnosis.
     #[arg(long, short)]
     pub quiet: bool,
-    /// For each error or warning, apply its first fix to a copy of the experiment, train
-    /// again for the same budget, and report whether the finding went away.
+    /// Apply the root causes' fixes together (the first fix that is a setting of each root
+    /// error or warning), train again with the same seed and budget, and compare: the
+    /// verdict (better / worse / unchanged) comes from the metrics, not from the findings.
     #[arg(long)]
     pub treat: bool,
+    /// With --treat: write the treated experiment (every key) to this TOML file.
+    #[arg(long, value_name = "FILE.toml", requires = "treat")]
+    pub write_treated: Option<PathBuf>,
     /// Write an HTML report with charts (loss, activations, gradients, updates) to
     /// DIR/index.html.
     #[arg(long, value_name = "DIR")]
     pub report: Option<PathBuf>,
-}
-
-/// The `key = value` settings named in a fix's trailing parentheses, e.g.
-/// `use Xavier init (model.init = "xavier")`; `None` when the fix names no value.
-pub fn fix_settings(fix: &str) -> Option<Vec<(String, toml::Value)>> {
-    let open = fix.rfind('(')?;
-    let close = fix.rfind(')')?;
-    let inner = fix.get(open + 1..close)?;
-    let mut out = Vec::new();
-    for part in inner.split(", ") {
-        let (k, v) = part.split_once(" = ")?;
-        let table: toml::Table = toml::from_str(&format!("v = {v}")).ok()?;
-        out.push((k.trim().to_string(), table.get("v")?.clone()));
-    }
-    (!out.is_empty()).then_some(out)
-}
-
-/// One `--treat` trial.
-#[derive(serde::Serialize)]
-struct Treatment {
-    finding: String,
-    fix: String,
-    applied: bool,
-    gone: bool,
-    findings_after: Vec<String>,
-    before: serde_json::Value,
-    after: serde_json::Value,
 }
 
 fn pct(x: f64) -> String {
@@ -71,21 +47,6 @@ fn pct(x: f64) -> String {
         format!("{:.2}%", 100.0 * x)
     } else {
         "n/a".to_string()
-    }
-}
-
-fn label(f: &Finding) -> String {
-    format!("{} in {}", f.code.as_str(), f.where_)
-}
-
-/// The numbers a treatment compares.
-fn outcome(run: &Run) -> serde_json::Value {
-    match &run.dqn {
-        Some(r) => serde_json::json!({"mean_return_last_50": r.mean_last(50), "zeroed_share": r.zeroed_share_total()}),
-        None => {
-            let r = run.report.as_ref().expect("a supervised run has a report");
-            serde_json::json!({"best_val_acc": r.best_val_acc, "best_val_loss": r.best_val_loss})
-        }
     }
 }
 
@@ -101,12 +62,15 @@ fn compare_line(before: &Run, after: &Run) -> String {
         ),
         _ => {
             let (a, b) = (before.report.as_ref().expect("report"), after.report.as_ref().expect("report"));
+            let last = |r: &leaky::train::TrainReport| r.history.last().map(|h| h.train_loss).unwrap_or(f64::NAN);
             format!(
-                "val acc {} -> {}, val loss {:.4} -> {:.4}",
+                "best val loss {:.4} -> {:.4}, best val acc {} -> {}, final train loss {:.4} -> {:.4}",
+                a.best_val_loss,
+                b.best_val_loss,
                 pct(a.best_val_acc),
                 pct(b.best_val_acc),
-                a.best_val_loss,
-                b.best_val_loss
+                last(a),
+                last(b)
             )
         }
     }
@@ -140,6 +104,9 @@ pub fn run(args: DoctorArgs) -> Result<(), Failure> {
     if let Some(p) = &args.json {
         check_output_path("--json", p)?;
     }
+    if let Some(p) = &args.write_treated {
+        check_output_path("--write-treated", p)?;
+    }
     if args.report.is_some() && exp.model.kind == experiment::ModelKind::Dqn {
         return Err(Failure::BadInput(anyhow!(
             "--report: not available for model.kind = \"dqn\" yet (`leaky demo dqn` draws the DQN charts); use --json"
@@ -162,10 +129,9 @@ pub fn run(args: DoctorArgs) -> Result<(), Failure> {
     let run = experiment::run_prepared(&exp, data, model, opts, &mut live);
     let findings = run.findings.clone();
     println!("{}; {}", print_diagnosis(&style, &findings), outcome_line(&run));
-    let treatments = if args.treat { treat(&args, &exp, base, &run, &style)? } else { Vec::new() };
+    let treatment = if args.treat { treat(&args, &exp, base, &run, &style)? } else { None };
     if let Some(path) = &args.json {
         let mut metrics = run.metrics();
-        metrics["treatments"] = serde_json::json!(treatments);
         let doctor = run.doctor.as_ref().expect("the doctor was on");
         if let Some(r) = &run.report {
             metrics["history"] = serde_json::json!(r.history);
@@ -175,7 +141,10 @@ pub fn run(args: DoctorArgs) -> Result<(), Failure> {
         }
         let run_doc =
             serde_json::json!({"file": show(&args.file), "experiment": exp, "sample_every": args.sample_every});
-        let doc = Report::new(run_doc, findings.clone(), metrics);
+        let mut doc = Report::new(run_doc, findings.clone(), metrics);
+        if let Some(t) = treatment {
+            doc = doc.with_treatment(t);
+        }
         write_text(path, &doc.to_json_string())?;
     }
     if let Some(dir) = &args.report {
@@ -195,62 +164,40 @@ pub fn run(args: DoctorArgs) -> Result<(), Failure> {
     check_fail_on(args.fail_on, &findings)
 }
 
-/// `--treat`: each error's or warning's first fix, applied to a copy of the experiment and
-/// trained again for the same budget.
+/// `--treat`: the root causes' fixes applied together, one retraining, the verdict.
 fn treat(
     args: &DoctorArgs,
     exp: &Experiment,
     base: &Path,
     run: &Run,
     style: &Style,
-) -> Result<Vec<Treatment>, Failure> {
+) -> Result<Option<leaky::doctor::treatment::Treatment>, Failure> {
     println!();
-    println!("{}", style.paint("1", "Treatment: each finding's first fix, same budget"));
-    let mut treatments = Vec::new();
-    let mut tried: HashSet<String> = HashSet::new();
-    for f in run.findings.iter().filter(|f| f.severity.is_at_least(Severity::Warning)) {
-        let Some(fix) = f.fix.first() else { continue };
-        if !tried.insert(fix.clone()) {
-            continue;
+    println!("{}", style.paint("1", "Treatment: the root causes' fixes together, same seed and budget"));
+    let opts = RunOptions { doctor: Some(DoctorConfig { sample_every: args.sample_every }), dead_at_init: false };
+    let Some((treated, after, t)) = experiment::treat(exp, base, run, opts).map_err(in_file(&args.file))? else {
+        println!("nothing to apply: no root cause has a fix that is a setting");
+        return Ok(None);
+    };
+    let applied: Vec<String> = t.applied.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+    println!("applied: {}", applied.join(", "));
+    let verdict = match t.verdict {
+        leaky::doctor::treatment::Verdict::Better => style.paint("32", "better"),
+        leaky::doctor::treatment::Verdict::Worse => style.paint("31", "worse"),
+        leaky::doctor::treatment::Verdict::Unchanged => "unchanged".to_string(),
+    };
+    println!("{}: {}", verdict, compare_line(run, &after));
+    let codes = |c: &[leaky::doctor::Code]| {
+        if c.is_empty() {
+            "none".to_string()
+        } else {
+            c.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")
         }
-        let mut t = Treatment {
-            finding: label(f),
-            fix: fix.clone(),
-            applied: false,
-            gone: false,
-            findings_after: Vec::new(),
-            before: outcome(run),
-            after: serde_json::Value::Null,
-        };
-        match fix_settings(fix).map(|s| exp.with_settings(&s)) {
-            Some(Ok(exp2)) => {
-                let opts =
-                    RunOptions { doctor: Some(DoctorConfig { sample_every: args.sample_every }), dead_at_init: false };
-                let run2 = experiment::run(&exp2, base, opts, &mut experiment::NoEvents)
-                    .map_err(|e| Failure::Run(anyhow!("treating with `{fix}`: {}: {e}", show(&args.file))))?;
-                let after = &run2.findings;
-                t.applied = true;
-                // Gone means no warning or error of the same code anywhere (a fix that only
-                // moves the problem to another layer has not removed it).
-                t.gone = !after.iter().any(|g| g.code == f.code && g.severity.is_at_least(Severity::Warning));
-                t.findings_after =
-                    after.iter().filter(|g| g.severity.is_at_least(Severity::Warning)).map(label).collect();
-                t.after = outcome(&run2);
-                println!(
-                    "{:<44} {:<52} {}  {}",
-                    t.finding,
-                    fix,
-                    if t.gone { style.paint("32", "gone     ") } else { style.paint("31", "persists ") },
-                    compare_line(run, &run2)
-                );
-                if !t.findings_after.is_empty() {
-                    println!("{:<44} still found: {}", "", t.findings_after.join("; "));
-                }
-            }
-            Some(Err(e)) => println!("{:<44} {fix}: cannot apply ({e})", t.finding),
-            None => println!("{:<44} {fix}: names no value to apply automatically", t.finding),
-        }
-        treatments.push(t);
+    };
+    println!("resolved: {}; remaining: {}; new: {}", codes(&t.resolved), codes(&t.remaining), codes(&t.new));
+    if let Some(path) = &args.write_treated {
+        write_text(path, &treated.to_toml_string())?;
+        println!("treated experiment: {}", show(path));
     }
-    Ok(treatments)
+    Ok(Some(t))
 }

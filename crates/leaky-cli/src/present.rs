@@ -62,16 +62,29 @@ impl Style {
     }
 }
 
-/// Print the "Diagnosis" heading and every finding; returns the counts line's start,
-/// `"E error(s), W warning(s), I info"`, for the caller to finish with its run's outcome.
+/// Print the "Diagnosis" heading and every finding, consequences indented under their
+/// cause; returns the counts line's start, `"E error(s), W warning(s), I info"`, for the
+/// caller to finish with its run's outcome.
 pub fn print_diagnosis(style: &Style, findings: &[Finding]) -> String {
     println!();
     println!("{}", style.paint("1", "Diagnosis"));
     if findings.is_empty() {
         println!("no findings: every probe is within its healthy range");
     }
+    let depth = |f: &Finding| {
+        let mut d = 0;
+        let mut at = f.caused_by.as_deref();
+        while let Some(id) = at {
+            d += 1;
+            at = findings.iter().find(|g| g.id == id).and_then(|g| g.caused_by.as_deref());
+            if d > findings.len() {
+                break;
+            }
+        }
+        d
+    };
     for f in findings {
-        print_finding(style, f);
+        print_finding_at(style, f, depth(f));
     }
     let count = |s: Severity| findings.iter().filter(|f| f.severity == s).count();
     format!(
@@ -82,11 +95,25 @@ pub fn print_diagnosis(style: &Style, findings: &[Finding]) -> String {
     )
 }
 
-/// Print one finding: headline, evidence, why, ranked fixes. Evidence numbers read as in
-/// the HTML report ([`number`]).
+/// Print one finding at the left margin (see [`print_finding_at`]).
 pub fn print_finding(style: &Style, f: &Finding) {
+    print_finding_at(style, f, 0);
+}
+
+/// Print one finding, indented by `depth` levels (a consequence under its cause): headline
+/// (with its id and, for a consequence, the id of its cause), evidence, why, ranked fixes
+/// with their settings. Evidence numbers read as in the HTML report ([`number`]).
+pub fn print_finding_at(style: &Style, f: &Finding, depth: usize) {
+    let pad = "    ".repeat(depth);
     let step = f.step.map(|s| format!(" at step {s}")).unwrap_or_default();
-    println!("{} {} in {}{step}", style.severity(f.severity), style.paint("1", f.code.as_str()), f.where_);
+    let id = if f.id.is_empty() { String::new() } else { format!("{} ", f.id) };
+    let cause = f.caused_by.as_deref().map(|c| format!(" (follows from {c})")).unwrap_or_default();
+    println!(
+        "{pad}{id}{} {} in {}{step}{cause}",
+        style.severity(f.severity),
+        style.paint("1", f.code.as_str()),
+        f.where_
+    );
     let ev: Vec<String> = f
         .evidence
         .iter()
@@ -107,10 +134,14 @@ pub fn print_finding(style: &Style, f: &Finding) {
             _ => format!("{k}={v}"),
         })
         .collect();
-    println!("        evidence: {}", ev.join(", "));
-    println!("        why: {}", f.why);
+    println!("{pad}        evidence: {}", ev.join(", "));
+    println!("{pad}        why: {}", f.why);
     for (i, fix) in f.fix.iter().enumerate() {
-        println!("        fix {}: {fix}", i + 1);
+        if fix.set.is_empty() {
+            println!("{pad}        fix {}: {}", i + 1, fix.text);
+        } else {
+            println!("{pad}        fix {}: {} ({})", i + 1, fix.text, fix.settings_line());
+        }
     }
 }
 

@@ -59,15 +59,17 @@ fn doctor_finds_the_clip_and_treat_removes_it_with_huber() {
     let f = doc["findings"].as_array().unwrap().iter().find(|f| f["code"] == "zero_gradient").expect("zero_gradient");
     assert_eq!(f["where"], "td error (clip)");
     assert_eq!(f["severity"], "error");
-    assert_eq!(f["fix"][0], "use the Huber loss, whose gradient is the clipped error (rl.td_loss = \"huber\")");
+    assert_eq!(f["fix"][0]["text"], "use the Huber loss, whose gradient is the clipped error");
+    assert_eq!(f["fix"][0]["set"], serde_json::json!({"rl.td_loss": "huber"}));
+    assert!(f["caused_by"].is_null(), "the clip is a root cause: {f}");
     // Rewards x10: every TD error starts beyond the clip, so every sample is silenced.
     assert_eq!(f["evidence"]["zeroed_share"], 1.0);
     let over = f["evidence"]["zeroed_share_over_updates"].as_array().unwrap();
     assert!(over.len() >= 5 && over.iter().all(|p| p[1] == 1.0), "{over:?}");
     assert!(f["evidence"]["mean_loss"].as_f64().unwrap() > 0.5);
-    let t = doc["metrics"]["treatments"].as_array().unwrap();
-    let huber = t.iter().find(|t| t["finding"] == "zero_gradient in td error (clip)").unwrap();
-    assert_eq!(huber["applied"], true);
-    assert_eq!(huber["gone"], true, "{huber}");
-    assert_eq!(huber["after"]["zeroed_share"], 0.0);
+    // The treatment applies the root cause's fix (Huber) and the clip is gone.
+    let t = &doc["treatment"];
+    assert_eq!(t["applied"]["rl.td_loss"], "huber", "{t}");
+    assert!(t["resolved"].as_array().unwrap().iter().any(|c| c == "zero_gradient"), "{t}");
+    assert!(!t["new"].as_array().unwrap().iter().any(|c| c == "zero_gradient"), "{t}");
 }

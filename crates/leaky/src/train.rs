@@ -351,7 +351,9 @@ impl<F: Float> Learner<F> for Classifier<'_, F> {
         };
         let scores = scores_2d(self.model.forward_probed(x, Mode::Train, probe));
         let (loss, dscores) = self.loss.classify(&scores, &y);
-        self.model.backward_params_probed(dscores.into_dyn(), probe);
+        let dscores = dscores.into_dyn();
+        probe.after_loss(loss.to_f64c(), &dscores);
+        self.model.backward_params_probed(dscores, probe);
         loss.to_f64c()
     }
 

@@ -133,12 +133,16 @@ fn finding(out: &mut String, variant: &str, f: &Finding) {
     let sev = f.severity.as_str();
     let _ = write!(
         out,
-        "<article class=\"finding {sev}\"><div class=\"head\"><span class=\"sev {sev}\">{sev}</span><code>{}</code> in {}",
+        "<article class=\"finding {sev}\"><div class=\"head\">{}<span class=\"sev {sev}\">{sev}</span><code>{}</code> in {}",
+        if f.id.is_empty() { String::new() } else { format!("{} ", escape(&f.id)) },
         escape(f.code.as_str()),
         escape(&f.where_)
     );
     if let Some(s) = f.step {
         let _ = write!(out, " at step {s}");
+    }
+    if let Some(c) = &f.caused_by {
+        let _ = write!(out, " (follows from {})", escape(c));
     }
     if !variant.is_empty() {
         let _ = write!(out, "<span class=\"variant\">{}</span>", escape(variant));
@@ -157,7 +161,7 @@ fn finding(out: &mut String, variant: &str, f: &Finding) {
     if !f.fix.is_empty() {
         out.push_str("<div><span class=\"label\">Fixes, best first:</span><ol>");
         for fix in &f.fix {
-            let _ = write!(out, "<li>{}</li>", escape(fix));
+            let _ = write!(out, "<li>{}</li>", escape(&fix.to_string()));
         }
         out.push_str("</ol></div>\n");
     }

@@ -1,32 +1,40 @@
-//! Findings: what the doctor says, in the JSON contract of DESIGN.md ("Findings").
+//! Findings: what the doctor says, in the JSON contract of `docs/findings.md` (version 2).
 //!
 //! One [`Finding`] serialises as
 //!
 //! ```json
-//! {"code": "saturation", "severity": "warning", "where": "layer 1 (sigmoid)", "step": 0,
+//! {"id": "F1", "code": "saturation", "severity": "warning", "where": "layer 1 (sigmoid)",
+//!  "layer": 1, "step": 0,
 //!  "evidence": {"activation": "sigmoid", "saturated_fraction": 0.93, ...},
-//!  "why": "...", "fix": ["...", "..."]}
+//!  "why": "...",
+//!  "fix": [{"text": "use Xavier init", "set": {"model.init": "xavier"}}, ...],
+//!  "caused_by": null}
 //! ```
 //!
 //! and a whole run (`--json FILE`) as a [`Report`]:
-//! `{"version": 1, "run": {...}, "findings": [...], "metrics": {...}}`.
+//! `{"version": 2, "run": {...}, "findings": [...], "metrics": {...}, "treatment": {...}}`
+//! (`treatment` only when a treatment was run).
 //!
 //! The [`Code`] strings are stable once released: tools match on them.
 //!
-//! Fix suggestions are ranked (the first is the one to try first, and the one `--treat`
-//! applies). When a fix maps onto a key of the experiment file, the key is named in
-//! parentheses at the end, e.g. `"use Xavier init (model.init = \"xavier\")"`, with a value
-//! when the doctor can propose one.
+//! Fixes are ranked (the first is the one to try first). Each [`Fix`] carries its text and
+//! `set`, the experiment keys and values that apply it (empty when the fix is not a
+//! setting); a treatment applies `set` and never parses the text.
+//!
+//! `id` (`"F1"`, `"F2"`, ... in the order the findings are listed) and `caused_by` (the id
+//! of the finding that explains this one, `null` for a root cause) are filled by
+//! [`crate::doctor::diagnose`] after the cause analysis ([`crate::doctor::causes`]).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// The evidence of a finding: named numbers (and a few strings or lists, e.g. `axis` or
 /// unit indices) that prove it. Keys are sorted, so the JSON is deterministic.
 pub type Evidence = serde_json::Map<String, Value>;
 
-/// The nine stable finding codes of DESIGN.md, serialised in snake_case exactly as listed.
+/// The stable finding codes, serialised in snake_case exactly as listed in `docs/`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Code {
@@ -49,11 +57,15 @@ pub enum Code {
     UpdateRatio,
     /// Input features are far from zero-mean unit-scale.
     UnnormalizedInput,
+    /// The loss rose far above where it started, or became non-finite.
+    DivergingLoss,
+    /// After a fair share of the run, the loss or accuracy is still at chance.
+    NotLearning,
 }
 
 impl Code {
-    /// Every code, in the order of DESIGN.md's table.
-    pub const ALL: [Code; 9] = [
+    /// Every code, in the order of the table in `docs/`.
+    pub const ALL: [Code; 11] = [
         Code::Saturation,
         Code::VanishingGradient,
         Code::ExplodingGradient,
@@ -63,6 +75,8 @@ impl Code {
         Code::BadInitLoss,
         Code::UpdateRatio,
         Code::UnnormalizedInput,
+        Code::DivergingLoss,
+        Code::NotLearning,
     ];
 
     /// The stable string, as in the JSON (`"vanishing_gradient"`, ...).
@@ -77,6 +91,8 @@ impl Code {
             Code::BadInitLoss => "bad_init_loss",
             Code::UpdateRatio => "update_ratio",
             Code::UnnormalizedInput => "unnormalized_input",
+            Code::DivergingLoss => "diverging_loss",
+            Code::NotLearning => "not_learning",
         }
     }
 
@@ -134,10 +150,71 @@ impl fmt::Display for Severity {
     }
 }
 
+/// One suggested remedy: what to do, in words, and the experiment settings that do it.
+///
+/// `set` maps dotted experiment keys (`"train.lr"`, `"model.init"`, `"model.activation"`,
+/// `"data.normalize"`, `"train.clip_grad_norm"`, `"model.whh_radius"`, `"rl.td_loss"`,
+/// `"model.kind"`, ...) to their values; it is empty when the fix is not a setting (e.g.
+/// "check the labels"). Serialised as `{"text": "...", "set": {"key": value}}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Fix {
+    /// The remedy in words, e.g. `"use Xavier init"`.
+    pub text: String,
+    /// The settings that apply it (sorted by key); empty when it is not a setting.
+    #[serde(default)]
+    pub set: BTreeMap<String, Value>,
+}
+
+impl Fix {
+    /// A fix that is not a setting (empty `set`).
+    pub fn text(text: impl Into<String>) -> Self {
+        Fix { text: text.into(), set: BTreeMap::new() }
+    }
+
+    /// Add one setting (builder style): `Fix::text("use Xavier init").set("model.init", "xavier")`.
+    pub fn set(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.set.insert(key.to_string(), value.into());
+        self
+    }
+
+    /// The settings as `key = value`, comma-separated (`model.init = "xavier", train.lr = 0.05`);
+    /// empty for a fix that is not a setting.
+    pub fn settings_line(&self) -> String {
+        self.set.iter().map(|(k, v)| format!("{k} = {v}")).collect::<Vec<_>>().join(", ")
+    }
+}
+
+impl From<&str> for Fix {
+    fn from(text: &str) -> Self {
+        Fix::text(text)
+    }
+}
+
+impl From<String> for Fix {
+    fn from(text: String) -> Self {
+        Fix::text(text)
+    }
+}
+
+impl fmt::Display for Fix {
+    /// The text, then the settings in parentheses when there are any.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.set.is_empty() {
+            f.write_str(&self.text)
+        } else {
+            write!(f, "{} ({})", self.text, self.settings_line())
+        }
+    }
+}
+
 /// One diagnosis: which pathology, where, when, the numbers that prove it, the
-/// backward-pass reason, and ranked fixes.
+/// backward-pass reason, ranked fixes, and which other finding explains it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Finding {
+    /// `"F1"`, `"F2"`, ... in listing order; assigned by [`crate::doctor::diagnose`] (empty
+    /// before).
+    #[serde(default)]
+    pub id: String,
     /// The stable code.
     pub code: Code,
     /// How bad it is.
@@ -145,20 +222,27 @@ pub struct Finding {
     /// The layer or op, e.g. `"layer 2 (sigmoid)"`; serialised as `"where"`.
     #[serde(rename = "where")]
     pub where_: String,
-    /// The training step it refers to (first seen); `None` (JSON `null`) for findings about
-    /// the data or the run as a whole.
+    /// The index of the layer that `where` names (the model listing's index), `None` when
+    /// `where` is not a layer (the input, the loss, the TD error, the run).
+    #[serde(default)]
+    pub layer: Option<usize>,
+    /// The training step it refers to (first seen, from 0); `None` (JSON `null`) for
+    /// findings about the data or the run as a whole.
     pub step: Option<usize>,
     /// The numbers that prove it (and a few strings/lists such as `axis` or unit indices).
     pub evidence: Evidence,
     /// Why it happens, in terms of the backward pass, in one or two sentences.
     pub why: String,
     /// Ranked suggestions, best first.
-    pub fix: Vec<String>,
+    pub fix: Vec<Fix>,
+    /// The id of the finding that explains this one; `None` (JSON `null`) for a root cause.
+    #[serde(default)]
+    pub caused_by: Option<String>,
 }
 
 impl Finding {
-    /// A finding with empty evidence and no fixes; add them with [`Finding::with`] and
-    /// [`Finding::fixes`].
+    /// A finding with empty evidence, no fixes, no layer, no id and no cause; add them with
+    /// [`Finding::with`], [`Finding::fixes`] and [`Finding::at_layer`].
     pub fn new(
         code: Code,
         severity: Severity,
@@ -167,14 +251,23 @@ impl Finding {
         why: impl Into<String>,
     ) -> Self {
         Finding {
+            id: String::new(),
             code,
             severity,
             where_: where_.into(),
+            layer: None,
             step,
             evidence: Evidence::new(),
             why: why.into(),
             fix: Vec::new(),
+            caused_by: None,
         }
+    }
+
+    /// Set the layer index (builder style).
+    pub fn at_layer(mut self, layer: usize) -> Self {
+        self.layer = Some(layer);
+        self
     }
 
     /// Add one evidence entry (builder style). Non-finite numbers serialise as `null`.
@@ -183,8 +276,8 @@ impl Finding {
         self
     }
 
-    /// Set the ranked fixes (builder style).
-    pub fn fixes<S: Into<String>>(mut self, fixes: impl IntoIterator<Item = S>) -> Self {
+    /// Set the ranked fixes (builder style); plain strings become fixes without settings.
+    pub fn fixes<S: Into<Fix>>(mut self, fixes: impl IntoIterator<Item = S>) -> Self {
         self.fix = fixes.into_iter().map(Into::into).collect();
         self
     }
@@ -199,6 +292,11 @@ impl Finding {
         self.evidence.get(key).and_then(Value::as_str)
     }
 
+    /// Whether this is a root cause (no other finding explains it).
+    pub fn is_root(&self) -> bool {
+        self.caused_by.is_none()
+    }
+
     /// The finding as a JSON value (the contract's object).
     pub fn to_json(&self) -> Value {
         serde_json::to_value(self).expect("a finding always serialises")
@@ -206,9 +304,10 @@ impl Finding {
 }
 
 /// The version of the `--json` schema written by this crate.
-pub const REPORT_VERSION: u32 = 1;
+pub const REPORT_VERSION: u32 = 2;
 
-/// The `--json FILE` document: `{"version": 1, "run": {...}, "findings": [...], "metrics": {...}}`.
+/// The `--json FILE` document: `{"version": 2, "run": {...}, "findings": [...], "metrics": {...}}`,
+/// plus `"treatment": {...}` when a treatment was run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     /// Schema version, [`REPORT_VERSION`].
@@ -219,12 +318,21 @@ pub struct Report {
     pub findings: Vec<Finding>,
     /// Summary numbers of the run (loss, accuracy, ...), as the caller describes them.
     pub metrics: Value,
+    /// The treatment and its outcome, when one was run (absent from the JSON otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub treatment: Option<crate::doctor::treatment::Treatment>,
 }
 
 impl Report {
     /// A report of the current schema version.
     pub fn new(run: Value, findings: Vec<Finding>, metrics: Value) -> Self {
-        Report { version: REPORT_VERSION, run, findings, metrics }
+        Report { version: REPORT_VERSION, run, findings, metrics, treatment: None }
+    }
+
+    /// Attach a treatment's outcome (builder style).
+    pub fn with_treatment(mut self, treatment: crate::doctor::treatment::Treatment) -> Self {
+        self.treatment = Some(treatment);
+        self
     }
 
     /// The most severe finding's severity, `None` when there are no findings.
@@ -255,7 +363,10 @@ mod tests {
             "bad_init_loss",
             "update_ratio",
             "unnormalized_input",
+            "diverging_loss",
+            "not_learning",
         ];
+        assert_eq!(Code::ALL.len(), expected.len());
         for (c, s) in Code::ALL.iter().zip(expected) {
             assert_eq!(serde_json::to_value(c).unwrap(), json!(s));
             assert_eq!(c.as_str(), s);
@@ -275,12 +386,14 @@ mod tests {
             .with("saturated_fraction", 0.9)
             .with("units", vec![1usize, 3])
             .with("nan_is_null", f64::NAN)
-            .fixes(["use Xavier init (model.init = \"xavier\")", "use relu"]);
+            .at_layer(2)
+            .fixes([Fix::text("use Xavier init").set("model.init", "xavier"), Fix::text("use relu")]);
         let v = f.to_json();
         let obj = v.as_object().unwrap();
         let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
         keys.sort();
-        let mut expected = vec!["code", "severity", "where", "step", "evidence", "why", "fix"];
+        let mut expected =
+            vec!["id", "code", "severity", "where", "layer", "step", "evidence", "why", "fix", "caused_by"];
         expected.sort();
         assert_eq!(keys, expected);
         assert_eq!(v["code"], json!("saturation"));
@@ -291,7 +404,12 @@ mod tests {
         assert_eq!(v["evidence"]["saturated_fraction"], json!(0.9));
         assert_eq!(v["evidence"]["units"], json!([1, 3]));
         assert_eq!(v["evidence"]["nan_is_null"], Value::Null);
-        assert_eq!(v["fix"][0], json!("use Xavier init (model.init = \"xavier\")"));
+        assert_eq!(v["layer"], json!(2));
+        assert_eq!(v["caused_by"], Value::Null);
+        assert_eq!(v["fix"][0], json!({"text": "use Xavier init", "set": {"model.init": "xavier"}}));
+        assert_eq!(v["fix"][1], json!({"text": "use relu", "set": {}}));
+        assert_eq!(f.fix[0].to_string(), "use Xavier init (model.init = \"xavier\")");
+        assert_eq!(f.fix[1].to_string(), "use relu");
         // A missing step is an explicit null, not an absent key.
         let g = Finding::new(Code::UnnormalizedInput, Severity::Info, "input", None, "w");
         assert_eq!(g.to_json()["step"], Value::Null);
@@ -309,7 +427,7 @@ mod tests {
         let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
         keys.sort();
         assert_eq!(keys, ["findings", "metrics", "run", "version"]);
-        assert_eq!(v["version"], json!(1));
+        assert_eq!(v["version"], json!(2));
         assert_eq!(v["findings"][0]["code"], json!("non_finite"));
         assert_eq!(r.worst(), Some(Severity::Error));
     }

@@ -1,11 +1,13 @@
 //! The doctor: recorded statistics -> detectors -> findings.
 //!
-//! Data flows one way (DESIGN.md):
+//! Data flows one way:
 //!
 //! ```text
 //! trainer + layers --(Probe / Observer hooks)--> probes --> RecordedStats   (stats)
 //! RecordedStats --> one pure detector per finding code --> Vec<Finding>      (detectors)
+//! Vec<Finding> --> causes linked, roots first, ids, consistent advice        (causes)
 //! Vec<Finding> --> terminal / JSON (Report) / HTML                           (finding)
+//! findings before/after a treatment --> plan and verdict                     (treatment)
 //! ```
 //!
 //! * [`stats`] holds the recorded statistics: plain, serialisable data that probes fill
@@ -16,8 +18,13 @@
 //!   threshold can be unit-tested on hand-made statistics just below and just above it, why
 //!   a run's statistics can be saved and re-diagnosed later (or with other thresholds), and
 //!   why the same code judges a TOML experiment and a model built in Rust.
-//! * [`finding`] is the output: [`Finding`] and the `--json` [`Report`], in the contract of
-//!   DESIGN.md ("Findings").
+//! * [`causes`] links consequences to their causes (a divergence explains the dead units
+//!   measured after it; a gradient vanishing through depth explains the lower layers' tiny
+//!   updates), lists root causes first and makes the advice consistent (one value per
+//!   setting, learning rates within bounds, no advice for a symptom).
+//! * [`finding`] is the output: [`Finding`] and the `--json` [`Report`] (version 2).
+//! * [`treatment`] turns the root causes' fixes into one set of settings ([`treatment::plan`])
+//!   and judges a retrained run against the original from the metrics ([`treatment::compare`]).
 //!
 //! ```
 //! use leaky::doctor::{diagnose, stats::{InitLoss, RecordedStats}, Code};
@@ -56,33 +63,48 @@
 //! assert!(findings.iter().any(|f| f.code == Code::Saturation), "{findings:#?}");
 //! ```
 
+pub mod causes;
 pub mod detectors;
 pub mod finding;
 pub mod recorder;
 pub mod stats;
+pub mod treatment;
 
-pub use finding::{Code, Evidence, Finding, Report, Severity};
+pub use finding::{Code, Evidence, Finding, Fix, Report, Severity};
 pub use recorder::{Doctor, DoctorConfig};
-pub use stats::RecordedStats;
+pub use stats::{RecordedStats, RunInfo};
+pub use treatment::{Metrics, Treatment, Verdict};
 
-/// Run every detector on `all` and return the findings sorted by severity (errors first),
-/// then by step (findings without a step, about the data, first), then by code and place.
-pub fn diagnose(all: &RecordedStats) -> Vec<Finding> {
+/// Every detector's findings on `all`, unlinked and unsorted (no ids, no causes).
+pub fn detect_all(all: &RecordedStats) -> Vec<Finding> {
+    let run = &all.run;
     let mut out = Vec::new();
-    out.extend(detectors::non_finite::detect(all.non_finite.as_ref(), &all.global_norms));
+    out.extend(detectors::non_finite::detect(all.non_finite.as_ref(), &all.global_norms, run));
+    out.extend(detectors::diverging_loss::detect(&all.losses, all.input.as_ref(), run));
+    out.extend(detectors::not_learning::detect(&all.epochs, all.init_loss.as_ref(), run));
     out.extend(detectors::unnormalized_input::detect(all.input.as_ref()));
     out.extend(detectors::bad_init_loss::detect(all.init_loss.as_ref()));
-    out.extend(detectors::saturation::detect(&all.layers));
+    out.extend(detectors::saturation::detect(&all.layers, &all.gates));
     out.extend(detectors::vanishing_gradient::detect(&all.layers, &all.bptt));
-    out.extend(detectors::exploding_gradient::detect(&all.layers, &all.bptt, &all.global_norms));
-    out.extend(detectors::dead_relu::detect(&all.dead_units));
+    out.extend(detectors::exploding_gradient::detect(&all.layers, &all.bptt, &all.global_norms, run));
+    let ratios = detectors::update_ratio::detect(&all.params, &all.global_norms, run);
+    let large_updates = ratios.iter().any(|f| f.text("direction") == Some("too_large"));
+    out.extend(detectors::dead_relu::detect(&all.dead_units, run, large_updates));
     out.extend(detectors::zero_gradient::detect(&all.flat_ops));
-    out.extend(detectors::update_ratio::detect(&all.params, &all.global_norms));
-    sort_findings(&mut out);
+    out.extend(ratios);
     out
 }
 
-/// Sort findings as [`diagnose`] does (stable).
+/// Run every detector on `all`, link consequences to causes and make the advice consistent
+/// ([`causes::analyse`]). The findings come root causes first (by severity, errors first, then
+/// step, findings without a step first, then code and place), each followed by its
+/// consequences; ids `F1`, `F2`, ... follow that order.
+pub fn diagnose(all: &RecordedStats) -> Vec<Finding> {
+    causes::analyse(detect_all(all), &all.run)
+}
+
+/// Sort findings by severity, step, code and place (stable), ignoring causes; [`diagnose`]
+/// orders by causes first.
 pub fn sort_findings(findings: &mut [Finding]) {
     findings.sort_by(|a, b| {
         (a.severity, a.step, a.code).cmp(&(b.severity, b.step, b.code)).then_with(|| a.where_.cmp(&b.where_))
@@ -115,7 +137,7 @@ mod tests {
     }
 
     #[test]
-    fn findings_are_sorted_by_severity_then_step() {
+    fn findings_without_causes_are_sorted_by_severity_then_step() {
         let mut s = RecordedStats {
             init_loss: Some(InitLoss::softmax(9.0, 10)), // warning, step 0
             bptt: vec![bptt(3, 11, 2.5, 1.4)],           // exploding in time (2.5^10 ~ 9.5e3): warning, step 3
@@ -140,8 +162,10 @@ mod tests {
             nan_count: 1,
             inf_count: 0,
         }); // error, step 40
-        let f = diagnose(&s);
-        let got: Vec<(Severity, Option<usize>, Code)> = f.iter().map(|f| (f.severity, f.step, f.code)).collect();
+            // Unlinked, by severity then step.
+        let mut plain = detect_all(&s);
+        sort_findings(&mut plain);
+        let got: Vec<(Severity, Option<usize>, Code)> = plain.iter().map(|f| (f.severity, f.step, f.code)).collect();
         assert_eq!(
             got,
             [
@@ -149,6 +173,20 @@ mod tests {
                 (Severity::Warning, None, Code::UnnormalizedInput),
                 (Severity::Warning, Some(0), Code::BadInitLoss),
                 (Severity::Warning, Some(3), Code::ExplodingGradient),
+            ]
+        );
+        // Diagnosed: the NaN at step 40 follows the explosion at step 3 (a cause rule), so it
+        // is listed under it; the roots keep the severity-then-step order.
+        let f = diagnose(&s);
+        let got: Vec<(&str, Code, Option<&str>)> =
+            f.iter().map(|f| (f.id.as_str(), f.code, f.caused_by.as_deref())).collect();
+        assert_eq!(
+            got,
+            [
+                ("F1", Code::UnnormalizedInput, None),
+                ("F2", Code::BadInitLoss, None),
+                ("F3", Code::ExplodingGradient, None),
+                ("F4", Code::NonFinite, Some("F3")),
             ]
         );
         let r = Report::new(serde_json::json!({}), f, serde_json::json!({}));

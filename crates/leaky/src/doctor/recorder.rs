@@ -9,8 +9,8 @@
 //! copied on the hot path except the sampled parameter snapshots.
 
 use super::stats::{
-    ActivationAccumulator, BpttStats, DeadUnitPass, GlobalNormSample, InitLoss, InputAccumulator, LayerStats,
-    NonFinite, ParamStats, Pass, RecordedStats, ACTIVATION_SAMPLE_VALUES,
+    ActivationAccumulator, BpttStats, DeadUnitPass, EpochStats, FlatOp, FlatOpStats, GateStats, GlobalNormSample,
+    InitLoss, InputAccumulator, LayerStats, NonFinite, ParamStats, Pass, RecordedStats, ACTIVATION_SAMPLE_VALUES,
 };
 use super::Finding;
 use crate::data::Dataset;
@@ -19,7 +19,8 @@ use crate::nn::seq::SeqModel;
 use crate::nn::{Layer, Mode, Probe, Sequential};
 use crate::optim::global_norm;
 use crate::tensor::{Float, Tensor};
-use crate::train::{EpochInfo, Observer, SeqObserver, StepInfo};
+use crate::train::{EpochInfo, Observer, SeqObserver, StepInfo, TrainConfig};
+use ndarray::ArrayView2;
 
 /// The recurrent doctor decomposes Wh (spectral radius and largest singular value) on the
 /// first sampled step and then on every this-many-th sample (every 100 steps at the default
@@ -69,11 +70,18 @@ pub struct Doctor {
 
 impl Doctor {
     /// A doctor for a classifier trained with `loss` over `classes` classes (for the
-    /// initial-loss check).
+    /// initial-loss and not-learning checks; 0 when not a classifier). The learning rate is
+    /// read from the first step; [`Doctor::for_training`] also knows the optimiser, the
+    /// clipping and the planned epochs, and [`RunInfo::settings`](super::RunInfo) in
+    /// `stats.run` can be completed with the experiment's other current values.
     pub fn new(config: DoctorConfig, loss: Loss, classes: usize) -> Self {
+        let mut stats = RecordedStats::default();
+        stats.run.loss = Some(loss.name().to_string());
+        stats.run.classes = classes;
+        stats.run.settings.insert("train.loss".into(), loss.name().into());
         Doctor {
             config,
-            stats: RecordedStats::default(),
+            stats,
             loss,
             classes,
             step: 0,
@@ -85,6 +93,19 @@ impl Doctor {
             forward_layers: 0,
             init_loss_scale: 1.0,
         }
+    }
+
+    /// A doctor for a run trained with `cfg` over `classes` classes (0 when not a
+    /// classifier): records the loss, learning rate, optimiser, clipping and planned epochs
+    /// in `stats.run`.
+    pub fn for_training(config: DoctorConfig, cfg: &TrainConfig, classes: usize) -> Self {
+        let mut d = Doctor::new(config, cfg.loss, classes);
+        let run = &mut d.stats.run;
+        run.epochs = Some(cfg.epochs);
+        run.settings.insert("train.lr".into(), cfg.update.lr.into());
+        run.settings.insert("train.optimizer".into(), cfg.update.rule.name().into());
+        run.settings.insert("train.clip_grad_norm".into(), cfg.clip_grad_norm.into());
+        d
     }
 
     /// Scale the expected initial loss: a temporal softmax sums ln C over the counted
@@ -123,6 +144,32 @@ impl Doctor {
             model.forward_probed(x, Mode::Eval, &mut pass);
         }
         self.stats.dead_units.extend(pass.passes);
+    }
+
+    /// [`Doctor::dead_unit_pass`] over the rows of `inputs`, (N, D) with D the model's input
+    /// width, in batches of 512: for models whose examples are not a [`Dataset`], e.g. the
+    /// DQN's Q-network over the states of its replay buffer.
+    pub fn dead_unit_pass_inputs<F: Float>(&mut self, model: &mut Sequential<F>, inputs: ArrayView2<f64>) {
+        let mut pass = DeadPassProbe { step: self.step, passes: Vec::new() };
+        let n = inputs.nrows();
+        for start in (0..n).step_by(512) {
+            let rows = inputs.slice(ndarray::s![start..(start + 512).min(n), ..]);
+            let x = rows.mapv(F::from_f64c).into_dyn();
+            model.forward_probed(x, Mode::Eval, &mut pass);
+        }
+        self.stats.dead_units.extend(pass.passes);
+    }
+
+    /// Record one completed epoch (the trainer's `EpochInfo`, epochs counted from 1 in the
+    /// record).
+    pub fn record_epoch(&mut self, info: &EpochInfo) {
+        self.stats.epochs.push(EpochStats {
+            epoch: info.epoch + 1,
+            train_loss: info.train_loss,
+            train_acc: info.train_acc,
+            val_loss: info.val_loss,
+            val_acc: info.val_acc,
+        });
     }
 
     /// Run every detector on what was recorded.
@@ -200,6 +247,15 @@ impl Doctor {
 
     fn record_loss(&mut self, info: &StepInfo) {
         self.losses.push(info.loss);
+        if self.stats.losses.len() <= info.step {
+            self.stats.losses.resize(info.step, f64::NAN);
+            self.stats.losses.push(info.loss);
+        } else {
+            self.stats.losses[info.step] = info.loss;
+        }
+        if info.step == 0 && info.lr.is_finite() {
+            self.stats.run.settings.entry("train.lr".into()).or_insert_with(|| info.lr.into());
+        }
         if info.step == 0 {
             self.stats.init_loss = match self.loss {
                 Loss::Softmax => {
@@ -279,7 +335,9 @@ impl<F: Float> Probe<F> for DeadPassProbe {
         if layer.kind() != "relu" {
             return;
         }
-        let units = out.len() / out.shape().first().copied().unwrap_or(1).max(1);
+        let channels = out.ndim() == 4;
+        let units =
+            if channels { out.shape()[1] } else { out.len() / out.shape().first().copied().unwrap_or(1).max(1) };
         let pass = match self.passes.iter_mut().position(|p| p.layer == index) {
             Some(i) => &mut self.passes[i],
             None => {
@@ -287,7 +345,11 @@ impl<F: Float> Probe<F> for DeadPassProbe {
                 self.passes.last_mut().expect("just pushed")
             }
         };
-        pass.observe(out);
+        if channels {
+            pass.observe_channels(out);
+        } else {
+            pass.observe(out);
+        }
     }
 }
 
@@ -317,6 +379,26 @@ impl<F: Float> Probe<F> for Doctor {
         let mut acc = ActivationAccumulator::new(layer.kind());
         acc.push_rows(out, ACTIVATION_SAMPLE_VALUES);
         self.layer_stats[index] = Some(acc.finish(index, self.step));
+    }
+
+    /// A loss with flat regions (`clipped_mse`: its gradient is exactly 0 wherever the clip
+    /// is active) is a flat op: on sampled steps the share of output gradients that are
+    /// exactly 0 is recorded for the `zero_gradient` detector. Losses whose gradient is 0
+    /// only where their loss is 0 (softmax never; svm, mse, huber at a perfect fit) are not.
+    fn after_loss(&mut self, loss: f64, dscores: &Tensor<F>) {
+        if !self.sampling || self.loss != Loss::ClippedMse {
+            return;
+        }
+        let zeroed = with_slice(dscores, |s| s.iter().filter(|v| **v == F::zero()).count()) as u64;
+        self.stats.flat_ops.push(FlatOpStats {
+            op: FlatOp::Clip,
+            where_: format!("loss ({})", self.loss.name()),
+            rl: false,
+            step: self.step,
+            zeroed,
+            total: dscores.len() as u64,
+            loss,
+        });
     }
 
     fn after_backward(&mut self, index: usize, layer: &dyn Layer<F>, dx: &Tensor<F>) {
@@ -358,7 +440,15 @@ impl<F: Float> Observer<F> for Doctor {
         self.record_params(info, model.params().into_iter().map(|(i, p)| (i, kinds[i], p)));
     }
 
-    fn on_epoch(&mut self, _info: &EpochInfo, _model: &Sequential<F>) {}
+    fn on_epoch(&mut self, info: &EpochInfo, _model: &Sequential<F>) {
+        self.record_epoch(info);
+    }
+}
+
+/// The model-listing index of a sequence model's recurrent layer: 1 after an embedding,
+/// else 0 (the listing is embedding, recurrent layer, head).
+pub fn seq_layer_index<F: Float>(model: &SeqModel<F>) -> usize {
+    usize::from(model.spec.vocab.is_some())
 }
 
 impl<F: Float> SeqObserver<F> for Doctor {
@@ -369,8 +459,33 @@ impl<F: Float> SeqObserver<F> for Doctor {
             return;
         }
         let kind = model.spec.cell.name();
-        self.record_params(info, model.params().into_iter().map(|p| (0, kind, p)));
+        let rec = seq_layer_index(model);
+        // Parameters by the listing: the embedding, the recurrent layer, the head.
+        let place = |name: &str| match name {
+            "W_embed" => (0, "embedding"),
+            "W_out" | "b_out" => (rec + 1, "affine"),
+            _ => (rec, kind),
+        };
+        self.record_params(
+            info,
+            model.params().into_iter().map(|p| {
+                let (layer, k) = place(p.name);
+                (layer, k, p)
+            }),
+        );
         if self.sampled(info.step) {
+            for g in model.gate_saturation() {
+                self.stats.gates.push(GateStats {
+                    layer: rec,
+                    cell: kind.into(),
+                    gate: g.gate.into(),
+                    activation: g.activation.into(),
+                    step: info.step,
+                    count: g.count.count,
+                    saturated_fraction: g.count.fraction(),
+                    mean_local_grad: g.count.mean_local_grad(),
+                });
+            }
             // Wh's Schur form and SVD cost more than a training step (a 128x128 RNN: about
             // one step; an LSTM: four blocks): measured on the first sample and then every
             // SPECTRUM_EVERY_SAMPLES-th, each sample carrying the latest measurement and
@@ -386,7 +501,7 @@ impl<F: Float> SeqObserver<F> for Doctor {
                 }
             };
             self.stats.bptt.push(BpttStats {
-                layer: 0,
+                layer: rec,
                 kind: kind.into(),
                 step: info.step,
                 norms_per_t: model.bptt_norms().to_vec(),
@@ -395,6 +510,10 @@ impl<F: Float> SeqObserver<F> for Doctor {
                 whh_spectrum_step: spectrum.2,
             });
         }
+    }
+
+    fn on_epoch(&mut self, info: &EpochInfo, _model: &SeqModel<F>) {
+        self.record_epoch(info);
     }
 }
 
@@ -490,6 +609,91 @@ mod tests {
         // The last measurement is Wh as it was at its step: after training it has moved on.
         let (_, sigma_now) = m.whh_spectrum();
         assert_ne!(Some(sigma_now), b[30].whh_largest_singular);
+    }
+
+    /// An LSTM whose weights are drawn with std 8 has its gates pinned at 0 or 1: the
+    /// recorder measures every gate on sampled steps and the doctor reports saturated gates;
+    /// the same LSTM with Xavier init has no saturated gate.
+    #[test]
+    fn lstm_gates_are_measured_and_saturated_ones_found() {
+        use crate::nn::seq::{Cell, SeqSpec};
+        use crate::optim::{Rule, UpdateConfig};
+        use crate::train::{fit_seq, TrainConfig};
+        let d = crate::data::seq::adding(120, 12, 2);
+        let (tr, va) = d.split(0.2, 0);
+        let cfg = TrainConfig {
+            epochs: 1,
+            batch_size: 16,
+            update: UpdateConfig::new(Rule::Adam, 1e-3),
+            ..Default::default()
+        };
+        let run = |init: Init| {
+            let mut m = SeqModel::<f32>::new(SeqSpec::for_data(&tr, Cell::Lstm, 16, init, 0.0), 0);
+            let mut doc = Doctor::for_training(DoctorConfig { sample_every: 2 }, &cfg, 0);
+            fit_seq(&mut m, &tr, &va, &cfg, &mut doc);
+            doc
+        };
+        let sick = run(Init::Normal { std: 8.0 });
+        let gates: std::collections::BTreeSet<&str> = sick.stats.gates.iter().map(|g| g.gate.as_str()).collect();
+        assert_eq!(gates.into_iter().collect::<Vec<_>>(), ["c", "f", "g", "i", "o"]);
+        assert_eq!(sick.stats.gates.len(), 5 * 3, "6 steps sampled every 2nd: 3 samples of 5 gates");
+        let f = sick.diagnose();
+        let sat: Vec<&str> =
+            f.iter().filter(|f| f.code == super::super::Code::Saturation).map(|f| f.where_.as_str()).collect();
+        assert!(sat.contains(&"layer 0 (lstm) gate g"), "{f:#?}");
+        assert!(sat.contains(&"layer 0 (lstm) gate i"), "{f:#?}");
+        let healthy = run(Init::Xavier);
+        assert!(healthy.stats.gates.iter().all(|g| g.saturated_fraction < 0.5), "{:?}", healthy.stats.gates);
+        assert_eq!(healthy.stats.epochs.len(), 1);
+        assert_eq!(healthy.stats.epochs[0].epoch, 1, "epochs count from 1");
+        assert_eq!(healthy.stats.losses.len(), 6);
+    }
+
+    /// A classifier trained with `clipped_mse` on raw digits-like inputs: most output
+    /// gradients are exactly zero (the clip is active), and the loss probe records it.
+    #[test]
+    fn clipped_mse_classifier_records_its_zero_gradients() {
+        let data = blobs();
+        let x = data.x.mapv(|v| v * 40.0);
+        let data = Dataset { x, ..data };
+        let mut model = relu_mlp(vec![16], 0.0).build::<f32>(0);
+        let cfg = crate::train::TrainConfig {
+            epochs: 2,
+            batch_size: 50,
+            loss: Loss::ClippedMse,
+            update: crate::optim::UpdateConfig::new(crate::optim::Rule::Sgd, 1e-3),
+            ..Default::default()
+        };
+        let mut doc = Doctor::for_training(DoctorConfig { sample_every: 1 }, &cfg, 2);
+        crate::train::fit(&mut model, &data, &data, &cfg, &mut doc);
+        assert_eq!(doc.stats.flat_ops.len(), 8, "every step of 2 epochs x 4 batches");
+        assert!(doc.stats.flat_ops.iter().all(|o| o.where_ == "loss (clipped_mse)" && o.total == 100));
+        let f = doc.diagnose();
+        assert_eq!(f[0].code, super::super::Code::ZeroGradient, "{f:#?}");
+        assert_eq!(f[0].fix[0].set["train.loss"], "softmax");
+        // Softmax never records a flat op.
+        let mut doc = Doctor::for_training(DoctorConfig { sample_every: 1 }, &TrainConfig::default(), 2);
+        crate::train::fit(&mut model, &data, &data, &crate::train::TrainConfig { epochs: 1, ..cfg }, &mut doc);
+        assert!(doc.stats.flat_ops.is_empty());
+    }
+
+    /// The DQN's Q-network gets a dead-unit pass over its replay states when training ends.
+    #[test]
+    fn dqn_dead_units_are_counted_over_replay_states() {
+        use crate::rl::dqn::{train, DqnConfig, TdLoss};
+        let mut cfg = DqnConfig::new(TdLoss::Huber, 3, 0);
+        cfg.learning_starts = 20;
+        cfg.net.hidden = vec![8];
+        cfg.net.bias_init = -5.0; // every unit starts dead
+        let mut doc = Doctor::new(DoctorConfig::default(), Loss::Huber, 2);
+        let (_, run) = train::<f32>(&cfg, &mut doc);
+        assert!(run.env_steps > 0);
+        let pass = doc.stats.dead_units.iter().find(|p| p.layer == 1).expect("a pass over the ReLU layer");
+        assert_eq!(pass.examples as usize, run.env_steps.min(cfg.buffer_size));
+        let f = doc.diagnose();
+        let dead = f.iter().find(|f| f.code == super::super::Code::DeadRelu).expect("dead units found");
+        assert_eq!(dead.severity, super::super::Severity::Error);
+        assert!(doc.stats.run.rl);
     }
 
     #[test]

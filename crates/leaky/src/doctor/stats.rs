@@ -19,6 +19,10 @@
 //! | [`NonFinite`] | the first NaN/Inf a probe sees, forward or backward | run (first only) |
 //! | [`InitLoss`] | the loss of step 0 | run |
 //! | [`InputStats`] | the training features, before training | run |
+//! | [`GateStats`] | the activated gates of a recurrent layer (tanh cell; LSTM i, f, o, g, tanh c) | gate, sampled step |
+//! | `losses` | `Observer::on_step` | step |
+//! | [`EpochStats`] | `Observer::on_epoch` | epoch |
+//! | [`RunInfo`] | the training configuration (loss, classes, lr, optimiser, planned epochs, ...) | run |
 
 use crate::tensor::{Float, Tensor};
 use serde::{Deserialize, Serialize};
@@ -415,8 +419,9 @@ impl ParamStats {
 /// "Ever fired" counts of a ReLU layer's units over a full pass of the training set: a unit
 /// is dead when its count is 0 after every example has been seen.
 ///
-/// A unit is one column of the layer's output flattened to (N, units): a hidden unit of an
-/// MLP, or one (channel, y, x) position of a convolutional feature map.
+/// A unit is one column of the layer's output flattened to (N, units), a hidden unit of an
+/// MLP; for a convolutional feature map (N, C, H, W) it is a channel, which fires on an
+/// example when any of its positions is > 0 ([`DeadUnitPass::observe_channels`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DeadUnitPass {
     /// Index of the layer.
@@ -429,12 +434,22 @@ pub struct DeadUnitPass {
     pub examples: u64,
     /// For each unit, on how many examples its output was > 0.
     pub fire_counts: Vec<u64>,
+    /// Whether the units are the channels of a (N, C, H, W) feature map.
+    #[serde(default)]
+    pub per_channel: bool,
 }
 
 impl DeadUnitPass {
     /// An empty pass over a layer of `units` units.
     pub fn new(layer: usize, kind: &str, step: usize, units: usize) -> Self {
-        DeadUnitPass { layer, kind: kind.to_string(), step, examples: 0, fire_counts: vec![0; units] }
+        DeadUnitPass {
+            layer,
+            kind: kind.to_string(),
+            step,
+            examples: 0,
+            fire_counts: vec![0; units],
+            per_channel: false,
+        }
     }
 
     /// Count one batch of the layer's output, shaped (N, ...) with `units` elements per
@@ -452,6 +467,28 @@ impl DeadUnitPass {
         for (i, v) in out.as_slice().expect("standard layout").iter().enumerate() {
             if *v > F::zero() {
                 self.fire_counts[i % units] += 1;
+            }
+        }
+        self.examples += n as u64;
+    }
+
+    /// Count one batch of a feature map (N, C, H, W) per channel: channel c fires on an
+    /// example when any of its H x W outputs is > 0. Panics unless C is the pass's units.
+    pub fn observe_channels<F: Float>(&mut self, out: &Tensor<F>) {
+        let shape = out.shape();
+        assert_eq!(shape.len(), 4, "dead-unit pass per channel: expected (N, C, H, W), got {shape:?}");
+        let (n, c) = (shape[0], shape[1]);
+        assert_eq!(c, self.fire_counts.len(), "dead-unit pass: {c} channels, expected {}", self.fire_counts.len());
+        self.per_channel = true;
+        let plane = shape[2] * shape[3];
+        let out = out.as_standard_layout();
+        let v = out.as_slice().expect("standard layout");
+        for i in 0..n {
+            for ch in 0..c {
+                let start = (i * c + ch) * plane;
+                if v[start..start + plane].iter().any(|x| *x > F::zero()) {
+                    self.fire_counts[ch] += 1;
+                }
             }
         }
         self.examples += n as u64;
@@ -781,6 +818,140 @@ impl InputAccumulator {
     }
 }
 
+/// What the doctor knows about how the run was configured: the detectors that suggest a
+/// setting need the current one (a learning rate is suggested relative to the one in use,
+/// and a fix that sets what is already set is dropped).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunInfo {
+    /// The loss (`Loss::name`: `"softmax"`, `"mse"`, `"clipped_mse"`, ...), when known.
+    #[serde(default)]
+    pub loss: Option<String>,
+    /// Number of classes C of a classifier (0 when not a classifier or unknown).
+    #[serde(default)]
+    pub classes: usize,
+    /// Planned number of epochs, when known (lets `not_learning` wait for a fair share of
+    /// the run while training is still going).
+    #[serde(default)]
+    pub epochs: Option<usize>,
+    /// The experiment's current values of the keys that fixes set, as dotted keys
+    /// (`"train.lr"`, `"train.optimizer"`, `"train.clip_grad_norm"`, `"model.init"`,
+    /// `"model.activation"`, `"data.normalize"`, ...). Whatever is known; may be empty.
+    #[serde(default)]
+    pub settings: std::collections::BTreeMap<String, serde_json::Value>,
+    /// Whether this is reinforcement learning (a DQN): its TD loss is not a fixed objective
+    /// and grows while the agent learns, so loss-curve detectors judge only NaN/Inf.
+    #[serde(default)]
+    pub rl: bool,
+}
+
+impl RunInfo {
+    /// The base learning rate (`settings["train.lr"]`), when known and positive.
+    pub fn lr(&self) -> Option<f64> {
+        self.settings.get("train.lr").and_then(serde_json::Value::as_f64).filter(|v| v.is_finite() && *v > 0.0)
+    }
+
+    /// The optimiser's name (`settings["train.optimizer"]`), when known.
+    pub fn optimizer(&self) -> Option<&str> {
+        self.settings.get("train.optimizer").and_then(serde_json::Value::as_str)
+    }
+
+    /// Whether global-norm clipping is configured (`settings["train.clip_grad_norm"] > 0`).
+    pub fn clipping(&self) -> bool {
+        self.settings.get("train.clip_grad_norm").and_then(serde_json::Value::as_f64).is_some_and(|c| c > 0.0)
+    }
+}
+
+/// One epoch's summary as the trainer reports it. `epoch` counts from 1.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochStats {
+    /// The epoch, from 1.
+    pub epoch: usize,
+    /// Mean minibatch training loss of the epoch.
+    #[serde(deserialize_with = "nan_if_null")]
+    pub train_loss: f64,
+    /// Training accuracy at the end of the epoch (NaN when not a classifier).
+    #[serde(deserialize_with = "nan_if_null")]
+    pub train_acc: f64,
+    /// Validation loss (NaN without a validation set).
+    #[serde(deserialize_with = "nan_if_null")]
+    pub val_loss: f64,
+    /// Validation accuracy (NaN without a validation set or when not a classifier).
+    #[serde(deserialize_with = "nan_if_null")]
+    pub val_acc: f64,
+}
+
+/// Saturation of one gate (or the cell output) of a recurrent layer at one sampled step,
+/// summarised over an evenly spread sample of its activated values.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GateStats {
+    /// Index of the recurrent layer.
+    pub layer: usize,
+    /// `"rnn"` or `"lstm"`.
+    pub cell: String,
+    /// `"h"` (the RNN's tanh output), or the LSTM's `"i"`, `"f"`, `"o"` (sigmoid), `"g"`
+    /// (tanh) and `"c"` (tanh of the cell state).
+    pub gate: String,
+    /// `"sigmoid"` or `"tanh"`.
+    pub activation: String,
+    /// The training step.
+    pub step: usize,
+    /// Values summarised.
+    pub count: u64,
+    /// Share of them in the saturated region ([`SIGMOID_SATURATION_MARGIN`],
+    /// [`TANH_SATURATION_LEVEL`]).
+    pub saturated_fraction: f64,
+    /// Mean local gradient z(1-z) or 1-t^2 over them.
+    pub mean_local_grad: f64,
+}
+
+/// Counts of one gate's saturation, filled one value at a time (the recurrent model keeps
+/// these per gate and the doctor turns them into [`GateStats`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SaturationCount {
+    /// Values seen.
+    pub count: u64,
+    /// Of those, in the saturated region.
+    pub saturated: u64,
+    /// Sum of the local gradients.
+    pub local_grad_sum: f64,
+}
+
+impl SaturationCount {
+    /// Count one activated value `v` of a `sigmoid` (`sigmoid = true`) or tanh unit.
+    #[inline]
+    pub fn push(&mut self, v: f64, sigmoid: bool) {
+        self.count += 1;
+        let (sat, lg) = if sigmoid {
+            (!(SIGMOID_SATURATION_MARGIN..=1.0 - SIGMOID_SATURATION_MARGIN).contains(&v), v * (1.0 - v))
+        } else {
+            (v.abs() > TANH_SATURATION_LEVEL, 1.0 - v * v)
+        };
+        self.saturated += u64::from(sat);
+        self.local_grad_sum += lg;
+    }
+
+    /// `saturated / count` (0 when empty).
+    pub fn fraction(&self) -> f64 {
+        self.saturated as f64 / self.count.max(1) as f64
+    }
+
+    /// Mean local gradient (0 when empty).
+    pub fn mean_local_grad(&self) -> f64 {
+        self.local_grad_sum / self.count.max(1) as f64
+    }
+}
+
+/// Deserialise a number that may have been written as `null` (serde_json writes NaN and
+/// infinities as `null`) back as NaN.
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
+/// [`nan_if_null`] for a list.
+fn nan_if_null_vec<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
+    Ok(Vec::<Option<f64>>::deserialize(d)?.into_iter().map(|v| v.unwrap_or(f64::NAN)).collect())
+}
+
 /// Everything recorded during one run: the detectors' only input.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RecordedStats {
@@ -803,6 +974,19 @@ pub struct RecordedStats {
     pub init_loss: Option<InitLoss>,
     /// The training inputs.
     pub input: Option<InputStats>,
+    /// How the run was configured (loss, classes, learning rate, optimiser, ...).
+    #[serde(default)]
+    pub run: RunInfo,
+    /// The data loss of every step (`losses[s]` is step s's; NaN or infinite once the run
+    /// diverged).
+    #[serde(default, deserialize_with = "nan_if_null_vec")]
+    pub losses: Vec<f64>,
+    /// One record per completed epoch.
+    #[serde(default)]
+    pub epochs: Vec<EpochStats>,
+    /// Per recurrent gate, per sampled step.
+    #[serde(default)]
+    pub gates: Vec<GateStats>,
 }
 
 impl RecordedStats {
@@ -826,6 +1010,34 @@ fn with_slice<F: Float, R>(t: &Tensor<F>, f: impl FnOnce(&[F]) -> R) -> R {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn channels_fire_when_any_position_fires_brute_force() {
+        use crate::tensor::{randn, rng};
+        // (N, C, H, W) with channel 1 always <= 0 and channel 2 positive at one position of
+        // one example only.
+        let mut x: crate::Tensor<f64> = randn(ndarray::IxDyn(&[5, 3, 4, 4]), 1.0, &mut rng(3));
+        for n in 0..5 {
+            for h in 0..4 {
+                for w in 0..4 {
+                    x[[n, 1, h, w]] = -x[[n, 1, h, w]].abs();
+                    x[[n, 2, h, w]] = -1.0;
+                }
+            }
+        }
+        x[[3, 2, 1, 2]] = 0.5;
+        let mut p = DeadUnitPass::new(0, "relu", 0, 3);
+        p.observe_channels(&x.slice(ndarray::s![0..2, .., .., ..]).to_owned().into_dyn());
+        p.observe_channels(&x.slice(ndarray::s![2..5, .., .., ..]).to_owned().into_dyn());
+        // Brute force: per channel, the examples with any value > 0.
+        let brute: Vec<u64> = (0..3)
+            .map(|c| (0..5).filter(|&n| x.slice(ndarray::s![n, c, .., ..]).iter().any(|&v| v > 0.0)).count() as u64)
+            .collect();
+        assert_eq!(p.fire_counts, brute);
+        assert_eq!(p.dead_units(), vec![1]);
+        assert_eq!(p.fire_counts[2], 1);
+        assert!(p.per_channel && p.examples == 5);
+    }
+
     use super::*;
     use ndarray::{array, IxDyn};
 

@@ -608,6 +608,33 @@ impl Experiment {
         Ok(out)
     }
 
+    /// Every scalar setting as a dotted key (`"train.lr"`, `"model.init"`, ...), for the
+    /// doctor's advice: it does not suggest what is already set, and suggests a learning
+    /// rate relative to the current one.
+    pub fn settings(&self) -> std::collections::BTreeMap<String, serde_json::Value> {
+        fn walk(prefix: &str, v: &toml::Value, out: &mut std::collections::BTreeMap<String, serde_json::Value>) {
+            match v {
+                toml::Value::Table(t) => {
+                    for (k, x) in t {
+                        let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                        walk(&key, x, out);
+                    }
+                }
+                toml::Value::Array(_) => {}
+                other => {
+                    if let Ok(j) = serde_json::to_value(other) {
+                        out.insert(prefix.to_string(), j);
+                    }
+                }
+            }
+        }
+        let mut out = std::collections::BTreeMap::new();
+        if let Ok(v) = toml::Value::try_from(self) {
+            walk("", &v, &mut out);
+        }
+        out
+    }
+
     /// The experiment as TOML text (every key written, defaults included), which
     /// [`parse`] reads back to the same experiment.
     pub fn to_toml_string(&self) -> String {

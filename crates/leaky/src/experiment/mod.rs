@@ -43,7 +43,7 @@ pub mod run;
 
 pub use config::{load, parse, Experiment, InitName, LayerConfig, LayerType, ModelKind};
 pub use pipeline::{prepare, train_config, Data, Model};
-pub use run::{run, run_prepared, Episode, Events, NoEvents, Run, RunOptions, Trained};
+pub use run::{run, run_prepared, treat, treatment_metrics, Episode, Events, NoEvents, Run, RunOptions, Trained};
 
 /// Why an experiment could not run.
 #[derive(Debug, thiserror::Error)]

@@ -199,7 +199,10 @@ impl Observer<f32> for Watcher<'_> {
         }
         self.events.on_step(info);
     }
-    fn on_epoch(&mut self, info: &EpochInfo, _model: &Sequential<f32>) {
+    fn on_epoch(&mut self, info: &EpochInfo, model: &Sequential<f32>) {
+        if let Some(d) = &mut self.doctor {
+            Observer::<f32>::on_epoch(d, info, model);
+        }
         self.events.on_epoch(info, &[]);
         self.new_findings();
     }
@@ -213,6 +216,9 @@ impl SeqObserver<f32> for Watcher<'_> {
         self.events.on_step(info);
     }
     fn on_epoch(&mut self, info: &EpochInfo, model: &SeqModel<f32>) {
+        if let Some(d) = &mut self.doctor {
+            SeqObserver::<f32>::on_epoch(d, info, model);
+        }
         self.events.on_epoch(info, model.bptt_norms());
         self.new_findings();
     }
@@ -232,6 +238,12 @@ impl DqnObserver<f32> for Watcher<'_> {
             DqnObserver::<f32>::on_update(d, info, model);
         }
     }
+    fn on_finish(&mut self, model: &mut Sequential<f32>, replay: &crate::rl::replay::ReplayBuffer) {
+        if let Some(d) = &mut self.doctor {
+            DqnObserver::<f32>::on_finish(d, model, replay);
+        }
+    }
+
     fn on_episode(&mut self, episode: usize, ret: f64, env_steps: usize) {
         let e = Episode {
             index: episode,
@@ -248,6 +260,14 @@ impl DqnObserver<f32> for Watcher<'_> {
             self.new_findings();
         }
     }
+}
+
+/// The doctor for a supervised run of `exp`: it knows the training settings (its advice is
+/// relative to the current learning rate and never suggests what is already set).
+fn doctor_for(exp: &Experiment, config: DoctorConfig, classes: usize) -> Doctor {
+    let mut d = Doctor::for_training(config, &train_config(exp), classes);
+    d.stats.run.settings.extend(exp.settings());
+    d
 }
 
 /// The classifier loss whose name stands for the TD loss in the doctor's records.
@@ -327,7 +347,7 @@ pub fn run_prepared(exp: &Experiment, data: Data, model: Model, opts: RunOptions
     };
     match (data, model) {
         (Data::Rows { train, val }, Model::Feed { mut net, names }) => {
-            let doctor = opts.doctor.map(|d| Doctor::new(d, cfg.loss, train.classes));
+            let doctor = opts.doctor.map(|d| doctor_for(exp, d, train.classes));
             let mut w = Watcher { doctor, events, seen: HashSet::new(), zeroed: 0, samples: 0, episodes: 0 };
             if let (Some(dcfg), true) = (opts.doctor, opts.dead_at_init) {
                 let mut before = Doctor::new(dcfg, cfg.loss, train.classes);
@@ -344,7 +364,7 @@ pub fn run_prepared(exp: &Experiment, data: Data, model: Model, opts: RunOptions
             out.model = Trained::Feed { net, names };
         }
         (Data::Seq { train, val }, Model::Seq(mut model)) => {
-            let mut doctor = opts.doctor.map(|d| Doctor::new(d, cfg.loss, train.classes));
+            let mut doctor = opts.doctor.map(|d| doctor_for(exp, d, train.classes));
             if let (Some(d), crate::data::seq::SeqTarget::Tokens { mask, .. }) = (&mut doctor, &train.target) {
                 let steps = mask.iter().filter(|&&m| m).count() as f64 / mask.nrows().max(1) as f64;
                 d.set_init_loss_scale(steps);
@@ -374,4 +394,47 @@ pub fn run_prepared(exp: &Experiment, data: Data, model: Model, opts: RunOptions
         _ => unreachable!("prepare pairs each kind of data with its kind of model"),
     }
     out
+}
+
+/// The numbers a treatment is judged on. Supervised runs: the trainer's report. DQN runs:
+/// `best_val_acc` is the mean return over the last 50 episodes divided by 500 (CartPole-v1's
+/// cap), so one accuracy point is 5 return; they have no loss to compare.
+pub fn treatment_metrics(run: &Run) -> crate::doctor::treatment::Metrics {
+    match (&run.report, &run.dqn) {
+        (Some(r), _) => crate::doctor::treatment::Metrics::from_report(r),
+        (None, Some(d)) => crate::doctor::treatment::Metrics::new(f64::NAN, d.mean_last(50) / 500.0, f64::NAN),
+        (None, None) => crate::doctor::treatment::Metrics::default(),
+    }
+}
+
+/// `leaky doctor --treat`: apply the root causes' fixes together
+/// ([`crate::doctor::treatment::plan`]), retrain with the same seed and budget, and compare.
+/// Returns `None` when no root cause has a fix that is a setting; otherwise the treated
+/// experiment, its run and the [`crate::doctor::treatment::Treatment`] (verdict from the
+/// metrics).
+pub fn treat(
+    exp: &Experiment,
+    base: &Path,
+    before: &Run,
+    opts: RunOptions,
+) -> Result<Option<(Experiment, Run, crate::doctor::treatment::Treatment)>> {
+    let plan = crate::doctor::treatment::plan(&before.findings);
+    if plan.is_empty() {
+        return Ok(None);
+    }
+    let mut settings = Vec::new();
+    for (k, v) in &plan {
+        let t = toml::Value::try_from(v)
+            .map_err(|e| super::Error::Run(format!("fix `{k}` = {v}: not a TOML value ({e})")))?;
+        settings.push((k.clone(), t));
+    }
+    let treated = exp.with_settings(&settings)?;
+    let after = run(&treated, base, opts, &mut NoEvents)?;
+    let t = crate::doctor::treatment::compare(
+        &treatment_metrics(before),
+        &treatment_metrics(&after),
+        &before.findings,
+        &after.findings,
+    );
+    Ok(Some((treated, after, t)))
 }

@@ -118,6 +118,10 @@ pub trait Layer<F: Float>: Send + Sync {
 pub trait Probe<F: Float> {
     /// Called after layer `index` computed `out` in the forward pass.
     fn after_forward(&mut self, _index: usize, _layer: &dyn Layer<F>, _out: &Tensor<F>) {}
+    /// Called once per step after the loss: its value and its gradient `dscores` with
+    /// respect to the model's output (the output's shape, e.g. (N, C)), before the backward
+    /// pass. Trainers that compute a loss call it; the default does nothing.
+    fn after_loss(&mut self, _loss: f64, _dscores: &Tensor<F>) {}
     /// Called after layer `index` computed `dx` (dLoss/d its input) in the backward pass.
     fn after_backward(&mut self, _index: usize, _layer: &dyn Layer<F>, _dx: &Tensor<F>) {}
     /// Whether [`Sequential::backward_params_probed`] must compute the first layer's input

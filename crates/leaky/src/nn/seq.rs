@@ -10,6 +10,7 @@
 //! instrument behind the "explodes or vanishes with Whh's spectral radius" story.
 
 use crate::data::seq::{SeqDataset, SeqInput, SeqTarget};
+use crate::doctor::stats::{SaturationCount, ACTIVATION_SAMPLE_VALUES, SIGMOID_SATURATION_MARGIN};
 use crate::layers::rnn;
 use crate::losses::mse_loss;
 use crate::nn::spectral::{largest_singular_value, scale_to_spectral_radius, spectral_radius};
@@ -89,6 +90,21 @@ impl SeqSpec {
     }
 }
 
+/// The saturation of one recurrent activation over the last [`SeqModel::forward_backward`]
+/// (an evenly spread sample of about [`ACTIVATION_SAMPLE_VALUES`] values).
+#[derive(Clone, Debug, PartialEq)]
+pub struct GateSaturation {
+    /// `"h"` (the RNN's tanh), or the LSTM's `"i"`, `"f"`, `"o"`, `"g"` and `"c"` (tanh of the
+    /// cell state).
+    pub gate: &'static str,
+    /// `"sigmoid"` or `"tanh"`.
+    pub activation: &'static str,
+    /// The counts. For the forget gate only values pinned shut (f < 0.01) count as
+    /// saturated: a forget gate pinned open is how an LSTM keeps a memory, and the cell-state
+    /// path then passes the gradient back unchanged.
+    pub count: SaturationCount,
+}
+
 /// A recurrent sequence model with its parameters and the instruments of its last pass.
 pub struct SeqModel<F: Float> {
     /// Its shape.
@@ -100,6 +116,7 @@ pub struct SeqModel<F: Float> {
     w_out: Param<F>,
     b_out: Param<F>,
     norms: Vec<f64>,
+    gate_saturation: Vec<GateSaturation>,
 }
 
 /// One minibatch of a [`SeqDataset`] in the model's float type.
@@ -185,6 +202,7 @@ impl<F: Float> SeqModel<F> {
             w_out: Param::new("W_out", w_out.into_dyn(), true),
             b_out: Param::new("b_out", Array1::<F>::zeros(m).into_dyn(), false),
             norms: Vec::new(),
+            gate_saturation: Vec::new(),
         }
     }
 
@@ -254,6 +272,12 @@ impl<F: Float> SeqModel<F> {
     /// `||dL/dh_t||` for t = 0..T from the last backward pass (see [`rnn::backward_with_norms`]).
     pub fn bptt_norms(&self) -> &[f64] {
         &self.norms
+    }
+
+    /// Saturation of the recurrent activations in the last [`SeqModel::forward_backward`]:
+    /// the RNN's tanh (`"h"`), or the LSTM's gates i, f, o (sigmoid), g (tanh) and tanh(c).
+    pub fn gate_saturation(&self) -> &[GateSaturation] {
+        &self.gate_saturation
     }
 
     fn inputs(&self, input: &SeqBatchInput<F>) -> (Array3<F>, Option<rnn::EmbeddingCache>) {
@@ -350,6 +374,18 @@ impl<F: Float> SeqModel<F> {
             Cache::Lstm(c) => rnn::lstm_backward_with_norms(&dh, c, &wx, &wh),
         };
         self.norms = norms;
+        self.gate_saturation = match &cache {
+            Cache::Rnn(c) => vec![saturation_of(&c.h, 0, 1, "h", "tanh")],
+            Cache::Lstm(c) => {
+                let mut v: Vec<GateSaturation> = ["i", "f", "o", "g"]
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &g)| saturation_of(&c.gates, k, 4, g, if g == "g" { "tanh" } else { "sigmoid" }))
+                    .collect();
+                v.push(saturation_of(&c.tanh_c, 0, 1, "c", "tanh"));
+                v
+            }
+        };
         self.wx.grad = dwx.into_dyn();
         self.wh.grad = dwh.into_dyn();
         self.b.grad = db.into_dyn();
@@ -360,6 +396,41 @@ impl<F: Float> SeqModel<F> {
         }
         eval
     }
+}
+
+/// The saturation of block `k` of `blocks` equal blocks along the last axis of `a` (N, T,
+/// blocks * H), over evenly strided (n, t) rows totalling about [`ACTIVATION_SAMPLE_VALUES`]
+/// values. The forget gate counts only its shut side ([`GateSaturation::count`]).
+fn saturation_of<F: Float>(
+    a: &Array3<F>,
+    k: usize,
+    blocks: usize,
+    gate: &'static str,
+    activation: &'static str,
+) -> GateSaturation {
+    let (n, t, width) = a.dim();
+    let h = width / blocks;
+    let rows = n * t;
+    let want = ACTIVATION_SAMPLE_VALUES.div_ceil(h.max(1)).clamp(1, rows.max(1));
+    let stride = (rows / want).max(1);
+    let sigmoid = activation == "sigmoid";
+    let mut count = SaturationCount::default();
+    for r in (0..rows).step_by(stride).take(want) {
+        let row = a.slice(s![r / t, r % t, k * h..(k + 1) * h]);
+        for &v in row.iter() {
+            let v = v.to_f64c();
+            if gate == "f" {
+                // Shut side only: count as saturated when f < margin.
+                count.push(v, true);
+                if v > 1.0 - SIGMOID_SATURATION_MARGIN {
+                    count.saturated -= 1;
+                }
+            } else {
+                count.push(v, sigmoid);
+            }
+        }
+    }
+    GateSaturation { gate, activation, count }
 }
 
 #[cfg(test)]

@@ -258,6 +258,9 @@ pub trait DqnObserver<F: Float> {
     /// After an episode: its index, its return in CartPole's units (+1 per step, unscaled)
     /// and the environment steps so far.
     fn on_episode(&mut self, _episode: usize, _ret: f64, _env_steps: usize) {}
+    /// Once, after the last episode: the trained online network and the replay buffer
+    /// (e.g. for a pass over the replay states).
+    fn on_finish(&mut self, _model: &mut Sequential<F>, _replay: &ReplayBuffer) {}
 }
 
 /// An observer that does nothing.
@@ -269,7 +272,16 @@ impl<F: Float> DqnObserver<F> for NoDqnObserver {}
 /// error as a flat op ([`TD_CLIP_WHERE`]) for the `zero_gradient` detector.
 impl<F: Float> DqnObserver<F> for Doctor {
     fn probe(&mut self, update: usize) -> Option<&mut dyn Probe<F>> {
+        self.stats.run.rl = true;
         Observer::<F>::probe(self, update)
+    }
+
+    /// The dead-unit pass of the Q-network over the states in the replay buffer (the
+    /// states it was trained on).
+    fn on_finish(&mut self, model: &mut Sequential<F>, replay: &ReplayBuffer) {
+        self.stats.run.rl = true;
+        let states = replay_states(replay);
+        self.dead_unit_pass_inputs(model, states.view());
     }
 
     fn on_update(&mut self, info: &UpdateInfo, model: &Sequential<F>) {
@@ -294,6 +306,12 @@ impl<F: Float> DqnObserver<F> for Doctor {
             });
         }
     }
+}
+
+/// The states of every transition in `replay`, (N, 4).
+pub fn replay_states(replay: &ReplayBuffer) -> Array2<f64> {
+    let items = replay.items();
+    Array2::from_shape_fn((items.len(), STATE_DIM), |(i, j)| items[i].state[j])
 }
 
 /// The outcome of [`train`].
@@ -497,6 +515,7 @@ pub fn train<F: Float>(cfg: &DqnConfig, observer: &mut dyn DqnObserver<F>) -> (S
     }
     run.env_steps = t;
     run.seconds = start.elapsed().as_secs_f64();
+    observer.on_finish(&mut online, &buffer);
     (online, run)
 }
 

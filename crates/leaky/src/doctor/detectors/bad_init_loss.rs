@@ -6,7 +6,7 @@
 //! at chance performance*; Karpathy, "A Recipe for Training Neural Networks" (2019),
 //! *verify loss @ init*.
 
-use crate::doctor::finding::{Code, Finding, Severity};
+use crate::doctor::finding::{Code, Finding, Fix, Severity};
 use crate::doctor::stats::InitLoss;
 
 /// A step-0 loss at least this much above the prediction, relative to it (here: at least
@@ -27,7 +27,7 @@ pub fn detect(init: Option<&InitLoss>) -> Option<Finding> {
         return None; // a non-finite loss is `non_finite`'s; C = 1 predicts nothing
     }
     let rel = i.relative_deviation();
-    let (severity, why, fixes): (Severity, String, Vec<&str>) = if rel >= BAD_INIT_LOSS_HIGH_REL {
+    let (severity, why, fixes): (Severity, String, Vec<Fix>) = if rel >= BAD_INIT_LOSS_HIGH_REL {
         (
             Severity::Warning,
             format!(
@@ -40,9 +40,9 @@ pub fn detect(init: Option<&InitLoss>) -> Option<Finding> {
                 super::sig3(i.loss)
             ),
             vec![
-                "use Xavier init (model.init = \"xavier\")",
-                "standardise inputs (data.normalize = true)",
-                "use a smaller initial scale (model.init = \"normal\", model.init_std = 0.01)",
+                Fix::text("use Xavier init").set("model.init", "xavier"),
+                Fix::text("standardise inputs").set("data.normalize", true),
+                Fix::text("use a smaller initial scale").set("model.init", "normal").set("model.init_std", 0.01),
             ],
         )
     } else if rel <= -BAD_INIT_LOSS_LOW_REL {
@@ -57,7 +57,7 @@ pub fn detect(init: Option<&InitLoss>) -> Option<Finding> {
                 i.classes,
                 super::sig3(i.loss)
             ),
-            vec!["check the data and labels (data.dataset)", "check the loss (train.loss)"],
+            vec![Fix::text("check the data and labels (data.dataset)"), Fix::text("check the loss (train.loss)")],
         )
     } else {
         return None;
@@ -88,7 +88,7 @@ mod tests {
         assert_eq!((f.code, f.severity, f.step), (Code::BadInitLoss, Severity::Warning, Some(0)));
         assert!((f.number("expected").unwrap() - ln10).abs() < 1e-15);
         assert_eq!(f.number("classes"), Some(10.0));
-        assert!(f.fix[0].contains("xavier"));
+        assert_eq!(f.fix[0].set["model.init"], "xavier");
         assert!(detect(Some(&InitLoss::softmax(ln10 * (1.0 - BAD_INIT_LOSS_LOW_REL) + k, 10))).is_none());
         let low = detect(Some(&InitLoss::softmax(ln10 * (1.0 - BAD_INIT_LOSS_LOW_REL) - k, 10))).unwrap();
         assert_eq!(low.severity, Severity::Info);

@@ -5,8 +5,8 @@
 use super::{
     depth_samples, layer_where, persistent, radius_phrase, sig3, time_samples, with_depth_evidence, with_time_evidence,
 };
-use crate::doctor::finding::{Code, Finding, Severity};
-use crate::doctor::stats::{BpttStats, GlobalNormSample, LayerStats};
+use crate::doctor::finding::{Code, Finding, Fix, Severity};
+use crate::doctor::stats::{BpttStats, GlobalNormSample, LayerStats, RunInfo};
 
 /// Depth: reported when the lowest layer's input-gradient RMS is at least this multiple of
 /// the highest layer's: three orders of magnitude (the mirror image of
@@ -25,15 +25,22 @@ pub const TIME_EXPLODING_RATIO: f64 = 1e3;
 /// Time: at least this multiple (six decades) is an error; a few more such steps overflow f32.
 pub const TIME_EXPLODING_ERROR_RATIO: f64 = 1e6;
 
-const FIX_CLIP: &str = "clip the gradient norm (train.clip_grad_norm = 5.0)";
+/// The clipping fix.
+fn fix_clip() -> Fix {
+    Fix::text("clip the gradient norm").set("train.clip_grad_norm", 5.0)
+}
+
+fn is_clip(f: &Fix) -> bool {
+    f.set.contains_key("train.clip_grad_norm")
+}
 
 /// Findings for a gradient that explodes through depth (at most one) and back through time
 /// (one per recurrent layer). `norms` (the global norm before and after clipping, per
 /// sampled step) tells whether clipping is already on: then the finding says so, with how
 /// often it cut, and does not suggest it again.
-pub fn detect(layers: &[LayerStats], bptt: &[BpttStats], norms: &[GlobalNormSample]) -> Vec<Finding> {
+pub fn detect(layers: &[LayerStats], bptt: &[BpttStats], norms: &[GlobalNormSample], run: &RunInfo) -> Vec<Finding> {
     let mut out = Vec::new();
-    out.extend(detect_depth(layers));
+    out.extend(detect_depth(layers, run));
     out.extend(detect_time(bptt));
     let clipped: Vec<&GlobalNormSample> = norms.iter().filter(|s| s.clipped()).collect();
     let Some(worst) = clipped.iter().max_by(|a, b| (a.before / a.after).total_cmp(&(b.before / b.after))) else {
@@ -51,7 +58,7 @@ pub fn detect(layers: &[LayerStats], bptt: &[BpttStats], norms: &[GlobalNormSamp
         .into_iter()
         .map(|mut f| {
             f.why.push_str(&said);
-            f.fix.retain(|x| x != FIX_CLIP);
+            f.fix.retain(|x| !is_clip(x));
             f.with("clipped_samples", clipped.len())
                 .with("clip_norm_before_max", worst.before)
                 .with("clip_norm_after", worst.after)
@@ -61,7 +68,7 @@ pub fn detect(layers: &[LayerStats], bptt: &[BpttStats], norms: &[GlobalNormSamp
 }
 
 /// The depth axis only.
-pub fn detect_depth(layers: &[LayerStats]) -> Option<Finding> {
+pub fn detect_depth(layers: &[LayerStats], run: &RunInfo) -> Option<Finding> {
     let samples = depth_samples(layers);
     let refs: Vec<_> = samples.iter().collect();
     let (s, flagged) = persistent(&refs, |s| s.ratio >= DEPTH_EXPLODING_RATIO)?;
@@ -80,12 +87,13 @@ pub fn detect_depth(layers: &[LayerStats]) -> Option<Finding> {
         s.ratio,
         top.0
     );
-    let f = Finding::new(Code::ExplodingGradient, severity, layer_where(bottom.0, &bottom.1), Some(s.step), why);
+    let f = Finding::new(Code::ExplodingGradient, severity, layer_where(bottom.0, &bottom.1), Some(s.step), why)
+        .at_layer(bottom.0);
     Some(with_depth_evidence(f, s, samples.len(), flagged, DEPTH_EXPLODING_RATIO).fixes([
-        "use He init (model.init = \"he\")",
-        "add batch norm (model.batchnorm = true)",
-        FIX_CLIP,
-        "lower the learning rate (train.lr)",
+        Fix::text("use He init").set("model.init", "he"),
+        Fix::text("add batch norm").set("model.batchnorm", true),
+        fix_clip(),
+        super::lr_fix("lower the learning rate", run, 0.1),
     ]))
 }
 
@@ -114,11 +122,12 @@ pub fn detect_time(bptt: &[BpttStats]) -> Vec<Finding> {
             ratio(b),
             t - 1
         );
-        let f = Finding::new(Code::ExplodingGradient, severity, layer_where(layer, &b.kind), Some(b.step), why);
+        let f = Finding::new(Code::ExplodingGradient, severity, layer_where(layer, &b.kind), Some(b.step), why)
+            .at_layer(layer);
         out.push(with_time_evidence(f, b, samples.len(), flagged, TIME_EXPLODING_RATIO).fixes([
-            FIX_CLIP,
-            "initialise Wh at spectral radius below 1 (model.whh_radius = 0.9)",
-            "use an LSTM (model.kind = \"lstm\")",
+            fix_clip(),
+            Fix::text("initialise Wh at spectral radius below 1").set("model.whh_radius", 0.9),
+            Fix::text("use an LSTM").set("model.kind", "lstm"),
         ]));
     }
     out
@@ -136,24 +145,30 @@ mod tests {
     #[test]
     fn depth_borderline() {
         let k = 1.0 + 1e-6;
-        assert!(detect(&net(0, DEPTH_EXPLODING_RATIO / k), &[], &[]).is_empty());
-        let f = detect(&net(0, DEPTH_EXPLODING_RATIO * k), &[], &[]);
+        assert!(detect(&net(0, DEPTH_EXPLODING_RATIO / k), &[], &[], &RunInfo::default()).is_empty());
+        let f = detect(&net(0, DEPTH_EXPLODING_RATIO * k), &[], &[], &RunInfo::default());
         assert_eq!(f.len(), 1);
         assert_eq!((f[0].code, f[0].severity), (Code::ExplodingGradient, Severity::Warning));
         assert_eq!(f[0].where_, "layer 0 (affine)");
         assert_eq!(f[0].text("axis"), Some("depth"));
-        assert_eq!(detect(&net(0, DEPTH_EXPLODING_ERROR_RATIO / k), &[], &[])[0].severity, Severity::Warning);
-        assert_eq!(detect(&net(0, DEPTH_EXPLODING_ERROR_RATIO * k), &[], &[])[0].severity, Severity::Error);
+        assert_eq!(
+            detect(&net(0, DEPTH_EXPLODING_ERROR_RATIO / k), &[], &[], &RunInfo::default())[0].severity,
+            Severity::Warning
+        );
+        assert_eq!(
+            detect(&net(0, DEPTH_EXPLODING_ERROR_RATIO * k), &[], &[], &RunInfo::default())[0].severity,
+            Severity::Error
+        );
         // A vanishing gradient is not exploding.
-        assert!(detect(&net(0, 1e-9), &[], &[]).is_empty());
+        assert!(detect(&net(0, 1e-9), &[], &[], &RunInfo::default()).is_empty());
     }
 
     #[test]
     fn time_borderline() {
         let g_at = |r: f64| r.powf(1.0 / 9.0); // 10 steps
         let k = 1.0 + 1e-6;
-        assert!(detect(&[], &[bptt(0, 10, g_at(TIME_EXPLODING_RATIO / k), 1.3)], &[]).is_empty());
-        let f = detect(&[], &[bptt(2, 10, g_at(TIME_EXPLODING_RATIO * k), 1.3)], &[]);
+        assert!(detect(&[], &[bptt(0, 10, g_at(TIME_EXPLODING_RATIO / k), 1.3)], &[], &RunInfo::default()).is_empty());
+        let f = detect(&[], &[bptt(2, 10, g_at(TIME_EXPLODING_RATIO * k), 1.3)], &[], &RunInfo::default());
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].severity, Severity::Warning);
         assert_eq!(f[0].where_, "layer 1 (rnn)");
@@ -161,13 +176,15 @@ mod tests {
         assert_eq!(f[0].number("whh_spectral_radius"), Some(1.3));
         assert!(f[0].number("growth_per_step").unwrap() > 1.0);
         assert_eq!(f[0].number("time_steps"), Some(10.0));
-        assert!(f[0].fix[0].contains("clip_grad_norm"));
+        assert!(is_clip(&f[0].fix[0]));
         assert_eq!(
-            detect(&[], &[bptt(0, 10, g_at(TIME_EXPLODING_ERROR_RATIO / k), 1.3)], &[])[0].severity,
+            detect(&[], &[bptt(0, 10, g_at(TIME_EXPLODING_ERROR_RATIO / k), 1.3)], &[], &RunInfo::default())[0]
+                .severity,
             Severity::Warning
         );
         assert_eq!(
-            detect(&[], &[bptt(0, 10, g_at(TIME_EXPLODING_ERROR_RATIO * k), 1.3)], &[])[0].severity,
+            detect(&[], &[bptt(0, 10, g_at(TIME_EXPLODING_ERROR_RATIO * k), 1.3)], &[], &RunInfo::default())[0]
+                .severity,
             Severity::Error
         );
     }
@@ -178,13 +195,22 @@ mod tests {
         let k = 1.0 + 1e-6;
         // Step 0 explodes, two later samples do not (the run saturated or diverged after).
         let calm = |step| bptt(step, 10, 1.0, 3.0);
-        let f = detect(&[], &[bptt(0, 10, g_at(TIME_EXPLODING_ERROR_RATIO * k), 3.0), calm(10), calm(20)], &[]);
+        let f = detect(
+            &[],
+            &[bptt(0, 10, g_at(TIME_EXPLODING_ERROR_RATIO * k), 3.0), calm(10), calm(20)],
+            &[],
+            &RunInfo::default(),
+        );
         assert_eq!(f.len(), 1);
         assert_eq!((f[0].severity, f[0].step), (Severity::Error, Some(0)));
         // Just below the error ratio, one sample out of three is not persistent: nothing.
-        assert!(
-            detect(&[], &[bptt(0, 10, g_at(TIME_EXPLODING_ERROR_RATIO / k), 3.0), calm(10), calm(20)], &[]).is_empty()
-        );
+        assert!(detect(
+            &[],
+            &[bptt(0, 10, g_at(TIME_EXPLODING_ERROR_RATIO / k), 3.0), calm(10), calm(20)],
+            &[],
+            &RunInfo::default()
+        )
+        .is_empty());
     }
 }
 
@@ -202,13 +228,14 @@ mod clip_tests {
     #[test]
     fn clipping_already_on_is_said_and_not_suggested_again() {
         let exploding = [bptt(0, 10, 1e7f64.powf(1.0 / 9.0), 3.0)];
-        let plain = detect(&[], &exploding, &[norm(0, 0.5, 0.5), norm(10, 0.9, 0.9)]);
+        let plain = detect(&[], &exploding, &[norm(0, 0.5, 0.5), norm(10, 0.9, 0.9)], &RunInfo::default());
         assert_eq!(plain.len(), 1);
-        assert_eq!(plain[0].fix[0], FIX_CLIP);
+        assert_eq!(plain[0].fix[0], fix_clip());
         assert_eq!(plain[0].number("clipped_samples"), None);
-        let clipped = detect(&[], &exploding, &[norm(0, 40.0, 1.0), norm(10, 0.9, 0.9), norm(20, 3.0, 1.0)]);
+        let clipped =
+            detect(&[], &exploding, &[norm(0, 40.0, 1.0), norm(10, 0.9, 0.9), norm(20, 3.0, 1.0)], &RunInfo::default());
         assert_eq!(clipped.len(), 1);
-        assert!(!clipped[0].fix.iter().any(|f| f.contains("clip_grad_norm")), "{:?}", clipped[0].fix);
+        assert!(!clipped[0].fix.iter().any(is_clip), "{:?}", clipped[0].fix);
         assert!(!clipped[0].fix.is_empty());
         assert!(clipped[0].why.contains("on 2 of 3 sampled steps"), "{}", clipped[0].why);
         assert!(clipped[0].why.contains("from 40.0 to 1.00"), "{}", clipped[0].why);

@@ -13,23 +13,69 @@
 //!   at least [`PERSISTENCE_FRACTION`] of a layer's samples (one odd minibatch is not a
 //!   pathology). The finding's `step` is the first sampled step at which it held, and the
 //!   evidence numbers are those of that step, with `samples` and `flagged_samples` counts.
-//! * `where` names a layer as `"layer {index} ({kind})"` ([`layer_where`]).
+//! * `where` names a layer as `"layer {index} ({kind})"` ([`layer_where`]) and the finding's
+//!   `layer` is that index.
+//! * Fixes are structured ([`Fix`]): the words and the experiment keys that apply them. A
+//!   learning rate is always suggested relative to the current one and within
+//!   [`LR_MIN_FACTOR`, `LR_MAX_FACTOR`] of it ([`suggest_lr`]); when the current one is not
+//!   known, the fix names the key without a value.
 //! * A threshold names the first unhealthy value: a value exactly at it is reported, unless
 //!   the constant's doc says "above" (then only larger values are).
 
 pub mod bad_init_loss;
 pub mod dead_relu;
+pub mod diverging_loss;
 pub mod exploding_gradient;
 pub mod non_finite;
+pub mod not_learning;
 pub mod saturation;
 pub mod unnormalized_input;
 pub mod update_ratio;
 pub mod vanishing_gradient;
 pub mod zero_gradient;
 
-use crate::doctor::finding::Finding;
-use crate::doctor::stats::{BpttStats, LayerStats};
+use crate::doctor::finding::{Finding, Fix};
+use crate::doctor::stats::{BpttStats, LayerStats, RunInfo};
 use std::collections::BTreeMap;
+
+/// A suggested learning rate is never below this fraction of the current one: a hundred
+/// times smaller is already a different run, and a detector that wants more is reading a
+/// symptom of something else (our bound; the treatment retrains with one suggestion).
+pub const LR_MIN_FACTOR: f64 = 0.01;
+
+/// A suggested learning rate is never above this multiple of the current one (our bound: a
+/// ten-fold raise is as far as one step of a learning-rate search goes; CS231n suggests
+/// searching on a log scale, one decade at a time).
+pub const LR_MAX_FACTOR: f64 = 10.0;
+
+/// `x` rounded to one significant digit (`0.0437 -> 0.04`, `512 -> 500`).
+pub fn round_sig1(x: f64) -> f64 {
+    if !x.is_finite() || x == 0.0 {
+        return x;
+    }
+    // Through the decimal form, so the result is the f64 nearest to the printed digit
+    // (0.3, not 0.30000000000000004).
+    format!("{x:.0e}").parse().expect("a formatted float parses")
+}
+
+/// The current learning rate times `factor`, rounded to one significant digit and kept
+/// within [`LR_MIN_FACTOR`, `LR_MAX_FACTOR`] of the current one; `None` when the current
+/// one is not known.
+pub fn suggest_lr(run: &RunInfo, factor: f64) -> Option<f64> {
+    let lr = run.lr()?;
+    let (lo, hi) = (lr * LR_MIN_FACTOR, lr * LR_MAX_FACTOR);
+    let f = if factor.is_finite() && factor > 0.0 { factor } else { 1.0 };
+    Some(round_sig1(lr * f).clamp(lo, hi))
+}
+
+/// A learning-rate fix: `text` with `train.lr` set to [`suggest_lr`]`(run, factor)` when the
+/// current rate is known, else the text naming the key.
+pub fn lr_fix(text: &str, run: &RunInfo, factor: f64) -> Fix {
+    match suggest_lr(run, factor) {
+        Some(v) => Fix::text(text).set("train.lr", v),
+        None => Fix::text(format!("{text} (train.lr)")),
+    }
+}
 
 /// A condition seen at sampled steps is reported when it holds in at least this share of
 /// the samples (a majority-or-tie rule: our choice, so that a single unusual minibatch is
@@ -199,6 +245,21 @@ mod tests {
         assert_eq!(sig3(1234.5), "1234");
         assert_eq!(sig3(1.5e-7), "1.50e-7");
         assert_eq!(sig3(0.0), "0");
+    }
+
+    #[test]
+    fn learning_rates_stay_within_bounds() {
+        assert_eq!(round_sig1(0.0437), 0.04);
+        assert_eq!(round_sig1(512.0), 500.0);
+        assert_eq!(round_sig1(-0.26), -0.3);
+        let mut run = RunInfo::default();
+        assert_eq!(suggest_lr(&run, 10.0), None);
+        assert_eq!(lr_fix("raise it", &run, 10.0).set.len(), 0);
+        run.settings.insert("train.lr".into(), 0.5.into());
+        assert_eq!(suggest_lr(&run, 0.1), Some(0.05));
+        assert_eq!(suggest_lr(&run, 1000.0), Some(5.0), "at most lr * 10");
+        assert_eq!(suggest_lr(&run, 1e-6), Some(0.005), "at least lr / 100");
+        assert_eq!(lr_fix("lower it", &run, 0.1).set["train.lr"], 0.05);
     }
 
     #[test]

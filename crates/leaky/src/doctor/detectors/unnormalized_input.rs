@@ -4,7 +4,7 @@
 //! the inputs*: inputs should average to ~0 over the training set and have similar, ~unit
 //! variances; CS231n "Neural Networks Part 2", *Data Preprocessing*.
 
-use crate::doctor::finding::{Code, Finding, Severity};
+use crate::doctor::finding::{Code, Finding, Fix, Severity};
 use crate::doctor::stats::InputStats;
 
 /// The mean over features of |feature mean| above this is an offset problem: the typical
@@ -58,7 +58,7 @@ pub fn detect(input: Option<&InputStats>) -> Option<Finding> {
             .with("examples", s.examples)
             .with("offset", offset)
             .with("scale", scale)
-            .fixes(["standardise inputs (data.normalize = true)"]),
+            .fixes([Fix::text("standardise inputs").set("data.normalize", true)]),
     )
 }
 
@@ -98,7 +98,7 @@ mod tests {
         assert_eq!(f.where_, "input");
         assert_eq!(f.evidence["offset"], true);
         assert_eq!(f.evidence["scale"], false);
-        assert_eq!(f.fix, ["standardise inputs (data.normalize = true)"]);
+        assert_eq!(f.fix, [Fix::text("standardise inputs").set("data.normalize", true)]);
         assert!(f.why.starts_with("The features average"));
     }
 

@@ -7,9 +7,10 @@
 //! 1e-3)`. Biases and normalisation scales are not judged (they start at 0 or 1 and have no
 //! scale of their own).
 
+use super::lr_fix;
 use super::{group_by, layer_where};
-use crate::doctor::finding::{Code, Finding, Severity};
-use crate::doctor::stats::{GlobalNormSample, ParamStats};
+use crate::doctor::finding::{Code, Finding, Fix, Severity};
+use crate::doctor::stats::{GlobalNormSample, ParamStats, RunInfo};
 
 /// The healthy update-to-weight ratio. CS231n, "Neural Networks Part 3: Learning and
 /// Evaluation", *Ratio of weights:updates*: "a rough heuristic is that this ratio should be
@@ -31,6 +32,12 @@ pub const UPDATE_RATIO_ERROR_DECADES: f64 = 2.5;
 /// late in a converging run.
 pub const UPDATE_RATIO_LOW_DECADES: f64 = 2.0;
 
+/// A too-large ratio gets a learning rate that brings it to this: one decade above the
+/// target, half a decade inside the band of [`UPDATE_RATIO_HIGH_DECADES`] (our choice,
+/// measured on examples/sick/huge-lr-updates.toml: cutting its rate to reach 1e-3 made the
+/// validation loss six times worse in the same budget).
+pub const UPDATE_RATIO_LOWER_TO: f64 = 1e-2;
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
@@ -47,7 +54,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// whether clipping is on: a too-small ratio under clipping that cut on most sampled steps
 /// says so (the clip shrinks every parameter's step, and the exploding part of the gradient
 /// takes the whole budget), and a too-large one does not suggest clipping again.
-pub fn detect(params: &[ParamStats], norms: &[GlobalNormSample]) -> Vec<Finding> {
+pub fn detect(params: &[ParamStats], norms: &[GlobalNormSample], run: &RunInfo) -> Vec<Finding> {
     let clipped: Vec<&GlobalNormSample> = norms.iter().filter(|s| s.clipped()).collect();
     let clipping_on = !clipped.is_empty();
     let mostly_clipped = 2 * clipped.len() > norms.len();
@@ -72,8 +79,20 @@ pub fn detect(params: &[ParamStats], norms: &[GlobalNormSample]) -> Vec<Finding>
             .unwrap_or(&samples[0]);
         let severity = if d > UPDATE_RATIO_ERROR_DECADES { Severity::Error } else { Severity::Warning };
         let lr = first.lr;
-        // The learning rate that would bring the median ratio to the target (lr scales the update).
-        let suggested = if ratio > 0.0 { lr * UPDATE_RATIO_TARGET / ratio } else { lr * 10.0 };
+        // The factor on the learning rate that would bring the median ratio to the target
+        // (lr scales the update): 1e-3 from below; from above, UPDATE_RATIO_LOWER_TO, the
+        // smallest cut that lands well inside the healthy band (a run that learns with large
+        // steps loses the most from a cut to 1e-3 within the same budget). The suggestion stays
+        // within the bounds of `suggest_lr`.
+        let aim = if high { UPDATE_RATIO_LOWER_TO } else { UPDATE_RATIO_TARGET };
+        let factor = if ratio > 0.0 { aim / ratio } else { 10.0 };
+        let mut run = run.clone();
+        if run.lr().is_none() && lr.is_finite() && lr > 0.0 {
+            run.settings.insert("train.lr".into(), lr.into());
+        }
+        let lower = || lr_fix("lower the learning rate", &run, factor);
+        let raise = || lr_fix("raise the learning rate", &run, factor);
+        let clip = || Fix::text("clip the gradient norm").set("train.clip_grad_norm", 5.0);
         let where_ = format!("{} {}", layer_where(layer, &first.layer_kind), name);
         let (why, fixes) = if high {
             (
@@ -81,14 +100,7 @@ pub fn detect(params: &[ParamStats], norms: &[GlobalNormSample]) -> Vec<Finding>
                     "Each step moves {name} by {ratio:.1e} of its own size (about 1e-3 is healthy): steps this large \
                      overshoot, and can push ReLU units negative for every example, where their gradient is 0 forever."
                 ),
-                if clipping_on {
-                    vec![format!("lower the learning rate (train.lr = {suggested:.0e})")]
-                } else {
-                    vec![
-                        format!("lower the learning rate (train.lr = {suggested:.0e})"),
-                        "clip the gradient norm (train.clip_grad_norm = 5.0)".to_string(),
-                    ]
-                },
+                if clipping_on || run.clipping() { vec![lower()] } else { vec![lower(), clip()] },
             )
         } else if first.grad_norm == 0.0 {
             // No learning rate moves a weight whose gradient is exactly 0: the cause is upstream.
@@ -97,7 +109,7 @@ pub fn detect(params: &[ParamStats], norms: &[GlobalNormSample]) -> Vec<Finding>
                     "{name} does not move: its gradient is exactly 0, so no learning rate can change it. Something \
                      upstream blocks the gradient: a clip whose gradient is 0 outside its range, or units that never fire."
                 ),
-                vec!["find what blocks the gradient (see the zero_gradient and dead_relu findings)".to_string()],
+                vec![Fix::text("find what blocks the gradient (see the zero_gradient and dead_relu findings)")],
             )
         } else if mostly_clipped {
             // The global clip scales every parameter's gradient by the same factor: a part of
@@ -111,10 +123,7 @@ pub fn detect(params: &[ParamStats], norms: &[GlobalNormSample]) -> Vec<Finding>
                     norms.len(),
                     super::sig3(max_cut)
                 ),
-                vec![
-                    "fix what makes the gradient huge (see the exploding_gradient finding)".to_string(),
-                    format!("raise the learning rate (train.lr = {suggested:.0e})"),
-                ],
+                vec![Fix::text("fix what makes the gradient huge (see the exploding_gradient finding)"), raise()],
             )
         } else {
             (
@@ -122,14 +131,12 @@ pub fn detect(params: &[ParamStats], norms: &[GlobalNormSample]) -> Vec<Finding>
                     "Each step moves {name} by only {ratio:.1e} of its own size (about 1e-3 is healthy): the gradient \
                      reaches the weights but the steps are too small to change them, so training stalls."
                 ),
-                vec![
-                    format!("raise the learning rate (train.lr = {suggested:.0e})"),
-                    "use Adam (train.optimizer = \"adam\")".to_string(),
-                ],
+                vec![raise(), Fix::text("use Adam").set("train.optimizer", "adam")],
             )
         };
         out.push(
             Finding::new(Code::UpdateRatio, severity, where_, Some(first.step), why)
+                .at_layer(layer)
                 .with("ratio", ratio)
                 .with("decades_from_target", d)
                 .with("target", UPDATE_RATIO_TARGET)
@@ -170,48 +177,59 @@ mod tests {
 
     #[test]
     fn an_exactly_zero_gradient_does_not_ask_for_a_larger_learning_rate() {
-        let f = detect(&[w(0, 0.0)], &[]);
+        let f = detect(&[w(0, 0.0)], &[], &RunInfo::default());
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].text("direction"), Some("too_small"));
         assert!(f[0].why.contains("exactly 0"), "{}", f[0].why);
-        assert!(!f[0].fix[0].contains("train.lr"), "{:?}", f[0].fix);
+        assert!(!f[0].fix[0].set.contains_key("train.lr"), "{:?}", f[0].fix);
     }
 
     #[test]
     fn borderline_bands() {
         let e = 1e-6;
-        assert!(detect(&[w(0, 1e-3)], &[]).is_empty());
-        assert!(detect(&[w(0, at(UPDATE_RATIO_HIGH_DECADES - e))], &[]).is_empty());
-        let f = detect(&[w(3, at(UPDATE_RATIO_HIGH_DECADES + e))], &[]);
+        assert!(detect(&[w(0, 1e-3)], &[], &RunInfo::default()).is_empty());
+        assert!(detect(&[w(0, at(UPDATE_RATIO_HIGH_DECADES - e))], &[], &RunInfo::default()).is_empty());
+        let f = detect(&[w(3, at(UPDATE_RATIO_HIGH_DECADES + e))], &[], &RunInfo::default());
         assert_eq!((f[0].code, f[0].severity, f[0].step), (Code::UpdateRatio, Severity::Warning, Some(3)));
         assert_eq!(f[0].where_, "layer 0 (affine) W");
         assert_eq!(f[0].text("direction"), Some("too_large"));
-        assert!(f[0].fix[0].starts_with("lower the learning rate (train.lr = "));
-        assert_eq!(detect(&[w(0, at(UPDATE_RATIO_ERROR_DECADES - e))], &[])[0].severity, Severity::Warning);
-        assert_eq!(detect(&[w(0, at(UPDATE_RATIO_ERROR_DECADES + e))], &[])[0].severity, Severity::Error);
-        assert!(detect(&[w(0, at(-UPDATE_RATIO_LOW_DECADES + e))], &[]).is_empty());
-        let s = detect(&[w(0, at(-UPDATE_RATIO_LOW_DECADES - e))], &[]);
+        assert!(f[0].fix[0].text.starts_with("lower the learning rate"));
+        assert_eq!(f[0].layer, Some(0));
+        assert_eq!(
+            detect(&[w(0, at(UPDATE_RATIO_ERROR_DECADES - e))], &[], &RunInfo::default())[0].severity,
+            Severity::Warning
+        );
+        assert_eq!(
+            detect(&[w(0, at(UPDATE_RATIO_ERROR_DECADES + e))], &[], &RunInfo::default())[0].severity,
+            Severity::Error
+        );
+        assert!(detect(&[w(0, at(-UPDATE_RATIO_LOW_DECADES + e))], &[], &RunInfo::default()).is_empty());
+        let s = detect(&[w(0, at(-UPDATE_RATIO_LOW_DECADES - e))], &[], &RunInfo::default());
         assert_eq!((s[0].severity, s[0].text("direction")), (Severity::Warning, Some("too_small")));
-        assert!(s[0].fix[0].starts_with("raise the learning rate (train.lr = "));
-        // lr 1e-2 at ratio 1e-5.00...: the suggestion brings it to 1e-3.
-        assert_eq!(s[0].fix[0], "raise the learning rate (train.lr = 1e0)");
+        // lr 1e-2 at ratio 1e-5.00...: the suggestion that brings it to 1e-3 is 1 (100x), but
+        // a suggestion stays within 10x of the current rate.
+        assert_eq!(s[0].fix[0].text, "raise the learning rate");
+        assert_eq!(s[0].fix[0].set["train.lr"], 0.1);
+        // A weight far too fast at lr 1e-2: lowered towards a ratio of 1e-2, but at most 100x.
+        let f = detect(&[w(0, 100.0)], &[], &RunInfo::default());
+        assert_eq!(f[0].fix[0].set["train.lr"], 1e-4);
     }
 
     #[test]
     fn median_measured_update_and_biases() {
         // Two of three samples far too large: the median is.
-        assert_eq!(detect(&[w(0, 1e-3), w(1, 0.1), w(2, 0.1)], &[]).len(), 1);
-        assert!(detect(&[w(0, 1e-3), w(1, 1e-3), w(2, 0.1)], &[]).is_empty());
+        assert_eq!(detect(&[w(0, 1e-3), w(1, 0.1), w(2, 0.1)], &[], &RunInfo::default()).len(), 1);
+        assert!(detect(&[w(0, 1e-3), w(1, 1e-3), w(2, 0.1)], &[], &RunInfo::default()).is_empty());
         // A measured update overrides lr*|dW| (Adam: small gradient, normal step).
         let mut adam = w(0, 1e-8);
         adam.update_norm = Some(1e-2);
-        assert!(detect(&[adam.clone()], &[]).is_empty());
+        assert!(detect(&[adam.clone()], &[], &RunInfo::default()).is_empty());
         assert_eq!(adam.update_ratio(), 1e-3);
         let mut b = w(0, 1.0);
         b.is_weight = false;
         let mut zero = w(0, 1.0);
         zero.weight_norm = 0.0;
-        assert!(detect(&[b, zero], &[]).is_empty());
+        assert!(detect(&[b, zero], &[], &RunInfo::default()).is_empty());
     }
 
     /// Under clipping that cut on most sampled steps, a too-small ratio names the clip as the
@@ -222,13 +240,14 @@ mod tests {
         let cut = |step| GlobalNormSample { step, before: 400.0, after: 1.0 };
         let calm = |step| GlobalNormSample { step, before: 0.5, after: 0.5 };
         let slow = [w(0, 1e-7), w(1, 1e-7), w(2, 1e-7)];
-        let plain = detect(&slow, &[calm(0), calm(1), cut(2)]);
-        assert!(plain[0].fix[0].starts_with("raise the learning rate"), "{:?}", plain[0].fix);
-        let clipped = detect(&slow, &[cut(0), cut(1), calm(2)]);
-        assert!(clipped[0].fix[0].contains("exploding_gradient"), "{:?}", clipped[0].fix);
+        let plain = detect(&slow, &[calm(0), calm(1), cut(2)], &RunInfo::default());
+        assert!(plain[0].fix[0].text.starts_with("raise the learning rate"), "{:?}", plain[0].fix);
+        let clipped = detect(&slow, &[cut(0), cut(1), calm(2)], &RunInfo::default());
+        assert!(clipped[0].fix[0].text.contains("exploding_gradient"), "{:?}", clipped[0].fix);
         assert!(clipped[0].why.contains("on 2 of 3 sampled steps (by up to 400x)"), "{}", clipped[0].why);
         let fast = [w(0, 0.1), w(1, 0.1)];
-        assert!(detect(&fast, &[])[0].fix.iter().any(|f| f.contains("clip_grad_norm")));
-        assert!(!detect(&fast, &[cut(0)])[0].fix.iter().any(|f| f.contains("clip_grad_norm")));
+        let clips = |f: &Finding| f.fix.iter().any(|x| x.set.contains_key("train.clip_grad_norm"));
+        assert!(clips(&detect(&fast, &[], &RunInfo::default())[0]));
+        assert!(!clips(&detect(&fast, &[cut(0)], &RunInfo::default())[0]));
     }
 }

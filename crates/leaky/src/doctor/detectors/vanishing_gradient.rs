@@ -11,7 +11,7 @@ use super::{
     depth_samples, layer_where, persistent, radius_phrase, squashing_kinds, time_samples, with_depth_evidence,
     with_time_evidence,
 };
-use crate::doctor::finding::{Code, Finding, Severity};
+use crate::doctor::finding::{Code, Finding, Fix, Severity};
 use crate::doctor::stats::{BpttStats, LayerStats};
 
 /// Depth: reported when the lowest layer's input-gradient RMS is at most this fraction of
@@ -69,20 +69,21 @@ pub fn detect_depth(layers: &[LayerStats]) -> Option<Finding> {
         s.ratio,
         top.0
     );
-    let fixes: Vec<&str> = if squash.is_empty() {
+    let fixes: Vec<Fix> = if squash.is_empty() {
         vec![
-            "use He init (model.init = \"he\")",
-            "add batch norm (model.batchnorm = true)",
-            "use fewer layers (model.hidden)",
+            Fix::text("use He init").set("model.init", "he"),
+            Fix::text("add batch norm").set("model.batchnorm", true),
+            Fix::text("use fewer layers (model.hidden)"),
         ]
     } else {
         vec![
-            "use relu with He init (model.activation = \"relu\", model.init = \"he\")",
-            "use Xavier init (model.init = \"xavier\")",
-            "add batch norm (model.batchnorm = true)",
+            Fix::text("use relu with He init").set("model.activation", "relu").set("model.init", "he"),
+            Fix::text("add batch norm").set("model.batchnorm", true),
+            Fix::text("use Xavier init").set("model.init", "xavier"),
         ]
     };
-    let f = Finding::new(Code::VanishingGradient, severity, layer_where(bottom.0, &bottom.1), Some(s.step), why);
+    let f = Finding::new(Code::VanishingGradient, severity, layer_where(bottom.0, &bottom.1), Some(s.step), why)
+        .at_layer(bottom.0);
     Some(with_depth_evidence(f, s, samples.len(), flagged, DEPTH_VANISHING_RATIO).fixes(fixes))
 }
 
@@ -112,8 +113,8 @@ pub fn detect_time(bptt: &[BpttStats]) -> Vec<Finding> {
                     t - 1
                 ),
                 vec![
-                    "use shorter sequences (data.seq_len)",
-                    "initialise Wh at spectral radius 1 (model.whh_radius = 1.0)",
+                    Fix::text("initialise Wh at spectral radius 1").set("model.whh_radius", 1.0),
+                    Fix::text("use shorter sequences (data.seq_len)"),
                 ],
             )
         } else {
@@ -127,13 +128,14 @@ pub fn detect_time(bptt: &[BpttStats]) -> Vec<Finding> {
                     t - 1
                 ),
                 vec![
-                    "use an LSTM (model.kind = \"lstm\")",
-                    "initialise Wh at spectral radius 1 (model.whh_radius = 1.0)",
-                    "use shorter sequences (data.seq_len)",
+                    Fix::text("use an LSTM").set("model.kind", "lstm"),
+                    Fix::text("initialise Wh at spectral radius 1").set("model.whh_radius", 1.0),
+                    Fix::text("use shorter sequences (data.seq_len)"),
                 ],
             )
         };
-        let f = Finding::new(Code::VanishingGradient, severity, layer_where(layer, &b.kind), Some(b.step), why);
+        let f = Finding::new(Code::VanishingGradient, severity, layer_where(layer, &b.kind), Some(b.step), why)
+            .at_layer(layer);
         out.push(with_time_evidence(f, b, samples.len(), flagged, TIME_VANISHING_RATIO).fixes(fixes));
     }
     out
@@ -165,7 +167,8 @@ mod tests {
         assert_eq!(f[0].text("axis"), Some("depth"));
         assert_eq!(f[0].number("top_layer"), Some(2.0));
         assert!(f[0].why.contains("0.25"));
-        assert!(f[0].fix[0].contains("relu"));
+        assert_eq!(f[0].fix[0].set["model.activation"], "relu");
+        assert_eq!(f[0].layer, Some(0));
         let w = detect(&net(0, DEPTH_VANISHING_ERROR_RATIO * k), &[]);
         assert_eq!(w[0].severity, Severity::Warning);
         let e = detect(&net(0, DEPTH_VANISHING_ERROR_RATIO / k), &[]);
@@ -199,7 +202,7 @@ mod tests {
         assert_eq!(f[0].text("axis"), Some("time"));
         assert_eq!(f[0].number("whh_spectral_radius"), Some(0.5));
         assert!((f[0].number("growth_per_step").unwrap() - g_at(TIME_VANISHING_RATIO / k)).abs() < 1e-12);
-        assert!(f[0].fix[0].contains("lstm"));
+        assert_eq!(f[0].fix[0].set["model.kind"], "lstm");
         let w = detect(&[], &[bptt(0, 21, g_at(TIME_VANISHING_ERROR_RATIO * k), 0.5)]);
         assert_eq!(w[0].severity, Severity::Warning);
         let e = detect(&[], &[bptt(0, 21, g_at(TIME_VANISHING_ERROR_RATIO / k), 0.5)]);

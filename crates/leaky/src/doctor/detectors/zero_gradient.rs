@@ -1,6 +1,8 @@
 //! `zero_gradient`: an op with flat regions (clip, step) sets the gradient of a large share
 //! of elements or samples to exactly zero while the loss is not zero: the clip_by_value bug
-//! of DQN implementations that clip the TD error instead of its gradient.
+//! of DQN implementations that clip the TD error instead of its gradient, and the same clip
+//! inside a classifier's `clipped_mse` loss (the recorder counts the loss's output gradients
+//! that are exactly zero, `where = "loss (clipped_mse)"`).
 //!
 //! The share is pooled over the sampled steps whose loss is not ~0 ([`FlatOpStats`]: zeroed
 //! and total counts are summed). Ops that zero gradients by design (relu, max-pool,
@@ -8,7 +10,7 @@
 //! found per unit over a full pass by [`super::dead_relu`].
 
 use super::group_by;
-use crate::doctor::finding::{Code, Finding, Severity};
+use crate::doctor::finding::{Code, Finding, Fix, Severity};
 use crate::doctor::stats::{FlatOp, FlatOpStats};
 
 /// A pooled zeroed share at least this large is a warning: a quarter of the error terms
@@ -59,17 +61,18 @@ pub fn detect(ops: &[FlatOpStats]) -> Vec<Finding> {
                 super::sig3(mean_loss)
             ),
         };
-        let fixes: Vec<&str> = match (kind, rl) {
+        let fixes: Vec<Fix> = match (kind, rl) {
             (FlatOp::Clip, true) => vec![
-                "use the Huber loss, whose gradient is the clipped error (rl.td_loss = \"huber\")",
-                "clip the gradient instead of the value (rl.td_loss = \"grad_clip\")",
-                "scale rewards down (rl.reward_scale = 0.1)",
+                Fix::text("use the Huber loss, whose gradient is the clipped error").set("rl.td_loss", "huber"),
+                Fix::text("clip the gradient instead of the value").set("rl.td_loss", "grad_clip"),
+                Fix::text("scale rewards down").set("rl.reward_scale", 0.1),
             ],
             (FlatOp::Clip, false) => vec![
-                "use the Huber loss, whose gradient is the clipped error (train.loss = \"huber\")",
-                "clip the gradient norm instead of the value (train.clip_grad_norm = 5.0)",
+                Fix::text("use the softmax cross-entropy, whose gradient is never exactly 0")
+                    .set("train.loss", "softmax"),
+                Fix::text("use the Huber loss, whose gradient is the clipped error").set("train.loss", "huber"),
             ],
-            _ => vec!["replace the flat op by a smooth surrogate (e.g. a sigmoid for a step)"],
+            _ => vec![Fix::text("replace the flat op by a smooth surrogate (e.g. a sigmoid for a step)")],
         };
         out.push(
             Finding::new(Code::ZeroGradient, severity, where_, Some(first.step), why)
@@ -108,7 +111,8 @@ mod tests {
         assert_eq!(f[0].step, Some(7));
         assert_eq!(f[0].text("op"), Some("clip"));
         assert_eq!(f[0].number("zeroed_share"), Some(0.5001));
-        assert!(f[0].fix[0].contains("rl.td_loss = \"huber\""));
+        assert_eq!(f[0].fix[0].set["rl.td_loss"], "huber");
+        assert_eq!(f[0].layer, None);
     }
 
     #[test]
@@ -131,6 +135,6 @@ mod tests {
         assert!(detect(&[relu, pool]).is_empty());
         let mut sup = clip(0, 990, 1000, 2.0);
         sup.rl = false;
-        assert!(detect(&[sup])[0].fix[0].contains("train.loss = \"huber\""));
+        assert_eq!(detect(&[sup])[0].fix[0].set["train.loss"], "softmax");
     }
 }
