@@ -18,6 +18,8 @@
 //!
 //! Codes that describe a training run (`bad_init_loss`, `update_ratio` from a learning
 //! rate, `diverging_loss`, `not_learning`) are not reported: a checkpoint has no history.
+//! Fixes are advice for the run that trained the model (PyTorch), so they carry no
+//! experiment-file settings (`set` is empty), and findings carry no step.
 
 use super::config::{Experiment, ModelKind};
 use super::pipeline::{build_feed, build_seq_model, prepare_rows, prepare_seq, Model};
@@ -102,6 +104,36 @@ fn non_finite_findings(sd: &StateDict, findings: &mut Vec<Finding>) {
             .with("elements", nf.len as f64)
             .fixes(["resume from an earlier checkpoint and lower the learning rate or clip the gradient norm"]),
         );
+    }
+}
+
+/// Give the findings added after the doctor's diagnosis (non-finite weights, units that died
+/// since `before`) the next ids, after the doctor's own (F1, F2, ... in listing order).
+fn number_new(findings: &mut [Finding]) {
+    let mut next = findings.iter().filter(|f| !f.id.is_empty()).count() + 1;
+    for f in findings.iter_mut().filter(|f| f.id.is_empty()) {
+        f.id = format!("F{next}");
+        next += 1;
+    }
+}
+
+/// Advice for the training run behind a checkpoint: the same texts without experiment-file
+/// settings, no step, and dead units blamed on large updates first (units that die during
+/// training were most often pushed there by too-large steps).
+fn for_checkpoint(findings: &mut [Finding]) {
+    for f in findings.iter_mut() {
+        f.step = None;
+        for fix in f.fix.iter_mut() {
+            fix.set.clear();
+        }
+        if f.code == Code::DeadRelu && !f.fix.iter().any(|x| x.text.contains("learning rate")) {
+            f.fix.insert(
+                0,
+                crate::doctor::Fix::text(
+                    "lower the learning rate of the run that trained it, or clip the gradient norm",
+                ),
+            );
+        }
     }
 }
 
@@ -253,6 +285,7 @@ fn inspect_feed(
         .into_iter()
         .filter(|f| !matches!(f.code.as_str(), "bad_init_loss" | "update_ratio" | "diverging_loss" | "not_learning"))
         .collect();
+    for_checkpoint(&mut findings);
     non_finite_findings(&sd, &mut findings);
     for (now, then) in doctor.stats.dead_units.iter().zip(dead_before.iter()) {
         let died: Vec<usize> = now
@@ -281,7 +314,7 @@ fn inspect_feed(
             );
         }
     }
-    crate::doctor::sort_findings(&mut findings);
+    number_new(&mut findings);
     let params = net.num_params();
     Ok(Inspection {
         findings,
@@ -333,8 +366,9 @@ fn inspect_seq(
         .into_iter()
         .filter(|f| !matches!(f.code.as_str(), "bad_init_loss" | "update_ratio" | "diverging_loss" | "not_learning"))
         .collect();
+    for_checkpoint(&mut findings);
     non_finite_findings(&sd, &mut findings);
-    crate::doctor::sort_findings(&mut findings);
+    number_new(&mut findings);
     Ok(Inspection {
         findings,
         loss: loss_sum / data.len().max(1) as f64,

@@ -174,7 +174,7 @@ pub struct DqnConfig {
 }
 
 impl DqnConfig {
-    /// A 4-64-64-2 ReLU network with He init, Adam lr 1e-3, batch 64, the DESIGN.md `[rl]`
+    /// A 4-64-64-2 ReLU network with He init, Adam lr 1e-3, batch 64, the documented `[rl]`
     /// defaults (gamma 0.99, target_update 500, reward_scale 1), a 50 000-transition replay,
     /// 500 steps before learning, one update per step, epsilon 1 -> 0.05 over 5000 steps.
     pub fn new(td_loss: TdLoss, episodes: usize, seed: u64) -> Self {
