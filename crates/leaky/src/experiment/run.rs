@@ -5,12 +5,12 @@
 use super::config::Experiment;
 use super::pipeline::{prepare, train_config, Data, Model};
 use super::Result;
-use crate::doctor::stats::{DeadUnitPass, FlatOpStats};
+use crate::doctor::stats::DeadUnitPass;
 use crate::doctor::{Doctor, DoctorConfig, Finding};
 use crate::losses::Loss;
 use crate::nn::seq::SeqModel;
 use crate::nn::{Probe, Sequential};
-use crate::rl::dqn::{DqnObserver, DqnRun, TdLoss, UpdateInfo, TD_CLIP_WHERE};
+use crate::rl::dqn::{DqnObserver, DqnRun, TdLoss, UpdateInfo};
 use crate::train::{fit, fit_seq, EpochInfo, Observer, SeqObserver, StepInfo, TrainReport};
 use std::collections::HashSet;
 use std::path::Path;
@@ -172,7 +172,7 @@ struct Watcher<'a> {
 impl Watcher<'_> {
     fn new_findings(&mut self) {
         let Some(d) = &self.doctor else { return };
-        let findings = if self.episodes > 0 { annotate(d.diagnose(), d) } else { d.diagnose() };
+        let findings = d.diagnose();
         for f in findings {
             if self.seen.insert((f.code.as_str().to_string(), f.where_.clone())) {
                 self.events.on_finding(&f);
@@ -279,37 +279,6 @@ fn doctor_loss(td: TdLoss) -> Loss {
     }
 }
 
-/// `(step, value)` pairs pooled into at most `points` windows of consecutive records, in
-/// step order: the mean step and the pooled value of each window.
-fn pooled(records: &[&FlatOpStats], points: usize, value: impl Fn(&[&FlatOpStats]) -> f64) -> Vec<[f64; 2]> {
-    if records.is_empty() {
-        return Vec::new();
-    }
-    let w = records.len().div_ceil(points.max(1));
-    records.chunks(w).map(|c| [c.iter().map(|r| r.step as f64).sum::<f64>() / c.len() as f64, value(c)]).collect()
-}
-
-/// Add the time course of the DQN's TD clip to its `zero_gradient` finding's evidence: the
-/// share of zero-gradient samples and the loss over updates (at most 20 pooled points each).
-pub fn annotate(mut findings: Vec<Finding>, doctor: &Doctor) -> Vec<Finding> {
-    let mut records: Vec<&FlatOpStats> = doctor.stats.flat_ops.iter().filter(|o| o.where_ == TD_CLIP_WHERE).collect();
-    records.sort_by_key(|r| r.step);
-    let shares = pooled(&records, 20, |c| {
-        c.iter().map(|r| r.zeroed).sum::<u64>() as f64 / c.iter().map(|r| r.total).sum::<u64>().max(1) as f64
-    });
-    let losses = pooled(&records, 20, |c| c.iter().map(|r| r.loss).sum::<f64>() / c.len() as f64);
-    for f in findings.iter_mut() {
-        if f.code == crate::doctor::Code::ZeroGradient && f.where_ == TD_CLIP_WHERE {
-            *f = f
-                .clone()
-                .with("td_loss", "clipped_delta")
-                .with("zeroed_share_over_updates", serde_json::json!(shares))
-                .with("loss_over_updates", serde_json::json!(losses));
-        }
-    }
-    findings
-}
-
 /// Run an experiment: load its data (relative paths against `base`, the experiment file's
 /// directory), build its model, train it (with the doctor when `opts.doctor` is set;
 /// feed-forward models then get a full-pass dead-unit count after training) and return
@@ -386,7 +355,7 @@ pub fn run_prepared(exp: &Experiment, data: Data, model: Model, opts: RunOptions
             let mut w =
                 Watcher { doctor, events, seen: HashSet::new(), zeroed: 0, samples: 0, episodes: dcfg.episodes };
             let (net, run) = crate::rl::dqn::train::<f32>(&dcfg, &mut w);
-            out.findings = w.doctor.as_ref().map(|d| annotate(d.diagnose(), d)).unwrap_or_default();
+            out.findings = w.doctor.as_ref().map(|d| d.diagnose()).unwrap_or_default();
             out.doctor = w.doctor;
             out.dqn = Some(run);
             out.model = Trained::Dqn(net);

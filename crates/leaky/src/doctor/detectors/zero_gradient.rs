@@ -26,6 +26,16 @@ pub const ZERO_GRADIENT_ERROR_SHARE: f64 = 0.5;
 /// convergence, not a bug.
 pub const ZERO_GRADIENT_MIN_LOSS: f64 = 1e-6;
 
+/// `(step, value)` pairs pooled into at most `points` windows of consecutive records (in
+/// step order): the mean step and the pooled value of each window.
+fn pooled(records: &[&FlatOpStats], points: usize, value: impl Fn(&[&FlatOpStats]) -> f64) -> Vec<[f64; 2]> {
+    if records.is_empty() {
+        return Vec::new();
+    }
+    let w = records.len().div_ceil(points.max(1));
+    records.chunks(w).map(|c| [c.iter().map(|r| r.step as f64).sum::<f64>() / c.len() as f64, value(c)]).collect()
+}
+
 /// Findings, one per op (by `where`) with a large blocked share.
 pub fn detect(ops: &[FlatOpStats]) -> Vec<Finding> {
     let relevant =
@@ -74,9 +84,23 @@ pub fn detect(ops: &[FlatOpStats]) -> Vec<Finding> {
             ],
             _ => vec![Fix::text("replace the flat op by a smooth surrogate (e.g. a sigmoid for a step)")],
         };
+        let mut f = Finding::new(Code::ZeroGradient, severity, where_, Some(first.step), why);
+        if rl {
+            // The DQN's clipped TD error: the time course over updates, at most 20 pooled
+            // points (mean step, pooled share / mean loss), shows whether the clip ever lets go.
+            let mut by_step: Vec<&FlatOpStats> = samples.to_vec();
+            by_step.sort_by_key(|o| o.step);
+            let shares = pooled(&by_step, 20, |c| {
+                c.iter().map(|r| r.zeroed).sum::<u64>() as f64 / c.iter().map(|r| r.total).sum::<u64>().max(1) as f64
+            });
+            let losses = pooled(&by_step, 20, |c| c.iter().map(|r| r.loss).sum::<f64>() / c.len() as f64);
+            f = f
+                .with("td_loss", "clipped_delta")
+                .with("zeroed_share_over_updates", serde_json::json!(shares))
+                .with("loss_over_updates", serde_json::json!(losses));
+        }
         out.push(
-            Finding::new(Code::ZeroGradient, severity, where_, Some(first.step), why)
-                .with("op", op)
+            f.with("op", op)
                 .with("zeroed_share", share)
                 .with("zeroed", zeroed)
                 .with("total", total)
