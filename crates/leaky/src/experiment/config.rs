@@ -477,6 +477,23 @@ fn positive(key: &str, v: f64) -> Result<()> {
     Ok(())
 }
 
+/// The largest `model.init_std` and |`model.bias_init`| accepted: weights of that size already
+/// saturate every sigmoid; larger ones overflow f32 in the first forward pass.
+pub const MAX_INIT: f64 = 1e3;
+
+/// The largest `train.lr` accepted (the sick example `nan-lr.toml` uses 1e4 on purpose).
+pub const MAX_LR: f64 = 1e6;
+
+/// The largest `train.weight_decay` accepted.
+pub const MAX_WEIGHT_DECAY: f64 = 1e3;
+
+fn at_most(key: &str, v: f64, max: f64) -> Result<()> {
+    if !(v.is_finite() && v <= max) {
+        bail!("`{key}` = {v}: must be a finite number at most {max}");
+    }
+    Ok(())
+}
+
 fn non_negative(key: &str, v: f64) -> Result<()> {
     if !(v.is_finite() && v >= 0.0) {
         bail!("`{key}` = {v}: must be zero or positive");
@@ -507,8 +524,11 @@ impl Experiment {
         if m.init == InitName::Normal || m.layers.iter().any(|l| l.init == Some(InitName::Normal)) {
             positive("model.init_std", m.init_std)?;
         }
-        if !m.bias_init.is_finite() {
-            bail!("`model.bias_init` = {}: must be a finite number", m.bias_init);
+        // Values far outside what any initialisation uses overflow f32 in the first forward
+        // pass; they are input errors, not training failures.
+        at_most("model.init_std", m.init_std, MAX_INIT)?;
+        if !(m.bias_init.is_finite() && m.bias_init.abs() <= MAX_INIT) {
+            bail!("`model.bias_init` = {}: must be a finite number of magnitude at most {MAX_INIT}", m.bias_init);
         }
         non_negative("model.whh_radius", m.whh_radius)?;
         if !m.layers.is_empty() {
@@ -550,9 +570,12 @@ impl Experiment {
         if t.epochs == 0 {
             bail!("`train.epochs` = 0: must be at least 1");
         }
+        at_most("train.lr", t.lr, MAX_LR)?;
         non_negative("train.weight_decay", t.weight_decay)?;
+        at_most("train.weight_decay", t.weight_decay, MAX_WEIGHT_DECAY)?;
         non_negative("train.clip_grad_norm", t.clip_grad_norm)?;
         positive("train.lr_decay", t.lr_decay)?;
+        at_most("train.lr_decay", t.lr_decay, 10.0)?;
         let r = &self.rl;
         if r.env != "cartpole" {
             bail!("`rl.env` = {:?}: the only environment is \"cartpole\"", r.env);
@@ -748,5 +771,16 @@ mod tests {
         assert!(e.contains("rl.eps_end"), "{e}");
         let e = format!("{}", parse("[rl]\nenv = \"pong\"\n").unwrap_err());
         assert!(e.contains("rl.env"), "{e}");
+        // Absurd magnitudes are input errors naming the key, not training failures.
+        for (text, key) in [
+            ("[model]\nbias_init = 1e39\n", "model.bias_init"),
+            ("[model]\ninit = \"normal\"\ninit_std = 1e300\n", "model.init_std"),
+            ("[model]\ninit = \"xavier\"\ninit_std = nan\n", "model.init_std"),
+            ("[train]\nweight_decay = 1e308\n", "train.weight_decay"),
+            ("[train]\nlr = 1e300\n", "train.lr"),
+        ] {
+            let e = format!("{}", parse(text).unwrap_err());
+            assert!(e.contains(key), "{text}: {e}");
+        }
     }
 }

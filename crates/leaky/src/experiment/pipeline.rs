@@ -505,6 +505,7 @@ pub fn dqn_config(exp: &Experiment) -> Result<DqnConfig> {
     cfg.update = crate::optim::UpdateConfig::new(exp.train.optimizer, exp.train.lr);
     cfg.batch_size = exp.train.batch_size;
     cfg.clip_grad_norm = exp.train.clip_grad_norm;
+    crate::limits::check_dqn_resources(&cfg).map_err(|e| Error::BadInput(e.to_string()))?;
     Ok(cfg)
 }
 
