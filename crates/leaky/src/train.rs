@@ -875,13 +875,24 @@ fn load_model_tensors<F: Float>(
     st: &safetensors::SafeTensors,
     p: &str,
 ) -> Result<(), CheckpointError> {
+    let staged = stage_model_tensors(model, st, p)?;
+    commit(model, staged, p)
+}
+
+/// Every tensor `model` needs, read from `st` and checked (present, shape, finite).
+fn stage_model_tensors<F: Float>(
+    model: &Sequential<F>,
+    st: &safetensors::SafeTensors,
+    p: &str,
+) -> Result<Vec<Tensor<F>>, CheckpointError> {
     let fmt = |detail: String| CheckpointError::Format { path: p.to_string(), detail };
-    let mut staged = Vec::new();
-    for (name, t) in model.named_tensors() {
-        staged.push(read_tensor::<F>(st, &name, t.shape()).map_err(fmt)?);
-    }
+    model.named_tensors().into_iter().map(|(name, t)| read_tensor::<F>(st, &name, t.shape()).map_err(fmt)).collect()
+}
+
+/// Put tensors of [`stage_model_tensors`] into `model`.
+fn commit<F: Float>(model: &mut Sequential<F>, staged: Vec<Tensor<F>>, p: &str) -> Result<(), CheckpointError> {
     let mut it = staged.into_iter();
-    model.load_named(|_| it.next()).map_err(fmt)
+    model.load_named(|_| it.next()).map_err(|detail| CheckpointError::Format { path: p.to_string(), detail })
 }
 
 /// Load a checkpoint into `model` as [`load_checkpoint`] does (the best epoch's tensors) and,
@@ -897,11 +908,12 @@ pub fn load_resumable<F: Float>(
     let bytes = read_checkpoint_file(path)?;
     let (st, meta) = open_checkpoint(&bytes, &p)?;
     let fmt = |detail: String| CheckpointError::Format { path: p.clone(), detail };
+    let staged = stage_model_tensors(model, &st, &p)?;
     let state = match meta.get(RESUME_KEY) {
         None => None,
         Some(json) => Some(parse_resume(model, &st, json).map_err(fmt)?),
     };
-    load_model_tensors(model, &st, &p)?;
+    commit(model, staged, &p)?;
     Ok(state.map(|mut s| {
         if s.best.is_some() {
             s.best = Some(model.named_tensors().into_iter().map(|(_, t)| t.clone()).collect());

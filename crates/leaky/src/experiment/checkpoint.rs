@@ -95,8 +95,8 @@ pub fn load_resume(exp: &Experiment, model: &mut Model, path: &Path) -> Result<T
     let p = path.display();
     let Model::Feed { net, .. } = model else {
         bad!(
-            "--resume: only feed-forward models (model.kind = \"mlp\") can be resumed; this experiment's model is {:?}",
-            exp.model.kind
+            "--resume: only feed-forward models (model.kind = \"mlp\") can be resumed; this experiment's model is {}",
+            format!("{:?}", exp.model.kind).to_lowercase()
         );
     };
     let meta = read_metadata(path)?;
@@ -159,7 +159,10 @@ pub struct Evaluation {
 pub fn evaluate_checkpoint(exp: &Experiment, base: &Path, path: &Path) -> Result<Evaluation> {
     let (data, model) = prepare(exp, base)?;
     let (Data::Rows { train, val }, Model::Feed { mut net, .. }) = (data, model) else {
-        bad!("evaluating a checkpoint needs a feed-forward model (model.kind = \"mlp\"); this experiment's model is {:?}", exp.model.kind);
+        bad!(
+            "evaluating a checkpoint needs a feed-forward model (model.kind = \"mlp\"); this experiment's model is {}",
+            format!("{:?}", exp.model.kind).to_lowercase()
+        );
     };
     load_checkpoint(&mut net, path).map_err(|e| Error::BadInput(e.to_string()))?;
     let (set, split) = if val.is_empty() { (&train, "training") } else { (&val, "validation") };
