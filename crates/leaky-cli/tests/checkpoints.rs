@@ -45,8 +45,11 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// Every tensor of a safetensors file: name -> (shape, bytes).
-fn tensors(path: &Path) -> BTreeMap<String, (Vec<usize>, Vec<u8>)> {
+/// Tensors by name: (shape, bytes).
+type Tensors = BTreeMap<String, (Vec<usize>, Vec<u8>)>;
+
+/// Every tensor of a safetensors file.
+fn tensors(path: &Path) -> Tensors {
     let bytes = std::fs::read(path).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     st.tensors().into_iter().map(|(n, v)| (n, (v.shape().to_vec(), v.data().to_vec()))).collect()
@@ -126,8 +129,7 @@ fn ten_epochs_equal_five_saved_and_five_resumed_and_eval_gives_the_best_accuracy
     // A checkpoint written without resume state or checksum (an older leaky, another tool):
     // eval reads it; resuming is refused.
     let plain = d.join("plain.st");
-    let named: Vec<(String, (Vec<usize>, Vec<u8>))> =
-        tensors(&half).into_iter().filter(|(n, _)| !n.starts_with("resume.")).collect();
+    let named: Tensors = tensors(&half).into_iter().filter(|(n, _)| !n.starts_with("resume.")).collect();
     let views: Vec<(String, safetensors::tensor::TensorView)> = named
         .iter()
         .map(|(n, (shape, b))| {
