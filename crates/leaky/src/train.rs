@@ -979,6 +979,10 @@ fn parse_resume<F: Float>(
     if rows.len() != epochs_done {
         return Err(bad(&format!("`history` has {} epochs, `epochs_done` says {epochs_done}", rows.len())));
     }
+    let best_epoch = uint("best_epoch")?;
+    if best_epoch >= epochs_done.max(1) {
+        return Err(bad(&format!("`best_epoch` {best_epoch} is not one of the {epochs_done} epochs done")));
+    }
     let mut history = Vec::with_capacity(rows.len());
     for r in rows {
         let r = r.as_array().filter(|r| r.len() == 7).ok_or_else(|| bad("a `history` row is not 7 values"))?;
@@ -997,7 +1001,7 @@ fn parse_resume<F: Float>(
         history,
         best_val_acc: float(&v["best_val_acc"], "best_val_acc")?,
         best_val_loss: float(&v["best_val_loss"], "best_val_loss")?,
-        best_epoch: uint("best_epoch")?,
+        best_epoch,
         steps: uint("steps")?,
         seconds: float(&v["seconds"], "seconds")?,
         best: v["has_best"].as_bool().unwrap_or(false).then(Vec::new),

@@ -91,6 +91,27 @@ impl Run {
 /// holds no resume state; a tensor missing, of another shape (both shapes named) or not
 /// finite; a checkpoint of a run with another seed, `[data]` or `[train]` (the keys named);
 /// a checkpoint already at or past `train.epochs`, the total.
+///
+/// ```
+/// use leaky::experiment::{load_resume, parse, prepare, run, run_prepared_from, NoEvents, RunOptions};
+/// use std::path::Path;
+///
+/// let file = "seed = 1\n[data]\ndataset = \"spiral\"\n[model]\nhidden = [16]\n[train]\nepochs = 4\n";
+/// let ckpt = std::env::temp_dir().join(format!("leaky-doc-resume-{}.safetensors", std::process::id()));
+/// // Two epochs, saved ...
+/// let two = parse(&file.replace("epochs = 4", "epochs = 2"))?;
+/// run(&two, Path::new("."), RunOptions::train(), &mut NoEvents)?.save(&ckpt, Default::default()).unwrap();
+/// // ... and resumed up to four: the same run as four epochs in one go.
+/// let four = parse(file)?;
+/// let (data, mut model) = prepare(&four, Path::new("."))?;
+/// let state = load_resume(&four, &mut model, &ckpt)?;
+/// let resumed = run_prepared_from(&four, data, model, RunOptions::train(), Some(state), &mut NoEvents);
+/// let whole = run(&four, Path::new("."), RunOptions::train(), &mut NoEvents)?;
+/// assert_eq!(resumed.metrics()["final_train_loss"], whole.metrics()["final_train_loss"]);
+/// assert_eq!(resumed.report.unwrap().history.len(), 4);
+/// # std::fs::remove_file(&ckpt).ok();
+/// # Ok::<(), leaky::experiment::Error>(())
+/// ```
 pub fn load_resume(exp: &Experiment, model: &mut Model, path: &Path) -> Result<TrainState<f32>> {
     let p = path.display();
     let Model::Feed { net, .. } = model else {
