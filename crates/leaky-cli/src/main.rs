@@ -6,6 +6,7 @@
 mod demo;
 mod demo_cmd;
 mod doctor_cmd;
+mod eval_cmd;
 mod gradcheck_cmd;
 mod graph_cmd;
 mod inspect_cmd;
@@ -22,7 +23,7 @@ use std::process::ExitCode;
 #[derive(Parser)]
 #[command(name = "leaky", version, propagate_version = true)]
 #[command(
-    after_help = "Examples:\n  leaky demo all\n  leaky train examples/digits.toml\n  leaky train examples/digits.toml --save digits.safetensors\n  leaky gradcheck\n  leaky doctor examples/sick/sigmoid-saturated.toml --json findings.json --report report\n  leaky graph batchnorm --out bn.svg\n  leaky inspect arch.toml --weights model.safetensors --data x.npy --labels y.npy\n\nExit status: 0 ok; 1 the run failed (diverged, a gradient check failed) or leaky doctor found something at --fail-on; 2 bad input."
+    after_help = "Examples:\n  leaky demo all\n  leaky train examples/digits.toml\n  leaky train examples/digits.toml --save digits.safetensors\n  leaky train examples/digits.toml --resume digits.safetensors --save digits.safetensors\n  leaky eval examples/digits.toml --checkpoint digits.safetensors\n  leaky gradcheck\n  leaky doctor examples/sick/sigmoid-saturated.toml --json findings.json --report report\n  leaky graph batchnorm --out bn.svg\n  leaky inspect arch.toml --weights model.safetensors --data x.npy --labels y.npy\n\nExit status: 0 ok; 1 the run failed (diverged, a gradient check failed) or leaky doctor found something at --fail-on; 2 bad input."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -33,6 +34,9 @@ struct Cli {
 enum Command {
     /// Train the network an experiment file describes, with a progress bar per epoch.
     Train(train_cmd::TrainArgs),
+    /// Loss and accuracy of a checkpoint (from `leaky train --save`) on the validation split
+    /// of the experiment it was trained with.
+    Eval(eval_cmd::EvalArgs),
     /// Check every layer's and loss's backward pass against numerical gradients (f64).
     Gradcheck(gradcheck_cmd::GradcheckArgs),
     /// Train with probes on and diagnose how backprop leaks: saturation, dead ReLUs,
@@ -104,6 +108,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(a) => train_cmd::run(a),
+        Command::Eval(a) => eval_cmd::run(a),
         Command::Gradcheck(a) => gradcheck_cmd::run(a),
         Command::Doctor(a) => doctor_cmd::run(a),
         Command::Demo(a) => demo_cmd::run(a),

@@ -13,9 +13,14 @@ use std::path::{Path, PathBuf};
 pub struct TrainArgs {
     /// The experiment file (TOML; see examples/digits.toml and docs/experiment.md).
     pub file: PathBuf,
-    /// Save the best parameters to this safetensors file (written atomically).
+    /// Save the best parameters to this safetensors file (written atomically); for
+    /// feed-forward models with the state `--resume` needs (docs/checkpoints.md).
     #[arg(long, value_name = "FILE")]
     pub save: Option<PathBuf>,
+    /// Continue the run saved in this checkpoint (by `leaky train --save`) up to
+    /// train.epochs, the total: same result as one uninterrupted run. Feed-forward models.
+    #[arg(long, value_name = "CKPT")]
+    pub resume: Option<PathBuf>,
     /// Write the run's history (per-epoch loss and accuracy) as JSON to this file.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -34,14 +39,28 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
         check_output_path("--json", p)?;
     }
     let base = args.file.parent().unwrap_or(Path::new(""));
-    let (data, model) = experiment::prepare(&exp, base).map_err(in_file(&args.file))?;
+    let (data, mut model) = experiment::prepare(&exp, base).map_err(in_file(&args.file))?;
+    let resume = match &args.resume {
+        Some(ckpt) => Some(experiment::load_resume(&exp, &mut model, ckpt)?),
+        None => None,
+    };
     if !args.quiet {
         print_header(&args.file, &exp, &data, &model);
+    }
+    if let (Some(ckpt), Some(state)) = (&args.resume, &resume) {
+        println!(
+            "resuming {} after epoch {} of {} (best val acc so far {:.2}% at epoch {})",
+            show(ckpt),
+            state.epochs_done,
+            exp.train.epochs,
+            100.0 * state.best_val_acc.max(0.0),
+            state.best_epoch + 1
+        );
     }
     let mut live =
         Live::new(args.quiet, true, exp.train.epochs, data.train_len().div_ceil(exp.train.batch_size) as u64);
     live.train_acc = matches!(model, Model::Feed { .. });
-    let result = experiment::run_prepared(&exp, data, model, RunOptions::train(), &mut live);
+    let result = experiment::run_prepared_from(&exp, data, model, RunOptions::train(), resume, &mut live);
     live.finish();
     let metrics = result.metrics();
     if let Some(r) = &result.dqn {
@@ -104,32 +123,11 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
         )));
     }
     if let Some(path) = &args.save {
-        let mut meta = HashMap::from([("experiment".to_string(), show(&args.file))]);
-        let saved = match &result.model {
-            Trained::Feed { net, .. } => {
-                let r = result.report.as_ref().expect("feed-forward runs have a report");
-                meta.insert("best_val_acc".into(), format!("{:.6}", r.best_val_acc));
-                meta.insert("model".into(), net.summary());
-                leaky::train::save_checkpoint(net, path, meta).map(|_| format!(" (best epoch {})", r.best_epoch + 1))
-            }
-            Trained::Seq(model) => {
-                let r = result.report.as_ref().expect("recurrent runs have a report");
-                let tensors: Vec<(String, &leaky::Tensor<f32>)> = model
-                    .params()
-                    .into_iter()
-                    .map(|p| (format!("{}.{}", model.spec.cell.name(), p.name), &p.value))
-                    .collect();
-                meta.insert("model".into(), model.describe());
-                meta.insert("best_val_loss".into(), format!("{:.6}", r.best_val_loss));
-                leaky::train::save_named(&tensors, path, meta).map(|_| String::new())
-            }
-            Trained::Dqn(net) => {
-                let r = result.dqn.as_ref().expect("DQN runs have a DQN report");
-                meta.insert("model".into(), net.summary());
-                meta.insert("mean_return_last_50".into(), format!("{:.3}", r.mean_last(50)));
-                leaky::train::save_checkpoint(net, path, meta).map(|_| String::new())
-            }
-        };
+        let meta = HashMap::from([("experiment".to_string(), show(&args.file))]);
+        let saved = result.save(path, meta).map(|_| match (&result.model, &result.report) {
+            (Trained::Feed { .. }, Some(r)) => format!(" (best epoch {})", r.best_epoch + 1),
+            _ => String::new(),
+        });
         let note = saved.map_err(|e| Failure::Run(anyhow!("{e}")))?;
         println!("saved {}{note}", show(path));
     }

@@ -35,6 +35,54 @@ pub fn rng(seed: u64) -> Rng64 {
     Rng64::seed_from_u64(seed)
 }
 
+/// Everything that determines an [`Rng64`]'s next draws: its key, stream and word
+/// position. Written as text by [`RngState::encode`] (`KEYHEX:STREAM:POS`) for
+/// checkpoints that resume a run exactly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RngState {
+    /// The 256-bit ChaCha key.
+    pub seed: [u8; 32],
+    /// The stream number.
+    pub stream: u64,
+    /// The position in the stream, in 32-bit words.
+    pub word_pos: u128,
+}
+
+impl RngState {
+    /// The state of `r`.
+    pub fn of(r: &Rng64) -> Self {
+        RngState { seed: r.get_seed(), stream: r.get_stream(), word_pos: r.get_word_pos() }
+    }
+
+    /// A generator in this state: its draws are those `r` of [`RngState::of`] would make next.
+    pub fn generator(&self) -> Rng64 {
+        let mut r = Rng64::from_seed(self.seed);
+        r.set_stream(self.stream);
+        r.set_word_pos(self.word_pos);
+        r
+    }
+
+    /// `KEYHEX:STREAM:POS` (64 hex digits, then two decimal numbers).
+    pub fn encode(&self) -> String {
+        let hex: String = self.seed.iter().map(|b| format!("{b:02x}")).collect();
+        format!("{hex}:{}:{}", self.stream, self.word_pos)
+    }
+
+    /// Parse [`RngState::encode`]'s text; `None` when it is not of that form.
+    pub fn decode(s: &str) -> Option<Self> {
+        let mut parts = s.split(':');
+        let (hex, stream, pos) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() || hex.len() != 64 || !hex.is_ascii() {
+            return None;
+        }
+        let mut seed = [0u8; 32];
+        for (i, b) in seed.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+        }
+        Some(RngState { seed, stream: stream.parse().ok()?, word_pos: pos.parse().ok()? })
+    }
+}
+
 /// The floating-point element type of every layer: `f32` or `f64`.
 pub trait Float:
     num_traits::Float

@@ -12,7 +12,7 @@ use crate::losses::Loss;
 use crate::nn::seq::{seq_batch, SeqModel};
 use crate::nn::{Mode, NoProbe, Param, Probe, Sequential};
 use crate::optim::{clip_global_norm, decayed_lr, global_norm, update, Slots, UpdateConfig};
-use crate::tensor::{permutation, Float, Tensor};
+use crate::tensor::{permutation, Float, RngState, Tensor};
 use ndarray::{Array2, Axis, Ix2, IxDyn};
 use std::collections::HashMap;
 use std::path::Path;
@@ -252,13 +252,58 @@ trait Learner<F: Float> {
     fn restore(&mut self, best: Vec<Tensor<F>>);
     /// After an epoch's evaluation.
     fn on_epoch(&mut self, info: &EpochInfo);
+    /// Every layer's random-generator state (empty when the model draws nothing).
+    fn rng_states(&self) -> Vec<Option<RngState>> {
+        Vec::new()
+    }
+    /// Put [`Learner::rng_states`] back.
+    fn set_rng_states(&mut self, _states: &[Option<RngState>]) {}
+}
+
+/// Where a training run stands after its last epoch: everything needed to continue it as if
+/// it had never stopped ([`fit_from`]). Tensor lists are in the order of
+/// [`Sequential::named_tensors`] (parameters and buffers); `slots` in the order of
+/// [`Sequential::params`].
+#[derive(Clone, Debug)]
+pub struct TrainState<F: Float> {
+    /// Epochs completed.
+    pub epochs_done: usize,
+    /// One entry per completed epoch.
+    pub history: Vec<EpochInfo>,
+    /// Best validation accuracy so far (see [`TrainReport::best_val_acc`]).
+    pub best_val_acc: f64,
+    /// Validation loss at the best epoch so far.
+    pub best_val_loss: f64,
+    /// Epoch of the best so far, from 0.
+    pub best_epoch: usize,
+    /// Steps taken.
+    pub steps: usize,
+    /// Seconds spent in training steps.
+    pub seconds: f64,
+    /// The best epoch's tensors (`None` before any epoch improved).
+    pub best: Option<Vec<Tensor<F>>>,
+    /// The last epoch's tensors: the model as training left it, before the best epoch's
+    /// parameters were put back.
+    pub last: Vec<Tensor<F>>,
+    /// Every parameter's optimiser state (moments and Adam's step counter).
+    pub slots: Vec<Slots<F>>,
+    /// The shuffle generator's state (the generator starts as `rng(cfg.seed)`).
+    pub shuffle: RngState,
+    /// Every layer's own generator state (dropout), one entry per layer.
+    pub layer_rngs: Vec<Option<RngState>>,
 }
 
 /// The trainer's loop, shared by [`fit`] and [`fit_seq`]: epochs of shuffled minibatches of
 /// the `train_len` training examples; each step forward/backward, L2 and clipping, the
 /// observer, a stop at the first non-finite loss or gradient norm, the update; after each
 /// epoch the evaluation and the best parameters so far, which the learner holds on return.
-fn train_epochs<F: Float, L: Learner<F>>(learner: &mut L, train_len: usize, cfg: &TrainConfig) -> TrainReport {
+/// With `resume`, training continues from that state at epoch `resume.epochs_done`.
+fn train_epochs<F: Float, L: Learner<F>>(
+    learner: &mut L,
+    train_len: usize,
+    cfg: &TrainConfig,
+    resume: Option<TrainState<F>>,
+) -> (TrainReport, TrainState<F>) {
     assert!(cfg.batch_size > 0, "batch_size must be positive");
     let mut slots: Vec<Slots<F>> = learner.params_mut().iter().map(|p| Slots::zeros_like(&p.value)).collect();
     let mut rng = crate::tensor::rng(cfg.seed);
@@ -272,8 +317,24 @@ fn train_epochs<F: Float, L: Learner<F>>(learner: &mut L, train_len: usize, cfg:
         seconds: 0.0,
     };
     let mut best: Option<Vec<Tensor<F>>> = None;
+    let mut first_epoch = 0;
+    if let Some(state) = resume {
+        assert_eq!(state.slots.len(), slots.len(), "resume state of another model");
+        slots = state.slots;
+        rng = state.shuffle.generator();
+        learner.restore(state.last);
+        learner.set_rng_states(&state.layer_rngs);
+        report.history = state.history;
+        report.best_val_acc = state.best_val_acc;
+        report.best_val_loss = state.best_val_loss;
+        report.best_epoch = state.best_epoch;
+        report.steps = state.steps;
+        report.seconds = state.seconds;
+        best = state.best;
+        first_epoch = state.epochs_done;
+    }
     learner.on_start();
-    'epochs: for epoch in 0..cfg.epochs {
+    'epochs: for epoch in first_epoch..cfg.epochs {
         let lr = decayed_lr(cfg.update.lr, cfg.lr_decay, epoch);
         let ucfg = UpdateConfig { lr, ..cfg.update };
         let order = permutation(train_len, &mut rng);
@@ -319,10 +380,24 @@ fn train_epochs<F: Float, L: Learner<F>>(learner: &mut L, train_len: usize, cfg:
             break;
         }
     }
+    let state = TrainState {
+        epochs_done: report.history.len(),
+        history: report.history.clone(),
+        best_val_acc: report.best_val_acc,
+        best_val_loss: report.best_val_loss,
+        best_epoch: report.best_epoch,
+        steps: report.steps,
+        seconds: report.seconds,
+        best: best.clone(),
+        last: learner.snapshot(),
+        slots,
+        shuffle: RngState::of(&rng),
+        layer_rngs: learner.rng_states(),
+    };
     if let Some(best) = best {
         learner.restore(best);
     }
-    report
+    (report, state)
 }
 
 /// A [`Sequential`] classifier as [`fit`] trains it.
@@ -399,6 +474,14 @@ impl<F: Float> Learner<F> for Classifier<'_, F> {
     fn on_epoch(&mut self, info: &EpochInfo) {
         self.observer.on_epoch(info, self.model);
     }
+
+    fn rng_states(&self) -> Vec<Option<RngState>> {
+        self.model.rng_states()
+    }
+
+    fn set_rng_states(&mut self, states: &[Option<RngState>]) {
+        self.model.set_rng_states(states);
+    }
 }
 
 /// Train `model` on `train`, evaluating on `val` after each epoch, and leave the model
@@ -410,8 +493,26 @@ pub fn fit<F: Float>(
     cfg: &TrainConfig,
     observer: &mut dyn Observer<F>,
 ) -> TrainReport {
+    fit_from(model, train, val, cfg, observer, None).0
+}
+
+/// [`fit`] that can continue a run: with `resume` (a [`TrainState`] of the same model and
+/// configuration, e.g. from [`load_resumable`]) training goes on at epoch
+/// `resume.epochs_done` up to `cfg.epochs` (the total) with the saved optimiser state,
+/// shuffle order and dropout masks, so that `n` epochs in one go and `k` epochs then
+/// `n - k` resumed give the same parameters and history. Also returns the state at the
+/// end, for [`save_resumable`]. Panics when `resume` does not fit the model (checked by
+/// [`load_resumable`]).
+pub fn fit_from<F: Float>(
+    model: &mut Sequential<F>,
+    train: &Dataset,
+    val: &Dataset,
+    cfg: &TrainConfig,
+    observer: &mut dyn Observer<F>,
+    resume: Option<TrainState<F>>,
+) -> (TrainReport, TrainState<F>) {
     let mut learner = Classifier { model, train, val, loss: cfg.loss, observer };
-    train_epochs(&mut learner, train.len(), cfg)
+    train_epochs(&mut learner, train.len(), cfg, resume)
 }
 
 /// Hooks into sequence-model training ([`fit_seq`]); do-nothing defaults.
@@ -519,7 +620,7 @@ pub fn fit_seq<F: Float>(
     observer: &mut dyn SeqObserver<F>,
 ) -> TrainReport {
     let mut learner = Recurrent { model, train, val, observer };
-    train_epochs(&mut learner, train.len(), cfg)
+    train_epochs(&mut learner, train.len(), cfg, None).0
 }
 
 /// Classification accuracy of predictions against labels.
@@ -534,6 +635,48 @@ pub fn accuracy(pred: &[usize], y: &[usize]) -> f64 {
 /// so existing call sites keep compiling).
 pub use crate::io::write_atomic;
 
+/// The metadata key of a checkpoint's checksum: `crc32:XXXXXXXX` (8 lowercase hex digits),
+/// the CRC-32 of [`checksum`]'s input. Files without it (older checkpoints) load unchecked.
+pub const CHECKSUM_KEY: &str = "leaky.checksum";
+
+/// The metadata key of the resume state (JSON, see docs/checkpoints.md).
+pub const RESUME_KEY: &str = "leaky.resume";
+
+/// The prefix of the last epoch's tensors and the optimiser slots in a resumable checkpoint:
+/// `resume.last.<name>`, `resume.m.<name>`, `resume.v.<name>`.
+pub const RESUME_PREFIX: &str = "resume.";
+
+/// The checksum of a checkpoint's contents: CRC-32 over every tensor in name order (its name,
+/// dtype, shape and little-endian bytes) and every metadata entry but the checksum itself,
+/// in key order; formatted `crc32:XXXXXXXX`.
+fn checksum<'a>(
+    tensors: impl IntoIterator<Item = (&'a str, String, &'a [usize], &'a [u8])>,
+    metadata: &HashMap<String, String>,
+) -> String {
+    let mut tensors: Vec<_> = tensors.into_iter().collect();
+    tensors.sort_by(|a, b| a.0.cmp(b.0));
+    let mut h = crc32fast::Hasher::new();
+    for (name, dtype, shape, data) in tensors {
+        h.update(name.as_bytes());
+        h.update(&[0]);
+        h.update(dtype.as_bytes());
+        h.update(&[0]);
+        for d in shape {
+            h.update(&(*d as u64).to_le_bytes());
+        }
+        h.update(data);
+    }
+    let mut meta: Vec<_> = metadata.iter().filter(|(k, _)| k.as_str() != CHECKSUM_KEY).collect();
+    meta.sort();
+    for (k, v) in meta {
+        h.update(k.as_bytes());
+        h.update(&[0]);
+        h.update(v.as_bytes());
+        h.update(&[0]);
+    }
+    format!("crc32:{:08x}", h.finalize())
+}
+
 /// Save every parameter and buffer of `model` to a safetensors file at `path` (f32 or
 /// f64, matching `F`), atomically. `metadata` goes into the file's `__metadata__`.
 pub fn save_checkpoint<F: Float>(
@@ -545,11 +688,12 @@ pub fn save_checkpoint<F: Float>(
 }
 
 /// Save named tensors to a safetensors file at `path` (f32 or f64, matching `F`),
-/// atomically; used for any model ([`save_checkpoint`] for a `Sequential`).
+/// atomically; used for any model ([`save_checkpoint`] for a `Sequential`). A checksum of
+/// the contents goes into the metadata under [`CHECKSUM_KEY`].
 pub fn save_named<F: Float>(
     tensors: &[(String, &Tensor<F>)],
     path: &Path,
-    metadata: HashMap<String, String>,
+    mut metadata: HashMap<String, String>,
 ) -> Result<(), CheckpointError> {
     use safetensors::tensor::TensorView;
     let dtype = if F::NAME == "f32" { safetensors::Dtype::F32 } else { safetensors::Dtype::F64 };
@@ -564,6 +708,9 @@ pub fn save_named<F: Float>(
             (name.clone(), b, t.shape().to_vec())
         })
         .collect();
+    let sum =
+        checksum(bytes.iter().map(|(n, b, s)| (n.as_str(), dtype.to_string(), s.as_slice(), b.as_slice())), &metadata);
+    metadata.insert(CHECKSUM_KEY.to_string(), sum);
     let views: Vec<(String, TensorView)> = bytes
         .iter()
         .map(|(n, b, s)| (n.clone(), TensorView::new(dtype, s.clone(), b).expect("sizes are consistent")))
@@ -573,19 +720,141 @@ pub fn save_named<F: Float>(
     write_atomic(path, &data).map_err(|e| CheckpointError::Io { path: path.display().to_string(), source: e })
 }
 
-/// Load a checkpoint written by [`save_checkpoint`] into a model of the same architecture.
-/// Nothing in the model changes when the file does not fit: a wrong shape, a missing
-/// tensor, a dtype other than F32/F64, or a NaN or infinite value (a checkpoint of a
-/// diverged run would otherwise load without a word). Only regular files of at most
-/// [`crate::limits::MAX_DATA_FILE_BYTES`] are read.
-pub fn load_checkpoint<F: Float>(model: &mut Sequential<F>, path: &Path) -> Result<(), CheckpointError> {
+/// Save a checkpoint that [`load_resumable`] can continue training from: `model`'s tensors
+/// (the best epoch's, as [`fit_from`] leaves them) under their usual names, so that
+/// [`load_checkpoint`] reads it as any checkpoint, and under [`RESUME_PREFIX`] the last
+/// epoch's tensors (`resume.last.<name>`) and every parameter's optimiser moments
+/// (`resume.m.<name>`, `resume.v.<name>`); the rest of `state` (epochs done, best so far,
+/// history, Adam's step counters, generator positions) as JSON under [`RESUME_KEY`].
+pub fn save_resumable<F: Float>(
+    model: &Sequential<F>,
+    state: &TrainState<F>,
+    path: &Path,
+    mut metadata: HashMap<String, String>,
+) -> Result<(), CheckpointError> {
+    let named = model.named_tensors();
+    let pnames = model.param_names();
+    assert_eq!(state.last.len(), named.len(), "resume state of another model");
+    assert_eq!(state.slots.len(), pnames.len(), "resume state of another model");
+    let mut tensors: Vec<(String, &Tensor<F>)> = named.iter().map(|(n, t)| (n.clone(), *t)).collect();
+    for ((n, _), t) in named.iter().zip(&state.last) {
+        tensors.push((format!("{RESUME_PREFIX}last.{n}"), t));
+    }
+    for (n, s) in pnames.iter().zip(&state.slots) {
+        tensors.push((format!("{RESUME_PREFIX}m.{n}"), &s.m));
+        tensors.push((format!("{RESUME_PREFIX}v.{n}"), &s.v));
+    }
+    metadata.insert(RESUME_KEY.to_string(), resume_json(state).to_string());
+    save_named(&tensors, path, metadata)
+}
+
+/// A float that survives JSON exactly, NaN and infinities included: Rust's shortest
+/// round-trip text (`"0.1"`, `"NaN"`, `"inf"`).
+fn fstr(v: f64) -> serde_json::Value {
+    serde_json::Value::String(format!("{v:?}"))
+}
+
+fn resume_json<F: Float>(s: &TrainState<F>) -> serde_json::Value {
+    use serde_json::json;
+    let layer_rngs: serde_json::Map<String, serde_json::Value> =
+        s.layer_rngs.iter().enumerate().filter_map(|(i, p)| p.map(|p| (i.to_string(), json!(p.encode())))).collect();
+    let history: Vec<serde_json::Value> = s
+        .history
+        .iter()
+        .map(|h| {
+            json!([
+                h.epoch,
+                fstr(h.train_loss),
+                fstr(h.train_acc),
+                fstr(h.val_acc),
+                fstr(h.val_loss),
+                fstr(h.lr),
+                fstr(h.seconds)
+            ])
+        })
+        .collect();
+    json!({
+        "format": 1,
+        "epochs_done": s.epochs_done,
+        "steps": s.steps,
+        "seconds": fstr(s.seconds),
+        "best_val_acc": fstr(s.best_val_acc),
+        "best_val_loss": fstr(s.best_val_loss),
+        "best_epoch": s.best_epoch,
+        "has_best": s.best.is_some(),
+        "adam_t": s.slots.iter().map(|sl| sl.t).collect::<Vec<_>>(),
+        "shuffle_rng": s.shuffle.encode(),
+        "layer_rngs": layer_rngs,
+        "history": history,
+    })
+}
+
+/// Read a checkpoint's bytes (regular files of at most
+/// [`crate::limits::MAX_DATA_FILE_BYTES`]).
+fn read_checkpoint_file(path: &Path) -> Result<Vec<u8>, CheckpointError> {
     let p = path.display().to_string();
-    let bytes = crate::data::read_file(path).map_err(|e| match e {
+    crate::data::read_file(path).map_err(|e| match e {
         crate::data::DataError::Io { source, .. } => CheckpointError::Io { path: p.clone(), source },
         other => {
             CheckpointError::Format { path: p.clone(), detail: other.to_string().replacen(&format!("{p}: "), "", 1) }
         }
-    })?;
+    })
+}
+
+/// Parse a safetensors file and verify its checksum when it has one.
+fn open_checkpoint<'a>(
+    bytes: &'a [u8],
+    p: &str,
+) -> Result<(safetensors::SafeTensors<'a>, HashMap<String, String>), CheckpointError> {
+    let fmt = |detail: String| CheckpointError::Format { path: p.to_string(), detail };
+    let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| fmt(e.to_string()))?;
+    let (_, meta) = safetensors::SafeTensors::read_metadata(bytes).map_err(|e| fmt(e.to_string()))?;
+    let meta = meta.metadata().clone().unwrap_or_default();
+    if let Some(want) = meta.get(CHECKSUM_KEY) {
+        let tensors = st.tensors();
+        let got =
+            checksum(tensors.iter().map(|(n, v)| (n.as_str(), v.dtype().to_string(), v.shape(), v.data())), &meta);
+        if &got != want {
+            return Err(fmt(format!(
+                "checksum mismatch: the file says {want}, its contents give {got} (the file is corrupted or was edited)"
+            )));
+        }
+    }
+    Ok((st, meta))
+}
+
+/// Tensor `name` of `st` as `F`, checked: present, F32 or F64, of shape `shape`, finite.
+fn read_tensor<F: Float>(st: &safetensors::SafeTensors, name: &str, shape: &[usize]) -> Result<Tensor<F>, String> {
+    let view = st.tensor(name).map_err(|_| format!("tensor `{name}` is missing"))?;
+    if view.shape() != shape {
+        return Err(format!("tensor `{name}` has shape {:?}, the model expects {:?}", view.shape(), shape));
+    }
+    let vals: Vec<f64> = match view.dtype() {
+        safetensors::Dtype::F32 => {
+            view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64).collect()
+        }
+        safetensors::Dtype::F64 => view
+            .data()
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+            .collect(),
+        other => return Err(format!("tensor `{name}` has dtype {other:?}; expected F32 or F64")),
+    };
+    if let Some(k) = vals.iter().position(|v| !v.is_finite()) {
+        return Err(format!("tensor `{name}` element {k} is {} (NaN/Inf weights: a diverged run?)", vals[k]));
+    }
+    Tensor::from_shape_vec(IxDyn(shape), vals.into_iter().map(F::from_f64c).collect())
+        .map_err(|e| format!("tensor `{name}`: {e}"))
+}
+
+/// Load a checkpoint written by [`save_checkpoint`] into a model of the same architecture.
+/// Nothing in the model changes when the file does not fit: a wrong shape, a missing
+/// tensor, a dtype other than F32/F64, a NaN or infinite value (a checkpoint of a
+/// diverged run would otherwise load without a word), or a checksum that does not match
+/// the contents. Only regular files of at most [`crate::limits::MAX_DATA_FILE_BYTES`] are
+/// read.
+pub fn load_checkpoint<F: Float>(model: &mut Sequential<F>, path: &Path) -> Result<(), CheckpointError> {
+    let bytes = read_checkpoint_file(path)?;
     load_checkpoint_bytes(model, &bytes, path)
 }
 
@@ -598,35 +867,151 @@ pub fn load_checkpoint_bytes<F: Float>(
     path: &Path,
 ) -> Result<(), CheckpointError> {
     let p = path.display().to_string();
-    let st = safetensors::SafeTensors::deserialize(bytes)
-        .map_err(|e| CheckpointError::Format { path: p.clone(), detail: e.to_string() })?;
-    let mut err = None;
-    let result = model.load_named(|name| {
-        let view = st.tensor(name).ok()?;
-        let vals: Vec<f64> = match view.dtype() {
-            safetensors::Dtype::F32 => {
-                view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64).collect()
-            }
-            safetensors::Dtype::F64 => view
-                .data()
-                .chunks_exact(8)
-                .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
-                .collect(),
-            other => {
-                err = Some(format!("tensor `{name}` has dtype {other:?}; expected F32 or F64"));
-                return None;
-            }
-        };
-        if let Some(k) = vals.iter().position(|v| !v.is_finite()) {
-            err = Some(format!("tensor `{name}` element {k} is {} (NaN/Inf weights: a diverged run?)", vals[k]));
-            return None;
+    let (st, _) = open_checkpoint(bytes, &p)?;
+    load_model_tensors(model, &st, &p)
+}
+
+/// Check every tensor `model` needs in `st`, then load them all (or nothing).
+fn load_model_tensors<F: Float>(
+    model: &mut Sequential<F>,
+    st: &safetensors::SafeTensors,
+    p: &str,
+) -> Result<(), CheckpointError> {
+    let staged = stage_model_tensors(model, st, p)?;
+    commit(model, staged, p)
+}
+
+/// Every tensor `model` needs, read from `st` and checked (present, shape, finite).
+fn stage_model_tensors<F: Float>(
+    model: &Sequential<F>,
+    st: &safetensors::SafeTensors,
+    p: &str,
+) -> Result<Vec<Tensor<F>>, CheckpointError> {
+    let fmt = |detail: String| CheckpointError::Format { path: p.to_string(), detail };
+    model.named_tensors().into_iter().map(|(name, t)| read_tensor::<F>(st, &name, t.shape()).map_err(fmt)).collect()
+}
+
+/// Put tensors of [`stage_model_tensors`] into `model`.
+fn commit<F: Float>(model: &mut Sequential<F>, staged: Vec<Tensor<F>>, p: &str) -> Result<(), CheckpointError> {
+    let mut it = staged.into_iter();
+    model.load_named(|_| it.next()).map_err(|detail| CheckpointError::Format { path: p.to_string(), detail })
+}
+
+/// Load a checkpoint into `model` as [`load_checkpoint`] does (the best epoch's tensors) and,
+/// when the file was written by [`save_resumable`], return the state to continue training
+/// from with [`fit_from`]; `Ok(None)` for a checkpoint without resume state. Every resume
+/// tensor is checked like the model's (present, shape, finite) and the JSON state for
+/// consistency; nothing in the model changes on an error.
+pub fn load_resumable<F: Float>(
+    model: &mut Sequential<F>,
+    path: &Path,
+) -> Result<Option<TrainState<F>>, CheckpointError> {
+    let p = path.display().to_string();
+    let bytes = read_checkpoint_file(path)?;
+    let (st, meta) = open_checkpoint(&bytes, &p)?;
+    let fmt = |detail: String| CheckpointError::Format { path: p.clone(), detail };
+    let staged = stage_model_tensors(model, &st, &p)?;
+    let state = match meta.get(RESUME_KEY) {
+        None => None,
+        Some(json) => Some(parse_resume(model, &st, json).map_err(fmt)?),
+    };
+    commit(model, staged, &p)?;
+    Ok(state.map(|mut s| {
+        if s.best.is_some() {
+            s.best = Some(model.named_tensors().into_iter().map(|(_, t)| t.clone()).collect());
         }
-        Tensor::from_shape_vec(IxDyn(view.shape()), vals.into_iter().map(F::from_f64c).collect()).ok()
-    });
-    if let Some(detail) = err {
-        return Err(CheckpointError::Format { path: p, detail });
+        s
+    }))
+}
+
+/// The [`TrainState`] of a checkpoint (without `best`, which the caller fills in from the
+/// model once loaded): the resume tensors checked against `model`, the JSON under
+/// [`RESUME_KEY`] parsed.
+fn parse_resume<F: Float>(
+    model: &Sequential<F>,
+    st: &safetensors::SafeTensors,
+    json: &str,
+) -> Result<TrainState<F>, String> {
+    let bad = |what: &str| format!("{RESUME_KEY}: {what}");
+    let v: serde_json::Value = serde_json::from_str(json).map_err(|e| bad(&format!("not JSON: {e}")))?;
+    if v["format"] != 1 {
+        return Err(bad(&format!("format {} is not 1 (written by another version of leaky?)", v["format"])));
     }
-    result.map_err(|detail| CheckpointError::Format { path: p, detail })
+    let uint = |key: &str| -> Result<usize, String> {
+        v[key].as_u64().map(|x| x as usize).ok_or_else(|| bad(&format!("`{key}` is not a non-negative integer")))
+    };
+    let float = |x: &serde_json::Value, key: &str| -> Result<f64, String> {
+        x.as_str().and_then(|s| s.parse::<f64>().ok()).ok_or_else(|| bad(&format!("`{key}` is not a number")))
+    };
+    let gen = |x: &serde_json::Value, key: &str| -> Result<RngState, String> {
+        x.as_str()
+            .and_then(RngState::decode)
+            .ok_or_else(|| bad(&format!("`{key}` is not a generator state (KEYHEX:STREAM:POS)")))
+    };
+    let epochs_done = uint("epochs_done")?;
+    let named = model.named_tensors();
+    let pnames = model.param_names();
+    let params = model.params();
+    let mut last = Vec::with_capacity(named.len());
+    for (n, t) in &named {
+        last.push(read_tensor::<F>(st, &format!("{RESUME_PREFIX}last.{n}"), t.shape())?);
+    }
+    let adam_t = v["adam_t"].as_array().ok_or_else(|| bad("`adam_t` is not a list"))?;
+    if adam_t.len() != pnames.len() {
+        return Err(bad(&format!("`adam_t` has {} entries, the model has {} parameters", adam_t.len(), pnames.len())));
+    }
+    let mut slots = Vec::with_capacity(pnames.len());
+    for ((n, (_, p)), t) in pnames.iter().zip(&params).zip(adam_t) {
+        let shape = p.value.shape();
+        let m = read_tensor::<F>(st, &format!("{RESUME_PREFIX}m.{n}"), shape)?;
+        let vv = read_tensor::<F>(st, &format!("{RESUME_PREFIX}v.{n}"), shape)?;
+        let t = t.as_u64().ok_or_else(|| bad("`adam_t` holds a value that is not a non-negative integer"))?;
+        slots.push(Slots { m, v: vv, t });
+    }
+    let mut layer_rngs = model.rng_states();
+    let saved = v["layer_rngs"].as_object().ok_or_else(|| bad("`layer_rngs` is not an object"))?;
+    for (i, slot) in layer_rngs.iter_mut().enumerate() {
+        if slot.is_some() {
+            let x =
+                saved.get(&i.to_string()).ok_or_else(|| bad(&format!("`layer_rngs` has no entry for layer {i}")))?;
+            *slot = Some(gen(x, "layer_rngs")?);
+        }
+    }
+    let rows = v["history"].as_array().ok_or_else(|| bad("`history` is not a list"))?;
+    if rows.len() != epochs_done {
+        return Err(bad(&format!("`history` has {} epochs, `epochs_done` says {epochs_done}", rows.len())));
+    }
+    let best_epoch = uint("best_epoch")?;
+    if best_epoch >= epochs_done.max(1) {
+        return Err(bad(&format!("`best_epoch` {best_epoch} is not one of the {epochs_done} epochs done")));
+    }
+    let mut history = Vec::with_capacity(rows.len());
+    for r in rows {
+        let r = r.as_array().filter(|r| r.len() == 7).ok_or_else(|| bad("a `history` row is not 7 values"))?;
+        history.push(EpochInfo {
+            epoch: r[0].as_u64().ok_or_else(|| bad("a `history` epoch is not an integer"))? as usize,
+            train_loss: float(&r[1], "history")?,
+            train_acc: float(&r[2], "history")?,
+            val_acc: float(&r[3], "history")?,
+            val_loss: float(&r[4], "history")?,
+            lr: float(&r[5], "history")?,
+            seconds: float(&r[6], "history")?,
+        });
+    }
+    Ok(TrainState {
+        epochs_done,
+        history,
+        best_val_acc: float(&v["best_val_acc"], "best_val_acc")?,
+        best_val_loss: float(&v["best_val_loss"], "best_val_loss")?,
+        best_epoch,
+        steps: uint("steps")?,
+        seconds: float(&v["seconds"], "seconds")?,
+        best: v["has_best"].as_bool().unwrap_or(false).then(Vec::new),
+        last,
+        slots,
+        shuffle: gen(&v["shuffle_rng"], "shuffle_rng")?,
+        layer_rngs,
+    })
 }
 
 /// Why a checkpoint could not be written or read.
@@ -829,7 +1214,7 @@ mod tests {
         save_checkpoint(&bad, &dir.join("nan.safetensors"), HashMap::new()).unwrap();
         let before: Vec<_> = m2.named_tensors().iter().map(|(_, t)| (*t).clone()).collect();
         let e = load_checkpoint(&mut m2, &dir.join("nan.safetensors")).unwrap_err().to_string();
-        assert!(e.contains("nan.safetensors") && e.contains("is NaN"), "{e}");
+        assert!(e.contains("nan.safetensors") && e.contains("`0.affine.W` element 0 is NaN"), "{e}");
         let after: Vec<_> = m2.named_tensors().iter().map(|(_, t)| (*t).clone()).collect();
         assert_eq!(before, after);
         std::fs::write(dir.join("junk.safetensors"), b"not a checkpoint").unwrap();
@@ -841,6 +1226,112 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
             .collect();
         assert!(leftovers.is_empty());
+        std::fs::remove_dir_all(&dir).ok();
+    }
+    /// Everything of an epoch but its wall-clock seconds.
+    fn no_time(h: &[EpochInfo]) -> Vec<[f64; 6]> {
+        h.iter().map(|e| [e.epoch as f64, e.train_loss, e.train_acc, e.val_acc, e.val_loss, e.lr]).collect()
+    }
+
+    fn bits(t: &[(String, &Tensor<f32>)]) -> Vec<(String, Vec<u32>)> {
+        t.iter().map(|(n, t)| (n.clone(), t.iter().map(|v| v.to_bits()).collect())).collect()
+    }
+
+    #[test]
+    fn ten_epochs_equal_five_saved_and_five_resumed() {
+        let dir = std::env::temp_dir().join(format!("leaky-resume-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let data = blobs(240, 7);
+        let (tr, va) = data.split(0.25, 0);
+        // Dropout draws masks from the layer's own generator, Adam keeps moments and a step
+        // counter, lr decays by epoch, the shuffle order comes from the seed: all must resume.
+        let spec = MlpSpec { hidden: vec![16, 16], dropout_keep: Some(0.7), ..spec() };
+        for rule in [Rule::Adam, Rule::Momentum] {
+            let cfg = TrainConfig {
+                epochs: 10,
+                batch_size: 16,
+                update: UpdateConfig::new(rule, 2e-2),
+                lr_decay: 0.9,
+                weight_decay: 1e-3,
+                seed: 3,
+                ..Default::default()
+            };
+            let mut whole = spec.build::<f32>(11);
+            let (r10, s10) = fit_from(&mut whole, &tr, &va, &cfg, &mut NoObserver, None);
+
+            let mut first = spec.build::<f32>(11);
+            let (r5, s5) = fit_from(&mut first, &tr, &va, &TrainConfig { epochs: 5, ..cfg }, &mut NoObserver, None);
+            assert_eq!(r5.history.len(), 5);
+            let path = dir.join(format!("{}.safetensors", rule.name()));
+            save_resumable(&first, &s5, &path, HashMap::new()).unwrap();
+            // A fresh model of the same spec but another init seed: everything must come from the file.
+            let mut resumed = spec.build::<f32>(99);
+            let state = load_resumable(&mut resumed, &path).unwrap().expect("a resumable checkpoint");
+            assert_eq!(bits(&resumed.named_tensors()), bits(&first.named_tensors()), "the best epoch's tensors");
+            assert_eq!(state.epochs_done, 5);
+            let (r, s) = fit_from(&mut resumed, &tr, &va, &cfg, &mut NoObserver, Some(state));
+
+            assert_eq!(bits(&resumed.named_tensors()), bits(&whole.named_tensors()), "{rule:?}: best parameters");
+            let last = |s: &TrainState<f32>| {
+                s.last.iter().map(|t| t.iter().map(|v| v.to_bits()).collect::<Vec<_>>()).collect::<Vec<_>>()
+            };
+            assert_eq!(last(&s), last(&s10), "{rule:?}: last epoch's parameters");
+            assert_eq!(no_time(&r.history), no_time(&r10.history), "{rule:?}: history");
+            assert_eq!(
+                (r.best_val_acc, r.best_epoch, r.steps, r.best_val_loss.to_bits()),
+                (r10.best_val_acc, r10.best_epoch, r10.steps, r10.best_val_loss.to_bits())
+            );
+            assert_eq!(
+                s.slots.iter().map(|x| x.t).collect::<Vec<_>>(),
+                s10.slots.iter().map(|x| x.t).collect::<Vec<_>>()
+            );
+            assert_eq!((s.shuffle, &s.layer_rngs), (s10.shuffle, &s10.layer_rngs));
+            assert!(s.layer_rngs.iter().any(|p| p.is_some()), "the model must have dropout");
+            // Without the saved generator positions the run would differ: the test can fail.
+            let mut forgetful = spec.build::<f32>(99);
+            let mut state = load_resumable(&mut forgetful, &path).unwrap().unwrap();
+            state.layer_rngs = spec.build::<f32>(11).rng_states();
+            let (_, f) = fit_from(&mut forgetful, &tr, &va, &cfg, &mut NoObserver, Some(state));
+            assert_ne!(last(&f), last(&s10), "{rule:?}: restarting dropout's generator must change the run");
+        }
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn checksum_catches_corruption_and_old_files_still_load() {
+        let dir = std::env::temp_dir().join(format!("leaky-crc-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("m.safetensors");
+        let m = spec().build::<f32>(5);
+        save_checkpoint(&m, &path, HashMap::new()).unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+        assert!(meta.metadata().as_ref().unwrap()[CHECKSUM_KEY].starts_with("crc32:"));
+        // Flip one bit of the last weight: still finite, still the right shape.
+        let n = bytes.len();
+        bytes[n - 2] ^= 0x01;
+        let bad = dir.join("flipped.safetensors");
+        std::fs::write(&bad, &bytes).unwrap();
+        let mut m2 = spec().build::<f32>(6);
+        let e = load_checkpoint(&mut m2, &bad).unwrap_err().to_string();
+        assert!(e.contains("flipped.safetensors") && e.contains("checksum mismatch"), "{e}");
+        // A file without a checksum (written before checksums existed) loads.
+        use safetensors::tensor::TensorView;
+        let named = m.named_tensors();
+        let raw: Vec<(String, Vec<u8>, Vec<usize>)> = named
+            .iter()
+            .map(|(n, t)| (n.clone(), t.iter().flat_map(|v| v.to_le_bytes()).collect(), t.shape().to_vec()))
+            .collect();
+        let views: Vec<(String, TensorView)> = raw
+            .iter()
+            .map(|(n, b, s)| (n.clone(), TensorView::new(safetensors::Dtype::F32, s.clone(), b).unwrap()))
+            .collect();
+        let old = dir.join("old.safetensors");
+        std::fs::write(&old, safetensors::serialize(views, None).unwrap()).unwrap();
+        load_checkpoint(&mut m2, &old).unwrap();
+        assert_eq!(bits(&m2.named_tensors()), bits(&m.named_tensors()));
+        // A plain checkpoint has no resume state.
+        assert!(load_resumable(&mut m2, &path).unwrap().is_none());
         std::fs::remove_dir_all(&dir).ok();
     }
 }

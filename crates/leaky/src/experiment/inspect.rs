@@ -110,10 +110,9 @@ fn non_finite_findings(sd: &StateDict, findings: &mut Vec<Finding>) {
 /// Give the findings added after the doctor's diagnosis (non-finite weights, units that died
 /// since `before`) the next ids, after the doctor's own (F1, F2, ... in listing order).
 fn number_new(findings: &mut [Finding]) {
-    let mut next = findings.iter().filter(|f| !f.id.is_empty()).count() + 1;
-    for f in findings.iter_mut().filter(|f| f.id.is_empty()) {
-        f.id = format!("F{next}");
-        next += 1;
+    let first = findings.iter().filter(|f| !f.id.is_empty()).count() + 1;
+    for (k, f) in (first..).zip(findings.iter_mut().filter(|f| f.id.is_empty())) {
+        f.id = format!("F{k}");
     }
 }
 

@@ -11,7 +11,7 @@ use crate::losses::Loss;
 use crate::nn::seq::SeqModel;
 use crate::nn::{Probe, Sequential};
 use crate::rl::dqn::{DqnObserver, DqnRun, TdLoss, UpdateInfo};
-use crate::train::{fit, fit_seq, EpochInfo, Observer, SeqObserver, StepInfo, TrainReport};
+use crate::train::{fit_from, fit_seq, EpochInfo, Observer, SeqObserver, StepInfo, TrainReport, TrainState};
 use std::collections::HashSet;
 use std::path::Path;
 
@@ -115,6 +115,9 @@ pub struct Run {
     pub initial_val_loss: Option<f64>,
     /// Recurrent models: Whh's spectral radius at init.
     pub whh_radius_init: Option<f64>,
+    /// Feed-forward models: where training stands after the last epoch, for a checkpoint
+    /// that can be resumed ([`Run::save`]).
+    pub state: Option<TrainState<f32>>,
 }
 
 impl Run {
@@ -300,6 +303,22 @@ pub fn run(exp: &Experiment, base: &Path, opts: RunOptions, events: &mut dyn Eve
 
 /// [`run`] on data and a model already prepared (e.g. to print them first).
 pub fn run_prepared(exp: &Experiment, data: Data, model: Model, opts: RunOptions, events: &mut dyn Events) -> Run {
+    run_prepared_from(exp, data, model, opts, None, events)
+}
+
+/// [`run_prepared`] continuing from `resume`, a state of a feed-forward run of the same
+/// experiment ([`super::checkpoint::load_resume`] checks it): epochs
+/// `resume.epochs_done + 1 ..= train.epochs` are trained, and the run's history, best epoch
+/// and model are those an uninterrupted run would have had. `resume` is ignored for
+/// recurrent and DQN models (whose checkpoints `load_resume` refuses).
+pub fn run_prepared_from(
+    exp: &Experiment,
+    data: Data,
+    model: Model,
+    opts: RunOptions,
+    resume: Option<TrainState<f32>>,
+    events: &mut dyn Events,
+) -> Run {
     let cfg = train_config(exp);
     let train_len = data.train_len();
     let mut out = Run {
@@ -313,6 +332,7 @@ pub fn run_prepared(exp: &Experiment, data: Data, model: Model, opts: RunOptions
         train_len,
         initial_val_loss: None,
         whh_radius_init: None,
+        state: None,
     };
     match (data, model) {
         (Data::Rows { train, val }, Model::Feed { mut net, names }) => {
@@ -323,7 +343,8 @@ pub fn run_prepared(exp: &Experiment, data: Data, model: Model, opts: RunOptions
                 before.dead_unit_pass(&mut net, &train);
                 out.dead_at_init = before.stats.dead_units;
             }
-            let report = fit(&mut net, &train, &val, &cfg, &mut w);
+            let (report, state) = fit_from(&mut net, &train, &val, &cfg, &mut w, resume);
+            out.state = Some(state);
             if let Some(d) = &mut w.doctor {
                 d.dead_unit_pass(&mut net, &train);
             }

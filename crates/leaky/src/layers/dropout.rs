@@ -13,7 +13,7 @@
 //! one shape, any shape; `0 < p <= 1` (`p = 1` keeps everything).
 
 use crate::nn::{Layer, Mode};
-use crate::tensor::{Float, Rng64, Tensor};
+use crate::tensor::{Float, Rng64, RngState, Tensor};
 
 /// What [`backward`] needs from [`forward`].
 #[derive(Clone, Debug)]
@@ -94,6 +94,14 @@ impl<F: Float> Layer<F> for Dropout<F> {
 
     fn replay_randomness(&mut self, on: bool) {
         self.replay = on.then(|| self.rng.clone());
+    }
+
+    fn rng_state(&self) -> Option<RngState> {
+        Some(RngState::of(&self.rng))
+    }
+
+    fn set_rng_state(&mut self, state: &RngState) {
+        self.rng = state.generator();
     }
 
     fn forward(&mut self, x: Tensor<F>, mode: Mode) -> Tensor<F> {

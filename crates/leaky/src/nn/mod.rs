@@ -9,7 +9,7 @@ pub mod mlp;
 pub mod seq;
 pub mod spectral;
 
-use crate::tensor::{Float, Tensor};
+use crate::tensor::{Float, RngState, Tensor};
 
 pub use mlp::{Activation, MlpSpec};
 
@@ -105,6 +105,16 @@ pub trait Layer<F: Float>: Send + Sync {
     /// gradient checker can difference; `false` returns to fresh draws. Default: nothing to
     /// replay.
     fn replay_randomness(&mut self, _on: bool) {}
+
+    /// The state of the layer's own random generator, for checkpoints that resume
+    /// training exactly; `None` for a layer that draws nothing (the default).
+    fn rng_state(&self) -> Option<RngState> {
+        None
+    }
+
+    /// Put the layer's random generator in `state` (a value of [`Layer::rng_state`]): its
+    /// next draws are those it made from that state. Default: nothing to set.
+    fn set_rng_state(&mut self, _state: &RngState) {}
 
     /// The activation function's name if this is an elementwise nonlinearity
     /// (`"relu"`, `"sigmoid"`, ...), for the doctor's probes.
@@ -210,6 +220,31 @@ impl<F: Float> Sequential<F> {
     /// All parameters, mutable, in the order of [`Sequential::params`].
     pub fn params_mut(&mut self) -> Vec<&mut Param<F>> {
         self.layers.iter_mut().flat_map(|l| l.params_mut()).collect()
+    }
+
+    /// The checkpoint name of every parameter (as in [`Sequential::named_tensors`]), in the
+    /// order of [`Sequential::params`].
+    pub fn param_names(&self) -> Vec<String> {
+        self.layers
+            .iter()
+            .enumerate()
+            .flat_map(|(i, l)| l.params().into_iter().map(move |p| format!("{i}.{}.{}", l.kind(), p.name)))
+            .collect()
+    }
+
+    /// Every layer's random-generator state ([`Layer::rng_state`]), one entry per layer.
+    pub fn rng_states(&self) -> Vec<Option<RngState>> {
+        self.layers.iter().map(|l| l.rng_state()).collect()
+    }
+
+    /// Set the random-generator states of [`Sequential::rng_states`] (one entry per
+    /// layer; `None` entries and layers beyond `states` are left as they are).
+    pub fn set_rng_states(&mut self, states: &[Option<RngState>]) {
+        for (l, st) in self.layers.iter_mut().zip(states) {
+            if let Some(st) = st {
+                l.set_rng_state(st);
+            }
+        }
     }
 
     /// Number of trainable scalars.
