@@ -17,6 +17,11 @@ pub struct TrainArgs {
     /// feed-forward models with the state `--resume` needs (docs/checkpoints.md).
     #[arg(long, value_name = "FILE")]
     pub save: Option<PathBuf>,
+    /// The format of --save: `leaky` (resumable, docs/checkpoints.md) or `pytorch` (a
+    /// state_dict that PyTorch's load_state_dict accepts for the same architecture: keys
+    /// "<index or name>.weight", Linear weights (out, in); docs/inspect.md).
+    #[arg(long, value_enum, default_value_t = SaveFormat::Leaky, requires = "save")]
+    pub save_format: SaveFormat,
     /// Continue the run saved in this checkpoint (by `leaky train --save`) up to
     /// train.epochs, the total: same result as one uninterrupted run. Feed-forward models.
     #[arg(long, value_name = "CKPT")]
@@ -27,6 +32,15 @@ pub struct TrainArgs {
     /// Print only the final summary.
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+/// What `--save` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SaveFormat {
+    /// leaky's checkpoint (best parameters plus the resume state).
+    Leaky,
+    /// A PyTorch state_dict (safetensors) of the best parameters.
+    Pytorch,
 }
 
 /// Run `leaky train`.
@@ -121,6 +135,16 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
         return Err(Failure::Run(anyhow!(
             "the TD loss became NaN or infinite at update {u}; lower train.lr or set train.clip_grad_norm"
         )));
+    }
+    if let (Some(path), SaveFormat::Pytorch) = (&args.save, args.save_format) {
+        let saved = match &result.model {
+            Trained::Feed { net, names } => leaky::import::save_pytorch(path, net, names),
+            Trained::Seq(model) => leaky::import::save_pytorch_seq(path, model, &leaky::import::SeqKeys::default()),
+            Trained::Dqn(net) => leaky::import::save_pytorch(path, net, &[]),
+        };
+        saved.map_err(|e| Failure::Run(anyhow!("{e}")))?;
+        println!("saved {} (PyTorch state_dict)", show(path));
+        return Ok(());
     }
     if let Some(path) = &args.save {
         let meta = HashMap::from([("experiment".to_string(), show(&args.file))]);

@@ -116,3 +116,21 @@ fn bad_checkpoints_and_data_exit_2_naming_the_problem() {
     expect_bad_input(&["inspect", &mlp, "--weights", cut.to_str().unwrap()], &["cut.safetensors"]);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn train_saves_a_pytorch_state_dict_that_inspect_reads_back() {
+    let dir = scratch("inspect-save-pytorch");
+    let a = arch(&dir, "spiral.toml", "[data]\ndataset = \"spiral\"\n[model]\nhidden = [8]\n[train]\nepochs = 2\n");
+    let w = dir.join("w.safetensors");
+    let o = leaky(&["train", &a, "--quiet", "--save", w.to_str().unwrap(), "--save-format", "pytorch"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // PyTorch's names and layouts: Linear weights (out, in), an nn.Sequential's indices.
+    let sd = leaky::import::StateDict::open(&w).unwrap();
+    let keys: Vec<&str> = sd.keys().collect();
+    assert_eq!(keys, ["0.bias", "0.weight", "2.bias", "2.weight"]);
+    assert_eq!(sd.shape("0.weight"), Some(&[8usize, 2][..]));
+    assert_eq!(sd.shape("2.weight"), Some(&[3usize, 8][..]));
+    let o = leaky(&["inspect", &a, "--weights", w.to_str().unwrap(), "--fail-on", "never"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    std::fs::remove_dir_all(&dir).ok();
+}
