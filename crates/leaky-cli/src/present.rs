@@ -95,11 +95,6 @@ pub fn print_diagnosis(style: &Style, findings: &[Finding]) -> String {
     )
 }
 
-/// Print one finding at the left margin (see [`print_finding_at`]).
-pub fn print_finding(style: &Style, f: &Finding) {
-    print_finding_at(style, f, 0);
-}
-
 /// Print one finding, indented by `depth` levels (a consequence under its cause): headline
 /// (with its id and, for a consequence, the id of its cause), evidence, why, ranked fixes
 /// with their settings. Evidence numbers read as in the HTML report ([`number`]).
@@ -326,9 +321,16 @@ impl Events for Live {
         (self.zeroed, self.samples) = (0, 0);
     }
 
+    /// One line per new finding while training; the final diagnosis prints each in full once.
     fn on_finding(&mut self, f: &Finding) {
         if !self.quiet {
-            print_finding(&self.style, f);
+            let step = f.step.map(|s| format!(" at step {s}")).unwrap_or_default();
+            println!(
+                "  found: {} {} in {}{step}",
+                self.style.severity(f.severity).trim_end(),
+                f.code.as_str(),
+                f.where_
+            );
         }
     }
 }
