@@ -187,6 +187,13 @@ pub fn run(args: GraphArgs) -> Result<(), Failure> {
                 write_graph(&p.tape, path, &program).map_err(Failure::Run)?;
                 println!("wrote {}", show(path));
             }
+            let grads_finite = p.inputs.iter().all(|(_, id)| p.tape.grad_item(*id).is_none_or(f64::is_finite));
+            if !value.is_finite() || !grads_finite {
+                return Err(Failure::Run(anyhow!(
+                    "{name} = {value}: the value or a gradient is not finite (a function outside its domain, e.g. sqrt or log of a negative number, or a division by 0){}",
+                    if out.is_some() { "; the graph shows the node where it starts" } else { "; draw it with --out to see where" }
+                )));
+            }
             Ok(())
         }
     }

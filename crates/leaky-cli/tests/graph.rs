@@ -73,3 +73,13 @@ fn batchnorm_writes_the_graph_and_reports_good_agreement() {
     }
     assert!(Path::new(&svg).exists());
 }
+
+#[test]
+fn a_non_finite_result_is_a_failed_run_not_a_silent_nan() {
+    let o = common::leaky(&["graph", "expr", "y = sqrt(-1)"]);
+    assert_eq!(o.status.code(), Some(1), "{}", common::stderr(&o));
+    let err = common::stderr(&o);
+    assert!(err.contains("not finite") && err.contains("sqrt"), "{err}");
+    let o = common::leaky(&["graph", "expr", "x = 4; y = sqrt(x)"]);
+    assert_eq!(o.status.code(), Some(0), "{}", common::stderr(&o));
+}
