@@ -465,6 +465,15 @@ pub fn load(path: &Path) -> Result<Experiment> {
 
 /// Parse and validate experiment text.
 pub fn parse(text: &str) -> Result<Experiment> {
+    // `[[train]]` (a list of tables) where `[train]` is meant would reach serde as a sequence
+    // and fail with a misleading "unknown variant"; name the section instead.
+    if let Ok(table) = text.parse::<toml::Table>() {
+        for section in ["data", "model", "train", "rl"] {
+            if matches!(table.get(section), Some(toml::Value::Array(_))) {
+                bail!("`[[{section}]]`: write `[{section}]`, one table (only `[[model.layers]]` is a list)");
+            }
+        }
+    }
     let exp: Experiment = toml::from_str(text).map_err(|e| Error::BadInput(e.to_string().trim_end().to_string()))?;
     exp.validate()?;
     Ok(exp)
@@ -771,6 +780,8 @@ mod tests {
         assert!(e.contains("rl.eps_end"), "{e}");
         let e = format!("{}", parse("[rl]\nenv = \"pong\"\n").unwrap_err());
         assert!(e.contains("rl.env"), "{e}");
+        let e = format!("{}", parse("[[train]]\nlr = 0.1\n").unwrap_err());
+        assert!(e.contains("[[train]]") && e.contains("[train]"), "{e}");
         // Absurd magnitudes are input errors naming the key, not training failures.
         for (text, key) in [
             ("[model]\nbias_init = 1e39\n", "model.bias_init"),

@@ -147,6 +147,24 @@ pub fn resolve_dataset(spec: &str, base: &Path) -> String {
     format!("{kind}:{}", parts.join(","))
 }
 
+/// `s` for an error message: at most 100 characters, with the length when it is cut (a
+/// 10 MB value must not become 10 MB of error).
+pub fn shown(s: &str) -> String {
+    const MAX: usize = 100;
+    match s.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{:?}... ({} characters)", &s[..cut], s.chars().count()),
+        None => format!("{s:?}"),
+    }
+}
+
+/// An error message of at most 1000 characters (a loader's message may quote the spec).
+fn shown_error(m: &str) -> String {
+    match m.char_indices().nth(1000) {
+        Some((cut, _)) => format!("{}... ({} characters)", &m[..cut], m.chars().count()),
+        None => m.to_string(),
+    }
+}
+
 /// `(1, 8, 8)`.
 pub fn shape_str(shape: &[usize]) -> String {
     let items: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
@@ -163,8 +181,9 @@ pub fn shape_str(shape: &[usize]) -> String {
 /// reshapes each example.
 pub fn prepare_rows(exp: &Experiment, base: &Path) -> Result<(Dataset, Dataset)> {
     let spec = resolve_dataset(&exp.data.dataset, base);
-    let mut data = crate::data::load(&spec, exp.seed)
-        .map_err(|e| Error::BadInput(format!("data.dataset = {:?}: {e}", exp.data.dataset)))?;
+    let mut data = crate::data::load(&spec, exp.seed).map_err(|e| {
+        Error::BadInput(format!("data.dataset = {}: {}", shown(&exp.data.dataset), shown_error(&e.to_string())))
+    })?;
     if data.len() < 2 {
         bad!("data.dataset = {:?}: {} example(s); need at least 2", exp.data.dataset, data.len());
     }
@@ -436,8 +455,9 @@ fn shorthand_key(exp: &Experiment, layers: &[LayerConfig], e: Error) -> Error {
 /// Load and split the sequence task for `model.kind = "rnn" | "lstm"`.
 pub fn prepare_seq(exp: &Experiment, base: &Path) -> Result<(SeqDataset, SeqDataset)> {
     let spec = resolve_dataset(&exp.data.dataset, base);
-    let data = crate::data::seq::load_seq(&spec, exp.data.seq_len, exp.seed)
-        .map_err(|e| Error::BadInput(format!("data.dataset = {:?}: {e}", exp.data.dataset)))?;
+    let data = crate::data::seq::load_seq(&spec, exp.data.seq_len, exp.seed).map_err(|e| {
+        Error::BadInput(format!("data.dataset = {}: {}", shown(&exp.data.dataset), shown_error(&e.to_string())))
+    })?;
     let (train, val) = data.split(exp.data.val_fraction, exp.seed);
     if train.is_empty() {
         bad!("data.val_fraction = {}: leaves no training sequences out of {}", exp.data.val_fraction, data.len());
@@ -654,6 +674,13 @@ mod tests {
         assert!(e.contains("model.layers") && e.contains("rnn"), "{e}");
         let e = parse("[[model.layers]]\ntype = \"affine\"\nname = \"fc\"\nunits = 3\n[[model.layers]]\ntype = \"affine\"\nname = \"fc\"\n").unwrap_err().to_string();
         assert!(e.contains("model.layers[1].name"), "{e}");
+    }
+
+    #[test]
+    fn a_huge_dataset_string_is_not_echoed_whole() {
+        let exp = parse(&format!("[data]\ndataset = \"{}\"\n", "a".repeat(1_000_000))).unwrap();
+        let e = prepare_rows(&exp, Path::new(".")).err().unwrap().to_string();
+        assert!(e.len() < 2500 && e.contains("1000000 characters"), "{} characters", e.len());
     }
 
     #[test]
