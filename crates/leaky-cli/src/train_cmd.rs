@@ -106,8 +106,9 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
         }
     }
     if let (Some(r), Trained::Feed { .. }) = (&result.report, &result.model) {
+        let which = if result.val_len == 0 { "train acc (no validation split)" } else { "val acc" };
         println!(
-            "done: best val acc {:.2}% at epoch {} of {}; {} steps in {:.2}s",
+            "done: best {which} {:.2}% at epoch {} of {}; {} steps in {:.2}s",
             100.0 * r.best_val_acc.max(0.0),
             r.best_epoch + 1,
             r.history.len(),

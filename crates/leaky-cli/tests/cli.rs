@@ -215,3 +215,25 @@ fn train_prints_the_run_header_of_each_trainer() {
     assert_eq!(lines[3], "training: 1 epochs, batch 16, sgd lr 0.01, loss mse, clip_grad_norm 1", "{out}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn without_a_validation_split_no_metric_is_called_validation() {
+    let dir = scratch("noval");
+    let exp = dir.join("noval.toml");
+    std::fs::write(
+        &exp,
+        "[data]\ndataset = \"spiral\"\nval_fraction = 0.0\n[model]\nhidden = [8]\n[train]\nepochs = 2\n",
+    )
+    .unwrap();
+    let json = dir.join("run.json");
+    let o = leaky(&["train", exp.to_str().unwrap(), "--quiet", "--json", json.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("best train acc (no validation split)"), "{out}");
+    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let m = &doc["metrics"];
+    assert!(m["best_val_acc"].is_null() && m["best_val_loss"].is_null(), "{m}");
+    assert!(m["best_train_acc"].as_f64().is_some_and(|a| a > 0.0), "{m}");
+    assert_eq!(m["no_validation_split"], true);
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -61,6 +61,15 @@ impl Data {
         }
     }
 
+    /// Validation examples (sequences); 0 for an environment or `data.val_fraction = 0`.
+    pub fn val_len(&self) -> usize {
+        match self {
+            Data::Rows { val, .. } => val.len(),
+            Data::Seq { val, .. } => val.len(),
+            Data::Env => 0,
+        }
+    }
+
     /// A one-line description, e.g. `"1438 train / 359 val examples of shape (1, 8, 8), 10 classes"`.
     pub fn describe(&self) -> String {
         match self {

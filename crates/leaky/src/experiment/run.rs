@@ -111,6 +111,8 @@ pub struct Run {
     pub model: Trained,
     /// Training examples (sequences); 0 for a DQN.
     pub train_len: usize,
+    /// Validation examples (sequences); 0 for a DQN or without a validation split.
+    pub val_len: usize,
     /// Recurrent models: the validation loss before training (on up to 256 sequences).
     pub initial_val_loss: Option<f64>,
     /// Recurrent models: Whh's spectral radius at init.
@@ -148,6 +150,14 @@ impl Run {
             "seconds": r.seconds,
             "diverged_at_step": r.diverged_at_step,
         });
+        if self.val_len == 0 {
+            // No validation split (`data.val_fraction = 0`): the trainer picked the best epoch
+            // by training accuracy; say so rather than call it a validation metric.
+            m["best_train_acc"] = m["best_val_acc"].take();
+            m["best_val_acc"] = serde_json::Value::Null;
+            m["best_val_loss"] = serde_json::Value::Null;
+            m["no_validation_split"] = json!(true);
+        }
         if let Some(l) = self.initial_val_loss {
             m["initial_val_loss"] = json!(l);
         }
@@ -321,6 +331,7 @@ pub fn run_prepared_from(
 ) -> Run {
     let cfg = train_config(exp);
     let train_len = data.train_len();
+    let val_len = data.val_len();
     let mut out = Run {
         experiment: exp.clone(),
         report: None,
@@ -330,6 +341,7 @@ pub fn run_prepared_from(
         dead_at_init: Vec::new(),
         model: Trained::Dqn(Sequential::new()),
         train_len,
+        val_len,
         initial_val_loss: None,
         whh_radius_init: None,
         state: None,
