@@ -136,6 +136,19 @@ fn for_checkpoint(findings: &mut [Finding]) {
     }
 }
 
+/// The doctor's findings that apply to a checkpoint (no history-based codes), as advice for
+/// the training run, plus one `non_finite` finding per non-finite tensor of `sd`.
+fn checkpoint_findings(doctor: &Doctor, sd: &StateDict) -> Vec<Finding> {
+    let mut findings: Vec<Finding> = doctor
+        .diagnose()
+        .into_iter()
+        .filter(|f| !matches!(f.code.as_str(), "bad_init_loss" | "update_ratio" | "diverging_loss" | "not_learning"))
+        .collect();
+    for_checkpoint(&mut findings);
+    non_finite_findings(sd, &mut findings);
+    findings
+}
+
 /// Diagnose the checkpoint `opts.weights` of the model `exp` describes. `progress(done,
 /// total)` is called after each batch of the passes. Errors ([`Error::BadInput`]) name the
 /// file, the key and the shapes.
@@ -218,22 +231,12 @@ fn inspect_feed(
     let idx: Vec<usize> = (0..data.len()).collect();
     let chunks: Vec<&[usize]> = idx.chunks(BATCH).collect();
     let probes = chunks.len().min(PROBE_BATCHES);
+    // Progress in batches: the eval pass, the dead-unit pass, then each probe batch.
     let total = 2 * chunks.len() + probes;
-    let mut done = 0;
-    // Eval pass: loss and accuracy over every example.
-    let (mut loss_sum, mut correct) = (0.0, 0usize);
-    for chunk in &chunks {
-        let (x, y) = batch::<f32>(&data, chunk);
-        let scores = affine::as_2d(net.forward(x, Mode::Eval));
-        loss_sum += loss_fn.classify(&scores, &y).0 as f64 * chunk.len() as f64;
-        for (row, &yi) in scores.outer_iter().zip(&y) {
-            let best =
-                row.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (k, &v)| if v > b.1 { (k, v) } else { b });
-            correct += usize::from(best.0 == yi);
-        }
-        done += 1;
-        progress(done, total);
-    }
+    // Eval pass: loss and accuracy over every example (the trainer's own evaluation).
+    let (accuracy, loss) = crate::train::evaluate(&mut net, &data, loss_fn);
+    let mut done = chunks.len();
+    progress(done, total);
     // Dead units over every example (eval mode), now and at `before`.
     let mut dead_before = Vec::new();
     if let Some((b_net, _)) = &mut before {
@@ -279,13 +282,7 @@ fn inspect_feed(
             }
         }
     }
-    let mut findings: Vec<Finding> = doctor
-        .diagnose()
-        .into_iter()
-        .filter(|f| !matches!(f.code.as_str(), "bad_init_loss" | "update_ratio" | "diverging_loss" | "not_learning"))
-        .collect();
-    for_checkpoint(&mut findings);
-    non_finite_findings(&sd, &mut findings);
+    let mut findings = checkpoint_findings(&doctor, &sd);
     for (now, then) in doctor.stats.dead_units.iter().zip(dead_before.iter()) {
         let died: Vec<usize> = now
             .fire_counts
@@ -317,8 +314,8 @@ fn inspect_feed(
     let params = net.num_params();
     Ok(Inspection {
         findings,
-        loss: loss_sum / data.len() as f64,
-        accuracy: Some(correct as f64 / data.len() as f64),
+        loss,
+        accuracy: Some(accuracy),
         examples: data.len(),
         params,
         tensors: sd.len(),
@@ -360,13 +357,7 @@ fn inspect_seq(
         SeqObserver::<f32>::on_step(&mut doctor, &info, &model);
         progress(chunks.len() + k + 1, total);
     }
-    let mut findings: Vec<Finding> = doctor
-        .diagnose()
-        .into_iter()
-        .filter(|f| !matches!(f.code.as_str(), "bad_init_loss" | "update_ratio" | "diverging_loss" | "not_learning"))
-        .collect();
-    for_checkpoint(&mut findings);
-    non_finite_findings(&sd, &mut findings);
+    let mut findings = checkpoint_findings(&doctor, &sd);
     number_new(&mut findings);
     Ok(Inspection {
         findings,

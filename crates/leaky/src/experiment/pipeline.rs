@@ -156,21 +156,12 @@ pub fn resolve_dataset(spec: &str, base: &Path) -> String {
     format!("{kind}:{}", parts.join(","))
 }
 
-/// `s` for an error message: at most 100 characters, with the length when it is cut (a
+/// `s` cut to `max` characters for an error message, with its length when it is cut (a
 /// 10 MB value must not become 10 MB of error).
-pub fn shown(s: &str) -> String {
-    const MAX: usize = 100;
-    match s.char_indices().nth(MAX) {
-        Some((cut, _)) => format!("{:?}... ({} characters)", &s[..cut], s.chars().count()),
-        None => format!("{s:?}"),
-    }
-}
-
-/// An error message of at most 1000 characters (a loader's message may quote the spec).
-fn shown_error(m: &str) -> String {
-    match m.char_indices().nth(1000) {
-        Some((cut, _)) => format!("{}... ({} characters)", &m[..cut], m.chars().count()),
-        None => m.to_string(),
+fn cut(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((at, _)) => format!("{}... ({} characters)", &s[..at], s.chars().count()),
+        None => s.to_string(),
     }
 }
 
@@ -191,7 +182,7 @@ pub fn shape_str(shape: &[usize]) -> String {
 pub fn prepare_rows(exp: &Experiment, base: &Path) -> Result<(Dataset, Dataset)> {
     let spec = resolve_dataset(&exp.data.dataset, base);
     let mut data = crate::data::load(&spec, exp.seed).map_err(|e| {
-        Error::BadInput(format!("data.dataset = {}: {}", shown(&exp.data.dataset), shown_error(&e.to_string())))
+        Error::BadInput(format!("data.dataset = {:?}: {}", cut(&exp.data.dataset, 100), cut(&e.to_string(), 1000)))
     })?;
     if data.len() < 2 {
         bad!("data.dataset = {:?}: {} example(s); need at least 2", exp.data.dataset, data.len());
@@ -465,7 +456,7 @@ fn shorthand_key(exp: &Experiment, layers: &[LayerConfig], e: Error) -> Error {
 pub fn prepare_seq(exp: &Experiment, base: &Path) -> Result<(SeqDataset, SeqDataset)> {
     let spec = resolve_dataset(&exp.data.dataset, base);
     let data = crate::data::seq::load_seq(&spec, exp.data.seq_len, exp.seed).map_err(|e| {
-        Error::BadInput(format!("data.dataset = {}: {}", shown(&exp.data.dataset), shown_error(&e.to_string())))
+        Error::BadInput(format!("data.dataset = {:?}: {}", cut(&exp.data.dataset, 100), cut(&e.to_string(), 1000)))
     })?;
     let (train, val) = data.split(exp.data.val_fraction, exp.seed);
     if train.is_empty() {
