@@ -163,6 +163,8 @@ pub fn run(args: GraphArgs) -> Result<(), Failure> {
             }
             if out.is_some() {
                 println!("wrote {}", show(&demo.svg));
+            } else {
+                println!("(nothing drawn: add --out bn.svg to draw the graph, or --out bn.dot for Graphviz)");
             }
             if !demo.passed() {
                 return Err(Failure::Run(anyhow!(

@@ -71,20 +71,8 @@ pub fn print_diagnosis(style: &Style, findings: &[Finding]) -> String {
     if findings.is_empty() {
         println!("no findings: every probe is within its healthy range");
     }
-    let depth = |f: &Finding| {
-        let mut d = 0;
-        let mut at = f.caused_by.as_deref();
-        while let Some(id) = at {
-            d += 1;
-            at = findings.iter().find(|g| g.id == id).and_then(|g| g.caused_by.as_deref());
-            if d > findings.len() {
-                break;
-            }
-        }
-        d
-    };
-    for f in findings {
-        print_finding_at(style, f, depth(f));
+    for (f, depth) in findings.iter().zip(leaky::doctor::causes::depths(findings)) {
+        print_finding_at(style, f, depth);
     }
     let count = |s: Severity| findings.iter().filter(|f| f.severity == s).count();
     format!(

@@ -34,9 +34,22 @@ fn dead_metrics(run: &MlpRun) -> Map<String, Value> {
     m
 }
 
+/// "layer 1: 0 -> 0 of 100, layer 3: 0 -> 77 of 100": the counts of the doctor's full passes
+/// (the numbers a `dead_relu` finding reports as `dead_units` and `units`), before and after.
+fn per_layer_dead(before: &[DeadUnitPass], after: &[DeadUnitPass]) -> String {
+    let dead = |p: &DeadUnitPass| p.fire_counts.iter().filter(|&&c| c == 0).count();
+    after
+        .iter()
+        .map(|a| {
+            let b = before.iter().find(|b| b.layer == a.layer).map_or("?".to_string(), |b| dead(b).to_string());
+            format!("layer {}: {b} -> {} of {}", a.layer, dead(a), a.fire_counts.len())
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Run the demo.
 pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
-    let quick_epochs = 2;
     let say = |s: &str| {
         if !opts.quiet {
             println!("  training {s}");
@@ -50,7 +63,7 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
     let mut runs = Vec::new();
     for (name, broken, desc, toml) in specs {
         say(&format!("{name}: {desc}"));
-        runs.push((name, broken, desc, run_mlp(toml, opts, quick_epochs)?));
+        runs.push((name, broken, desc, run_mlp(toml, opts)?));
     }
     let mut variants = Vec::new();
     let mut rows = Vec::new();
@@ -62,7 +75,7 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
         let dead = if *name == "leaky" {
             "n/a (never 0)".to_string()
         } else {
-            format!("{} -> {}", pct(dead_fraction(&run.dead_at_init)), pct(dead_fraction(&run.doctor.stats.dead_units)))
+            per_layer_dead(&run.dead_at_init, &run.doctor.stats.dead_units)
         };
         rows.push(vec![
             format!("{name}: {desc}"),
@@ -72,7 +85,7 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
         ]);
         variants.push(variant(name, *broken, desc, run, m));
     }
-    let tbl = table("", &["variant", "dead units (init -> end)", "best val acc", "doctor"], rows);
+    let tbl = table("", &["variant", "dead units per ReLU layer (init -> end)", "best val acc", "doctor"], rows);
 
     let loss: Vec<Series> = runs.iter().map(|(n, _, _, r)| loss_series(n, &r.doctor.losses)).collect();
     let zero: Vec<Series> = runs

@@ -8,6 +8,7 @@
 //! layer divides the gradient by about 4, so in a deep stack the first layers barely move.
 
 use super::*;
+use leaky::doctor::detectors::{depth_samples, update_ratio, DepthSample};
 
 /// Broken: raw pixels (0..16) into sigmoid units with N(0, 1) weights.
 pub const BROKEN: &str = include_str!("../../../../examples/demo/sigmoid-broken.toml");
@@ -21,77 +22,66 @@ pub const DEEP: &str = include_str!("../../../../examples/demo/sigmoid-deep.toml
 /// The same depth with ReLU and He init: the local gradient is 1 where a unit fires.
 pub const DEEP_RELU: &str = include_str!("../../../../examples/demo/sigmoid-deep-relu.toml");
 
-/// Input-gradient norms |dL/dx| of each affine layer at step 0, first layer first.
-fn affine_grad_norms(run: &MlpRun) -> Vec<f64> {
-    run.doctor
-        .stats
-        .layers
-        .iter()
-        .filter(|s| s.step == 0 && s.kind == "affine")
-        .filter_map(|s| s.grad_in_norm)
-        .collect()
+/// The step the table reads a statistic at: the step of `run`'s finding `code` (the sample
+/// the doctor reports as evidence), else step 0.
+fn evidence_step(run: &MlpRun, code: Code) -> usize {
+    run.findings.iter().find(|f| f.code == code).and_then(|f| f.step).unwrap_or(0)
 }
 
-/// Geometric mean of |g_{l+1}| / |g_l| over consecutive layers (`norms` input side first):
-/// by how much the gradient shrinks per layer on its way down to the input.
-fn shrink_per_layer(norms: &[f64]) -> f64 {
-    match (norms.first(), norms.last()) {
-        (Some(&first), Some(&last)) if norms.len() > 1 && first > 0.0 => {
-            (last / first).powf(1.0 / (norms.len() - 1) as f64)
-        }
-        _ => f64::NAN,
-    }
+/// The doctor's gradient-through-depth sample at `step` ([`depth_samples`], what
+/// `vanishing_gradient` judges): per-layer gradient RMS, lowest layer first.
+fn depth_at(run: &MlpRun, step: usize) -> Option<DepthSample> {
+    depth_samples(&run.doctor.stats.layers).into_iter().find(|s| s.step == step)
 }
 
-/// Median update ratio lr*|dW|/|W| of the first affine layer's weights over the sampled steps.
-fn first_layer_update_ratio(run: &MlpRun) -> f64 {
-    let mut r: Vec<f64> = run
-        .doctor
-        .stats
-        .params
-        .iter()
-        .filter(|p| p.layer == 0 && p.is_weight && p.weight_norm > 0.0)
-        .filter_map(|p| p.update_norm.map(|u| u / p.weight_norm))
-        .filter(|x| x.is_finite())
-        .collect();
-    r.sort_by(f64::total_cmp);
-    r.get(r.len() / 2).copied().unwrap_or(f64::NAN)
-}
-
-fn saturation(run: &MlpRun, index: usize) -> (f64, f64) {
-    let last = run.doctor.stats.layers.iter().rev().find(|s| s.index == index);
-    let sat = last.and_then(|s| s.saturated_fraction).unwrap_or(f64::NAN);
-    let local = last.and_then(|s| s.mean_local_grad).unwrap_or(f64::NAN);
+/// Layer `index`'s saturated fraction and mean local gradient at `step`, the numbers the
+/// `saturation` finding reports for its sample.
+fn saturation_at(run: &MlpRun, index: usize, step: usize) -> (f64, f64) {
+    let rec = run.doctor.stats.layers.iter().find(|s| s.index == index && s.step == step);
+    let sat = rec.and_then(|s| s.saturated_fraction).unwrap_or(f64::NAN);
+    let local = rec.and_then(|s| s.mean_local_grad).unwrap_or(f64::NAN);
     (sat, local)
+}
+
+/// The first affine layer's median update ratio over the sampled steps, as `update_ratio`
+/// judges it.
+fn first_layer_update_ratio(run: &MlpRun) -> f64 {
+    update_ratio::median_ratio(&run.doctor.stats.params, 0, "W").unwrap_or(f64::NAN)
 }
 
 /// Run the demo.
 pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
-    let quick_epochs = 2;
     let say = |s: &str| {
         if !opts.quiet {
             println!("  training {s}");
         }
     };
     say("broken: raw inputs, N(0, 1) init");
-    let broken = run_mlp(BROKEN, opts, quick_epochs)?;
+    let broken = run_mlp(BROKEN, opts)?;
     say("fixed: standardised inputs, Xavier init");
-    let fixed = run_mlp(FIXED, opts, quick_epochs)?;
+    let fixed = run_mlp(FIXED, opts)?;
     say("deep: 8 sigmoid layers, Xavier init");
-    let deep = run_mlp(DEEP, opts, quick_epochs)?;
+    let deep = run_mlp(DEEP, opts)?;
     say("deep, fixed: 8 ReLU layers, He init");
-    let deep_relu = run_mlp(DEEP_RELU, opts, quick_epochs)?;
+    let deep_relu = run_mlp(DEEP_RELU, opts)?;
 
-    let (sat_b, local_b) = saturation(&broken, 1);
-    let (sat_f, local_f) = saturation(&fixed, 1);
-    let deep_norms = affine_grad_norms(&deep);
-    let relu_norms = affine_grad_norms(&deep_relu);
-    let (deep_shrink, relu_shrink) = (shrink_per_layer(&deep_norms), shrink_per_layer(&relu_norms));
-
+    // Every number in the table is the statistic the doctor judges, read at the step its
+    // finding reports (or step 0 where there is none), and at the same step for the pair's
+    // healthy run, so the table and the findings agree to the digit.
+    let sat_step = evidence_step(&broken, Code::Saturation);
+    let (sat_b, local_b) = saturation_at(&broken, 1, sat_step);
+    let (sat_f, local_f) = saturation_at(&fixed, 1, sat_step);
+    let depth_step = evidence_step(&deep, Code::VanishingGradient);
+    let (deep_depth, relu_depth) = (depth_at(&deep, depth_step), depth_at(&deep_relu, depth_step));
+    let factor = |d: &Option<DepthSample>| d.as_ref().map_or(f64::NAN, DepthSample::per_layer_factor);
+    let rms = |d: &Option<DepthSample>| d.as_ref().map(|d| d.layers.clone()).unwrap_or_default();
+    let (deep_factor, relu_factor) = (factor(&deep_depth), factor(&relu_depth));
+    let (deep_rms, relu_rms) = (rms(&deep_depth), rms(&relu_depth));
     let mut variants = Vec::new();
     let (upd_b, upd_f) = (first_layer_update_ratio(&broken), first_layer_update_ratio(&fixed));
     let sat_metrics = |sat: f64, local: f64, upd: f64| {
         let mut m = Map::new();
+        m.insert("layer1_step".into(), json!(sat_step));
         m.insert("layer0_median_update_ratio".into(), json!(upd));
         m.insert("layer1_saturated_fraction".into(), json!(sat));
         m.insert("layer1_mean_local_grad".into(), json!(local));
@@ -107,10 +97,12 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
         &fixed,
         sat_metrics(sat_f, local_f, upd_f),
     ));
-    let depth_metrics = |norms: &[f64], shrink: f64, broken: bool| {
+    let depth_metrics = |layers: &[(usize, String, f64)], factor: f64, broken: bool| {
         let mut m = Map::new();
-        m.insert("affine_input_grad_norms_step0".into(), json!(norms));
-        m.insert("gradient_shrink_per_layer".into(), json!(shrink));
+        m.insert("depth_step".into(), json!(depth_step));
+        m.insert("depth_layer_indices".into(), json!(layers.iter().map(|l| l.0).collect::<Vec<_>>()));
+        m.insert("depth_grad_rms_by_layer".into(), json!(layers.iter().map(|l| l.2).collect::<Vec<_>>()));
+        m.insert("gradient_factor_per_layer".into(), json!(factor));
         if broken {
             m.insert("expected_code".into(), json!("vanishing_gradient"));
         }
@@ -121,14 +113,14 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
         true,
         "8 sigmoid layers, Xavier init",
         &deep,
-        depth_metrics(&deep_norms, deep_shrink, true),
+        depth_metrics(&deep_rms, deep_factor, true),
     ));
     variants.push(variant(
         "deep-relu",
         false,
         "8 ReLU layers, He init",
         &deep_relu,
-        depth_metrics(&relu_norms, relu_shrink, false),
+        depth_metrics(&relu_rms, relu_factor, false),
     ));
 
     // One table row: the saturation columns (layer-1 saturated fraction, mean z(1-z),
@@ -141,23 +133,26 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
             Some((sat, local, upd)) => r.extend([pct(sat), num(local), num(upd)]),
             None => r.extend([String::new(), String::new(), String::new()]),
         }
-        r.push(shrink.map(|s| format!("{s:.2}x")).unwrap_or_default());
+        r.push(shrink.map(|s| format!("{s:.2}")).unwrap_or_default());
         r.push(match about {
             Some(code) => finding_label(&run.findings, code),
             None => worst_label(&run.findings),
         });
         r
     };
+    let sat_head = format!("layer-1 saturated (step {sat_step})");
+    let local_head = format!("mean z(1-z) (step {sat_step}, max 0.25)");
+    let factor_head = format!("grad factor per layer (step {depth_step})");
     let tbl = table(
         "",
         &[
             "variant",
             "best val acc",
             "best val loss",
-            "layer-1 saturated",
-            "mean z(1-z) (max 0.25)",
-            "layer-0 update ratio",
-            "grad shrink per layer",
+            &sat_head,
+            &local_head,
+            "layer-0 update ratio (median)",
+            &factor_head,
             "doctor",
         ],
         vec![
@@ -169,8 +164,8 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
                 Some(Code::Saturation),
             ),
             row("fixed: standardised, Xavier", &fixed, Some((sat_f, local_f, upd_f)), None, None),
-            row("deep: 8 sigmoid layers", &deep, None, Some(deep_shrink), Some(Code::VanishingGradient)),
-            row("deep, fixed: 8 ReLU, He", &deep_relu, None, Some(relu_shrink), None),
+            row("deep: 8 sigmoid layers", &deep, None, Some(deep_factor), Some(Code::VanishingGradient)),
+            row("deep, fixed: 8 ReLU, He", &deep_relu, None, Some(relu_factor), None),
         ],
     );
 
@@ -214,22 +209,24 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
         ],
         false,
     ));
-    let labels: Vec<String> = (1..=deep_norms.len().max(relu_norms.len())).map(|i| format!("affine {i}")).collect();
-    let bars = |name: &str, n: &[f64]| Series {
+    let labels: Vec<String> = deep_rms.iter().map(|(i, kind, _)| format!("{i} {}", short(kind))).collect();
+    let bars = |name: &str, layers: &[(usize, String, f64)]| Series {
         name: name.into(),
-        points: n.iter().enumerate().map(|(i, &v)| (i as f64, v)).collect(),
+        points: layers.iter().enumerate().map(|(k, l)| (k as f64, l.2)).collect(),
     };
     charts.push(Chart {
-        title: "Gradient reaching each layer at step 0 (deep nets)".into(),
+        title: format!("Gradient reaching each layer at step {depth_step} (deep nets)"),
         x_label: "layer (input side first)".into(),
-        y_label: "|dL/dx| into the layer".into(),
+        y_label: "RMS of dL/dx into the layer".into(),
         caption: format!(
-            "Each sigmoid layer multiplies the gradient by W^T and by z(1-z) <= 0.25: it shrinks {:.1}x per layer on its way to the input. With ReLU and He init the factor is {:.2}x.",
-            deep_shrink, relu_shrink
+            "Each affine layer multiplies the gradient by W^T and each sigmoid by z(1-z) <= 0.25: averaged over the {} layers it is multiplied by {:.2} per layer on its way to the input (the doctor's per_layer_factor). With ReLU and He init the factor is {:.2}.",
+            deep_rms.len(),
+            deep_factor,
+            relu_factor
         ),
         kind: ChartKind::Bars {
             labels,
-            groups: vec![bars("8 sigmoid, Xavier", &deep_norms), bars("8 ReLU, He", &relu_norms)],
+            groups: vec![bars("8 sigmoid, Xavier", &deep_rms), bars("8 ReLU, He", &relu_rms)],
             log_y: true,
         },
     });
@@ -245,11 +242,21 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
         title: "Sigmoid: saturation and depth".into(),
         text: vec![
             "A sigmoid's backward pass multiplies the upstream gradient by z(1-z): at most 0.25, and ~0 when z is near 0 or 1. Raw pixels (0..16) into N(0, 1) weights put pre-activations in the tens, so every unit saturates and almost no gradient flows.".into(),
-            "Even with a good init, each sigmoid layer divides the gradient by about 4, so a deep stack starves its first layers.".into(),
+            "Even with a good init, each sigmoid layer divides the gradient by about 4, so a deep stack starves its first layers. The table reads each statistic as the doctor does, at the step its finding reports.".into(),
         ],
         tables: vec![tbl.clone()],
         findings: report_findings(&variants),
         charts,
     };
     Ok(DemoOutcome { name: "sigmoid".into(), code: "saturation".into(), variants, table: tbl, section })
+}
+
+/// A short name for a layer kind in a chart label.
+fn short(kind: &str) -> &str {
+    match kind {
+        "affine" => "aff",
+        "sigmoid" => "sig",
+        "softmax" => "smax",
+        k => k,
+    }
 }

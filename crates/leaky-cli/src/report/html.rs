@@ -83,6 +83,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .finding.warning { border-left-color: var(--warning); }
 .finding.info { border-left-color: var(--info); }
 .finding .head { font-weight: 600; }
+.finding.consequence { border-left-style: dashed; background: var(--soft); }
 .sev { display: inline-block; min-width: 4.6em; text-align: center; color: #fff; border-radius: 4px; padding: 0 .4em; margin-right: .4em; font-size: .85rem; text-transform: uppercase; letter-spacing: .03em; }
 .sev.error { background: var(--error); } .sev.warning { background: var(--warning); } .sev.info { background: var(--info); }
 .variant { font-weight: normal; color: var(--muted); border: 1px solid var(--line); border-radius: 4px; padding: 0 .35em; margin-left: .4em; font-size: .85rem; }
@@ -129,11 +130,17 @@ const CHECK_SCRIPT: &str = r#"
 })();
 "#;
 
-fn finding(out: &mut String, variant: &str, f: &Finding) {
+/// One finding; `depth` > 0 marks a consequence, indented under its cause.
+fn finding(out: &mut String, variant: &str, f: &Finding, depth: usize) {
     let sev = f.severity.as_str();
+    let nested = if depth > 0 {
+        format!(" consequence\" style=\"margin-left: {:.1}rem", 2.0 * depth.min(4) as f64)
+    } else {
+        String::new()
+    };
     let _ = write!(
         out,
-        "<article class=\"finding {sev}\"><div class=\"head\">{}<span class=\"sev {sev}\">{sev}</span><code>{}</code> in {}",
+        "<article class=\"finding {sev}{nested}\"><div class=\"head\">{}<span class=\"sev {sev}\">{sev}</span><code>{}</code> in {}",
         if f.id.is_empty() { String::new() } else { format!("{} ", escape(&f.id)) },
         escape(f.code.as_str()),
         escape(&f.where_)
@@ -235,6 +242,23 @@ fn figure(out: &mut String, number: usize, c: &Chart) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The cause-tree depth of each finding, computed among the findings of its own variant
+/// (every variant's ids start at F1).
+fn finding_depths(findings: &[(String, Finding)]) -> Vec<usize> {
+    let mut groups: std::collections::BTreeMap<&str, Vec<usize>> = Default::default();
+    for (i, (variant, _)) in findings.iter().enumerate() {
+        groups.entry(variant.as_str()).or_default().push(i);
+    }
+    let mut out = vec![0; findings.len()];
+    for members in groups.values() {
+        let list: Vec<Finding> = members.iter().map(|&i| findings[i].1.clone()).collect();
+        for (&i, d) in members.iter().zip(leaky::doctor::causes::depths(&list)) {
+            out[i] = d;
+        }
+    }
+    out
+}
+
 fn section(out: &mut String, index: usize, s: &Section, first_figure: usize) -> anyhow::Result<()> {
     let _ = writeln!(out, "<section id=\"sec-{index}\"><h2>{index}. {}</h2>", escape(&s.title));
     for p in &s.text {
@@ -243,8 +267,8 @@ fn section(out: &mut String, index: usize, s: &Section, first_figure: usize) -> 
     for t in &s.tables {
         table(out, t);
     }
-    for (variant, f) in &s.findings {
-        finding(out, variant, f);
+    for ((variant, f), depth) in s.findings.iter().zip(finding_depths(&s.findings)) {
+        finding(out, variant, f, depth);
     }
     for (k, c) in s.charts.iter().enumerate() {
         figure(out, first_figure + k, c)?;
@@ -352,6 +376,31 @@ mod tests {
                 }],
             }],
         }
+    }
+
+    #[test]
+    fn consequences_nest_under_their_cause_within_a_variant() {
+        let f = |id: &str, cause: Option<&str>| {
+            let mut f = Finding::new(Code::DeadRelu, Severity::Warning, "layer 1 (relu)", Some(1), "w");
+            f.id = id.into();
+            f.caused_by = cause.map(str::to_string);
+            f
+        };
+        let mut r = evil_report();
+        // Two variants both number from F1: "b"'s F2 follows from its own F1, and "a"'s F1
+        // is a root even though "b" has an F1 with a cause chain.
+        r.sections[0].findings = vec![
+            ("a".into(), f("F1", None)),
+            ("b".into(), f("F1", None)),
+            ("b".into(), f("F2", Some("F1"))),
+            ("b".into(), f("F3", Some("F2"))),
+        ];
+        let html = page(&r).unwrap();
+        let heads: Vec<&str> = html.match_indices("<article class=\"finding").map(|(i, _)| &html[i..i + 90]).collect();
+        assert_eq!(heads.len(), 4);
+        assert!(!heads[0].contains("consequence") && !heads[1].contains("consequence"), "{heads:?}");
+        assert!(heads[2].contains("consequence\" style=\"margin-left: 2.0rem"), "{heads:?}");
+        assert!(heads[3].contains("margin-left: 4.0rem"), "{heads:?}");
     }
 
     #[test]

@@ -88,6 +88,27 @@ pub fn analyse(findings: Vec<Finding>, run: &RunInfo) -> Vec<Finding> {
     out
 }
 
+/// How deep each finding sits in the cause tree: 0 for a root cause, 1 for a consequence of
+/// a root, and so on, by following `caused_by` ids within `findings`. An id that names no
+/// finding, or a cycle, ends the walk (a malformed list still gets a depth for every finding).
+pub fn depths(findings: &[Finding]) -> Vec<usize> {
+    findings
+        .iter()
+        .map(|f| {
+            let mut d = 0;
+            let mut at = f.caused_by.as_deref();
+            while let Some(id) = at {
+                if d >= findings.len() {
+                    break;
+                }
+                d += 1;
+                at = findings.iter().find(|g| g.id == id).and_then(|g| g.caused_by.as_deref());
+            }
+            d
+        })
+        .collect()
+}
+
 /// The sort key of a finding within its level of the tree.
 fn key(f: &Finding) -> (Severity, Option<usize>, Code, &str) {
     (f.severity, f.step, f.code, f.where_.as_str())
@@ -374,6 +395,29 @@ mod tests {
     use crate::doctor::detectors::testutil::{bptt, grad_layer, layer};
     use crate::doctor::diagnose;
     use crate::doctor::stats::*;
+
+    #[test]
+    fn depths_follow_caused_by_and_survive_bad_links() {
+        let f = |id: &str, cause: Option<&str>| {
+            let mut f = Finding::new(Code::DeadRelu, Severity::Warning, "layer 1 (relu)", None, "");
+            f.id = id.into();
+            f.caused_by = cause.map(str::to_string);
+            f
+        };
+        let list = [
+            f("F1", None),
+            f("F2", Some("F1")),
+            f("F3", Some("F2")),
+            f("F4", None),
+            f("F5", Some("F9")),
+            f("F6", Some("F7")),
+            f("F7", Some("F6")),
+        ];
+        let d = depths(&list);
+        assert_eq!(&d[..5], &[0, 1, 2, 0, 1]);
+        // A cycle ends after at most one lap; both members still get a finite depth.
+        assert!(d[5] <= list.len() && d[6] <= list.len(), "{d:?}");
+    }
 
     fn run(lr: f64, classes: usize) -> RunInfo {
         let mut r = RunInfo { classes, loss: Some("softmax".into()), ..Default::default() };

@@ -368,6 +368,9 @@ impl Parser {
                     self.pos += 1;
                     Ok(id)
                 }
+                None if matches!(self.toks.get(self.pos + 1).map(|t| &t.tok), Some(Tok::Sym("("))) => self.err(
+                    format!("unknown function '{name}' (the functions are {}, clip(x, lo, hi))", FUNCS.join(", ")),
+                ),
                 None => self.err(format!("unknown name '{name}' (declare inputs first, e.g. {name} = 1.5)")),
             },
             _ => self.err(format!("expected a number, a name, a function or '(', found {}", self.describe())),
@@ -402,6 +405,9 @@ mod tests {
         for prog in ["-", "x = 1; y = -", "x = -"] {
             assert!(parse(prog).is_err(), "{prog}");
         }
+        let e = parse("x = 1; y = foo(x)").unwrap_err();
+        assert_eq!((e.line, e.column), (1, 12));
+        assert!(e.message.contains("unknown function 'foo'") && e.message.contains("sigmoid"), "{e}");
         let e = parse("x = 1; y = x + z").unwrap_err();
         assert_eq!((e.line, e.column), (1, 16));
         assert!(e.message.contains("unknown name 'z'"), "{e}");

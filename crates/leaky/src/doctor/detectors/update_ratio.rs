@@ -11,6 +11,7 @@ use super::lr_fix;
 use super::{group_by, layer_where};
 use crate::doctor::finding::{Code, Finding, Fix, Severity};
 use crate::doctor::stats::{GlobalNormSample, ParamStats, RunInfo};
+use std::collections::BTreeMap;
 
 /// The healthy update-to-weight ratio. CS231n, "Neural Networks Part 3: Learning and
 /// Evaluation", *Ratio of weights:updates*: "a rough heuristic is that this ratio should be
@@ -48,6 +49,21 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
+/// The samples [`detect`] judges, per weight `(layer, name)` in step order: weights with a
+/// non-zero norm and a finite ratio.
+fn weight_samples(params: &[ParamStats]) -> BTreeMap<(usize, String), Vec<&ParamStats>> {
+    let relevant = params.iter().filter(|p| p.is_weight && p.weight_norm > 0.0 && p.update_ratio().is_finite());
+    group_by(relevant, |p| (p.layer, p.name.clone()), |p| p.step)
+}
+
+/// The median update ratio of weight `name` of layer `layer` over the sampled steps: the
+/// number [`detect`] judges (and reports as `ratio`), for tables that show it for runs with
+/// and without a finding. `None` when that weight was never sampled.
+pub fn median_ratio(params: &[ParamStats], layer: usize, name: &str) -> Option<f64> {
+    let samples = weight_samples(params).remove(&(layer, name.to_string()))?;
+    Some(median(samples.iter().map(|p| p.update_ratio()).collect()))
+}
+
 /// Findings, one per weight whose median ratio is out of the band.
 ///
 /// `norms` (the global gradient norm before and after clipping, per sampled step) tells
@@ -59,9 +75,8 @@ pub fn detect(params: &[ParamStats], norms: &[GlobalNormSample], run: &RunInfo) 
     let clipping_on = !clipped.is_empty();
     let mostly_clipped = 2 * clipped.len() > norms.len();
     let max_cut = clipped.iter().map(|s| s.before / s.after).fold(1.0, f64::max);
-    let relevant = params.iter().filter(|p| p.is_weight && p.weight_norm > 0.0 && p.update_ratio().is_finite());
     let mut out = Vec::new();
-    for ((layer, name), samples) in group_by(relevant, |p| (p.layer, p.name.clone()), |p| p.step) {
+    for ((layer, name), samples) in weight_samples(params) {
         let decades = |p: &ParamStats| (p.update_ratio() / UPDATE_RATIO_TARGET).log10();
         let ratio = median(samples.iter().map(|p| p.update_ratio()).collect());
         // A zero update gives -inf decades: below any band.
