@@ -11,6 +11,7 @@
 
 use super::{DemoOptions, DemoOutcome, Variant};
 use crate::report::{Chart, ChartKind, Section, Series, Table};
+use leaky::doctor::detectors::zero_gradient::blocked_shares;
 use leaky::doctor::{Code, Finding, Severity};
 use leaky::experiment::{self, Experiment, RunOptions};
 use leaky::rl::dqn::{DqnRun, TdLoss};
@@ -64,15 +65,21 @@ struct Done {
     job: Job,
     run: DqnRun,
     findings: Vec<Finding>,
+    /// The clipped TD error's blocked share as the doctor judges it (its sampled updates,
+    /// `zero_gradient::blocked_shares`; 0 for a loss without a clip): the number a
+    /// `zero_gradient` finding reports as `zeroed_share`.
+    doctor_share: f64,
 }
 
 fn run_job(job: Job, episodes: usize) -> Done {
     let exp = experiment(job.loss, episodes, job.seed, job.scale);
     let result = experiment::run(&exp, std::path::Path::new("."), RunOptions::doctor(), &mut experiment::NoEvents)
         .expect("the demo's DQN experiment is valid");
+    let doctor_share =
+        result.doctor.as_ref().and_then(|d| blocked_shares(&d.stats.flat_ops).first().map(|s| s.1)).unwrap_or(0.0);
     let findings =
         result.findings.into_iter().map(|f| f.with("seed", job.seed).with("reward_scale", job.scale)).collect();
-    Done { job, run: result.dqn.expect("a DQN run"), findings }
+    Done { job, run: result.dqn.expect("a DQN run"), findings, doctor_share }
 }
 
 /// Run every job on the available cores (at most 2 threads: the demo must leave the machine usable).
@@ -88,12 +95,12 @@ fn run_all(jobs: &[Job], episodes: usize, last: usize, quiet: bool) -> Vec<Done>
                 let done = run_job(job, episodes);
                 if !quiet {
                     println!(
-                        "  {:<13} seed {} reward x{:<4} mean return (last {last}) {:>6.1}  zero-gradient samples {:>5.1}%  ({:.1}s)",
+                        "  {:<13} seed {} reward x{:<4} mean return (last {last}) {:>6.1}  zero-gradient share {:>5.1}%  ({:.1}s)",
                         job.loss.name(),
                         job.seed,
                         job.scale,
                         done.run.mean_last(last),
-                        100.0 * done.run.zeroed_share_total(),
+                        100.0 * done.doctor_share,
                         done.run.seconds
                     );
                 }
@@ -218,7 +225,7 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
             "td_loss",
             "mean return (last N)",
             "per seed",
-            "zero-gradient samples",
+            "zero-gradient share",
             "of terminal transitions",
             "doctor: zero_gradient",
         ]
@@ -230,7 +237,8 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
     for &loss in &TdLoss::ALL {
         let runs = pick(loss, opts.reward_scale);
         let lasts: Vec<f64> = runs.iter().map(|d| d.run.mean_last(b.last)).collect();
-        let zero: Vec<f64> = runs.iter().map(|d| d.run.zeroed_share_total()).collect();
+        let zero: Vec<f64> = runs.iter().map(|d| d.doctor_share).collect();
+        let all_updates: Vec<f64> = runs.iter().map(|d| d.run.zeroed_share_total()).collect();
         let (m, s) = mean_std(&lasts);
         let (zm, _) = mean_std(&zero);
         let terminal: u64 = runs.iter().map(|d| d.run.terminal).sum();
@@ -255,6 +263,7 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
         metrics.insert("mean_return_last_n_per_seed".into(), serde_json::json!(lasts));
         metrics.insert("zeroed_share".into(), zm.into());
         metrics.insert("zeroed_share_per_seed".into(), serde_json::json!(zero));
+        metrics.insert("zeroed_share_all_updates_per_seed".into(), serde_json::json!(all_updates));
         metrics.insert("terminal_zeroed_share".into(), tz.into());
         metrics.insert(
             "terminal_zeroed_share_per_seed".into(),
@@ -301,7 +310,7 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
         for (g, loss) in [TdLoss::ClippedDelta, TdLoss::Huber].into_iter().enumerate() {
             let runs = pick(loss, scale);
             let lasts: Vec<f64> = runs.iter().map(|d| d.run.mean_last(b.last)).collect();
-            let zero: Vec<f64> = runs.iter().map(|d| d.run.zeroed_share_total()).collect();
+            let zero: Vec<f64> = runs.iter().map(|d| d.doctor_share).collect();
             let (m, s) = mean_std(&lasts);
             let (zm, _) = mean_std(&zero);
             zero_bars[g].points.push((k as f64, zm));
@@ -338,7 +347,7 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
     }
     let sweep = Table {
         caption: "The reward scale: larger rewards push every TD error beyond the clip".into(),
-        header: ["reward", "td_loss", "mean return (last N)", "zero-gradient samples", "doctor: zero_gradient"]
+        header: ["reward", "td_loss", "mean return (last N)", "zero-gradient share", "doctor: zero_gradient"]
             .map(String::from)
             .to_vec(),
         rows: sweep_rows,
@@ -398,7 +407,7 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
             .to_string(),
         format!(
             "Measured ({} seed(s), {} episodes, reward x{}): mean return over the last {} episodes: clipped_delta {} \
-             (zero-gradient samples {}, of the terminal transitions {}), huber {} ({}); grad_clip's runs are {} to huber's. \
+             (zero-gradient share {}, of the terminal transitions {}), huber {} ({}); grad_clip's runs are {} to huber's. \
              The terminal transitions are where the Q-network learns that the episode ends (their target is just the reward); \
              an overestimate there is a large TD error, and clipped_delta is deaf to exactly those.",
             seeds.len(),
@@ -465,6 +474,9 @@ mod tests {
         assert_eq!(gc.metrics["identical_to_huber"], true);
         let x10 = out.variants.iter().find(|v| v.name == "clipped_delta reward x10").unwrap();
         assert!(x10.metrics["zeroed_share"].as_f64().unwrap() > 0.99, "{:?}", x10.metrics);
+        // One statistic: with one seed, the table's share is the finding's evidence.
+        let f = x10.findings.iter().find(|f| f.code == Code::ZeroGradient).expect("a zero_gradient finding");
+        assert_eq!(f.number("zeroed_share"), x10.metrics["zeroed_share"].as_f64());
         assert_eq!(out.section.charts.len(), 4);
     }
 }

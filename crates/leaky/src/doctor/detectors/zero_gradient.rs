@@ -12,6 +12,7 @@
 use super::group_by;
 use crate::doctor::finding::{Code, Finding, Fix, Severity};
 use crate::doctor::stats::{FlatOp, FlatOpStats};
+use std::collections::BTreeMap;
 
 /// A pooled zeroed share at least this large is a warning: a quarter of the error terms
 /// invisible to the optimiser (our cut-off; a clip that bites now and then on outliers
@@ -36,12 +37,31 @@ fn pooled(records: &[&FlatOpStats], points: usize, value: impl Fn(&[&FlatOpStats
     records.chunks(w).map(|c| [c.iter().map(|r| r.step as f64).sum::<f64>() / c.len() as f64, value(c)]).collect()
 }
 
-/// Findings, one per op (by `where`) with a large blocked share.
-pub fn detect(ops: &[FlatOpStats]) -> Vec<Finding> {
+/// The samples [`detect`] judges, per op `(where, op)` in step order: ops that are not flat by
+/// design, at steps whose loss is finite and above [`ZERO_GRADIENT_MIN_LOSS`].
+fn judged(ops: &[FlatOpStats]) -> BTreeMap<(String, &'static str), Vec<&FlatOpStats>> {
     let relevant =
         ops.iter().filter(|o| !o.op.zeroes_by_design() && o.loss.is_finite() && o.loss > ZERO_GRADIENT_MIN_LOSS);
+    group_by(relevant, |o| (o.where_.clone(), o.op.as_str()), |o| o.step)
+}
+
+/// The blocked share [`detect`] judges (and reports as `zeroed_share`) for each op, by
+/// `where`: zeroed elements / all elements over the sampled steps. For tables that show it
+/// for runs with and without a finding.
+pub fn blocked_shares(ops: &[FlatOpStats]) -> Vec<(String, f64)> {
+    judged(ops)
+        .into_iter()
+        .filter_map(|((where_, _), samples)| {
+            let total: u64 = samples.iter().map(|o| o.total).sum();
+            (total > 0).then(|| (where_, samples.iter().map(|o| o.zeroed).sum::<u64>() as f64 / total as f64))
+        })
+        .collect()
+}
+
+/// Findings, one per op (by `where`) with a large blocked share.
+pub fn detect(ops: &[FlatOpStats]) -> Vec<Finding> {
     let mut out = Vec::new();
-    for ((where_, op), samples) in group_by(relevant, |o| (o.where_.clone(), o.op.as_str()), |o| o.step) {
+    for ((where_, op), samples) in judged(ops) {
         let zeroed: u64 = samples.iter().map(|o| o.zeroed).sum();
         let total: u64 = samples.iter().map(|o| o.total).sum();
         if total == 0 {
