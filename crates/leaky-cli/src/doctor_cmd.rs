@@ -2,7 +2,8 @@
 //! each finding as it appears, the final diagnosis, `--treat`, `--json` and `--report`.
 
 use crate::present::{
-    check_fail_on, check_output_path, in_file, print_diagnosis, print_header, write_text, FailOn, Live, Style,
+    check_fail_on, check_output_path, in_file, open_log, print_diagnosis, print_header, with_log, write_text, FailOn,
+    Live, Style,
 };
 use crate::{show, Failure};
 use anyhow::anyhow;
@@ -19,6 +20,10 @@ pub struct DoctorArgs {
     /// Write the findings as JSON ({"version", "run", "findings", "metrics"}) to this file.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Stream one JSON line per step, epoch, DQN episode and new finding to this file while
+    /// training (JSON Lines; fields in docs/experiment.md).
+    #[arg(long, value_name = "FILE.jsonl")]
+    pub log: Option<PathBuf>,
     /// Exit 1 when a finding of this severity or worse appears.
     #[arg(long, value_enum, default_value_t = FailOn::Error)]
     pub fail_on: FailOn,
@@ -104,6 +109,9 @@ pub fn run(args: DoctorArgs) -> Result<(), Failure> {
     if let Some(p) = &args.json {
         check_output_path("--json", p)?;
     }
+    if let Some(p) = &args.log {
+        check_output_path("--log", p)?;
+    }
     if let Some(p) = &args.write_treated {
         check_output_path("--write-treated", p)?;
     }
@@ -126,7 +134,13 @@ pub fn run(args: DoctorArgs) -> Result<(), Failure> {
     let style = Style::for_stdout();
     let opts = RunOptions { doctor: Some(DoctorConfig { sample_every: args.sample_every }), dead_at_init: false };
     let mut live = Live::new(args.quiet, false, exp.train.epochs, 0);
-    let run = experiment::run_prepared(&exp, data, model, opts, &mut live);
+    let log = match &args.log {
+        Some(p) => Some((p.as_path(), open_log(p)?)),
+        None => None,
+    };
+    let (run, log_failure) =
+        with_log(log, &mut live, |events| experiment::run_prepared(&exp, data, model, opts, events));
+
     let findings = run.findings.clone();
     println!("{}; {}", print_diagnosis(&style, &findings), outcome_line(&run));
     let treatment = if args.treat { treat(&args, &exp, base, &run, &style)? } else { None };
@@ -160,6 +174,9 @@ pub fn run(args: DoctorArgs) -> Result<(), Failure> {
         };
         let path = crate::report::write_report(dir, &crate::report::doctor::report(&r)).map_err(Failure::Run)?;
         println!("report: {}", show(&path));
+    }
+    if let Some(f) = log_failure {
+        return Err(f);
     }
     check_fail_on(args.fail_on, &findings)
 }

@@ -134,6 +134,41 @@ pub fn check_output_path(flag: &str, path: &Path) -> anyhow::Result<()> {
     leaky::io::check_output_path(path, flag).map_err(|e| anyhow!(e))
 }
 
+/// Open `--log FILE` for a live JSON Lines log (after [`check_output_path`]): created or
+/// truncated, or written through when it is a device or a pipe (`--log /dev/stderr`). A live
+/// log cannot be written atomically: a run that is killed leaves the lines written so far.
+pub fn open_log(path: &Path) -> Result<std::io::BufWriter<std::fs::File>, Failure> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .map(std::io::BufWriter::new)
+        .map_err(|e| Failure::BadInput(anyhow!("--log {}: cannot open: {e}", show(path))))
+}
+
+/// Run `go` with the live printer, and with a JSON Lines log around it when `log` is given;
+/// a log that could not be written is an error after the run (exit 1, the run's own output
+/// is complete).
+pub fn with_log<T>(
+    log: Option<(&Path, std::io::BufWriter<std::fs::File>)>,
+    live: &mut Live,
+    go: impl FnOnce(&mut dyn Events) -> T,
+) -> (T, Option<Failure>) {
+    match log {
+        None => (go(live), None),
+        Some((path, file)) => {
+            let mut logged = experiment::JsonLog::new(file, live);
+            let out = go(&mut logged);
+            let (_, _, err) = logged.into_parts();
+            let fail = err.map(|e| {
+                Failure::Run(anyhow!("--log {}: {e}; the run finished but its log is incomplete", show(path)))
+            });
+            (out, fail)
+        }
+    }
+}
+
 /// Write `text` to `path` atomically (exit 1 naming the file when it fails).
 pub fn write_text(path: &Path, text: &str) -> Result<(), Failure> {
     leaky::train::write_atomic(path, text.as_bytes())

@@ -1,6 +1,6 @@
 //! `leaky train FILE.toml`: presentation of `leaky::experiment::run` without the doctor.
 
-use crate::present::{check_output_path, in_file, print_header, write_json, Live};
+use crate::present::{check_output_path, in_file, open_log, print_header, with_log, write_json, Live};
 use crate::{show, Failure};
 use anyhow::anyhow;
 use clap::Args;
@@ -29,6 +29,10 @@ pub struct TrainArgs {
     /// Write the run's history (per-epoch loss and accuracy) as JSON to this file.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Stream one JSON line per step, epoch, DQN episode and new finding to this file while
+    /// training (JSON Lines; fields in docs/experiment.md), e.g. to plot a run as it goes.
+    #[arg(long, value_name = "FILE.jsonl")]
+    pub log: Option<PathBuf>,
     /// Print only the final summary.
     #[arg(long, short)]
     pub quiet: bool,
@@ -48,6 +52,9 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
     let exp = experiment::load(&args.file)?;
     if let Some(p) = &args.save {
         check_output_path("--save", p)?;
+    }
+    if let Some(p) = &args.log {
+        check_output_path("--log", p)?;
     }
     if let Some(p) = &args.json {
         check_output_path("--json", p)?;
@@ -74,7 +81,13 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
     let mut live =
         Live::new(args.quiet, true, exp.train.epochs, data.train_len().div_ceil(exp.train.batch_size) as u64);
     live.train_acc = matches!(model, Model::Feed { .. });
-    let result = experiment::run_prepared_from(&exp, data, model, RunOptions::train(), resume, &mut live);
+    let log = match &args.log {
+        Some(p) => Some((p.as_path(), open_log(p)?)),
+        None => None,
+    };
+    let (result, log_failure) = with_log(log, &mut live, |events| {
+        experiment::run_prepared_from(&exp, data, model, RunOptions::train(), resume, events)
+    });
     live.finish();
     let metrics = result.metrics();
     if let Some(r) = &result.dqn {
@@ -126,6 +139,9 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
             doc["history"] = serde_json::json!(r.history);
         }
         write_json(path, &doc)?;
+    }
+    if let Some(f) = log_failure {
+        return Err(f);
     }
     if let Some(step) = result.report.as_ref().and_then(|r| r.diverged_at_step) {
         return Err(Failure::Run(anyhow!(

@@ -237,3 +237,46 @@ fn without_a_validation_split_no_metric_is_called_validation() {
     assert_eq!(m["no_validation_split"], true);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn log_streams_one_json_line_per_event() {
+    let dir = scratch("log");
+    let log = dir.join("run.jsonl");
+    let json = dir.join("run.json");
+    let o = leaky(&[
+        "doctor",
+        "examples/sick/relu-dead-bias.toml",
+        "--quiet",
+        "--log",
+        log.to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let lines: Vec<serde_json::Value> =
+        std::fs::read_to_string(&log).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let doc = read_json(&json);
+    let of = |e: &str| lines.iter().filter(|v| v["event"] == e).collect::<Vec<_>>();
+    let history = doc["metrics"]["history"].as_array().unwrap();
+    assert_eq!(of("epoch").len(), history.len());
+    assert_eq!(of("step").len() as u64, doc["metrics"]["steps"].as_u64().unwrap());
+    // Epochs from 1, as the terminal counts; the values are the history's.
+    assert_eq!(of("epoch")[0]["epoch"], 1);
+    assert_eq!(of("epoch").last().unwrap()["val_acc"], history.last().unwrap()["val_acc"]);
+    // Each finding seen while training appears once, and is one the final diagnosis has.
+    let codes: Vec<&str> = doc["findings"].as_array().unwrap().iter().map(|f| f["code"].as_str().unwrap()).collect();
+    assert!(!of("finding").is_empty());
+    for f in of("finding") {
+        assert!(codes.contains(&f["finding"]["code"].as_str().unwrap()), "{f}");
+    }
+    // A log that cannot be written is a failed run (exit 1) that says so; a missing
+    // directory is bad input before any work.
+    if std::path::Path::new("/dev/full").exists() {
+        let o = leaky(&["train", "examples/digits.toml", "--quiet", "--log", "/dev/full"]);
+        assert_eq!(o.status.code(), Some(1));
+        assert!(stderr(&o).contains("--log /dev/full"), "{}", stderr(&o));
+    }
+    let missing = dir.join("missing/run.jsonl");
+    expect_bad_input(&["train", "examples/digits.toml", "--log", missing.to_str().unwrap()], &["--log"]);
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -39,11 +39,13 @@ pub mod checkpoint;
 pub mod config;
 pub mod gradcheck;
 pub mod inspect;
+pub mod log;
 pub mod pipeline;
 pub mod run;
 
 pub use checkpoint::{evaluate_checkpoint, load_resume, Evaluation};
 pub use config::{load, parse, Experiment, InitName, LayerConfig, LayerType, ModelKind};
+pub use log::JsonLog;
 pub use pipeline::{prepare, train_config, Data, Model};
 pub use run::{
     run, run_prepared, run_prepared_from, treat, treatment_metrics, Episode, Events, NoEvents, Run, RunOptions, Trained,

@@ -31,6 +31,23 @@ pub trait Events {
     fn on_finding(&mut self, _finding: &Finding) {}
 }
 
+/// A borrowed handler handles events as the handler itself (so a [`JsonLog`](super::JsonLog)
+/// can wrap a printer the caller keeps).
+impl<E: Events + ?Sized> Events for &mut E {
+    fn on_step(&mut self, info: &StepInfo) {
+        (**self).on_step(info)
+    }
+    fn on_epoch(&mut self, info: &EpochInfo, bptt_norms: &[f64]) {
+        (**self).on_epoch(info, bptt_norms)
+    }
+    fn on_episode(&mut self, episode: &Episode) {
+        (**self).on_episode(episode)
+    }
+    fn on_finding(&mut self, finding: &Finding) {
+        (**self).on_finding(finding)
+    }
+}
+
 /// Ignores every event.
 pub struct NoEvents;
 impl Events for NoEvents {}
