@@ -146,7 +146,9 @@ pub fn worst_label(findings: &[Finding]) -> String {
 pub fn loss_series(name: &str, losses: &[f64]) -> Series {
     Series {
         name: name.to_string(),
-        points: losses.iter().enumerate().filter(|(_, l)| l.is_finite()).map(|(i, &l)| (i as f64, l)).collect(),
+        // Non-finite losses stay in: the chart skips them, says how many, and marks where a
+        // run diverged.
+        points: losses.iter().enumerate().map(|(i, &l)| (i as f64, l)).collect(),
     }
 }
 

@@ -55,6 +55,33 @@ pub fn colour(i: usize) -> RGBColor {
     RGBColor(r, g, b)
 }
 
+thread_local! {
+    /// Series names in the order the current report first drew them: a name keeps its
+    /// colour in every figure of one report ("broken" is the same colour everywhere).
+    static NAMES: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Start a new report: forget the name-to-colour assignments of the previous one.
+pub fn reset_colours() {
+    NAMES.with(|n| n.borrow_mut().clear());
+}
+
+/// The colour of the series called `name` in the current report (`i`, its position in
+/// its chart, for an unnamed series).
+pub fn colour_of(name: &str, i: usize) -> RGBColor {
+    if name.is_empty() {
+        return colour(i);
+    }
+    NAMES.with(|n| {
+        let mut n = n.borrow_mut();
+        let k = n.iter().position(|x| x == name).unwrap_or_else(|| {
+            n.push(name.to_string());
+            n.len() - 1
+        });
+        colour(k)
+    })
+}
+
 fn css(c: RGBColor) -> String {
     format!("#{:02x}{:02x}{:02x}", c.0, c.1, c.2)
 }
@@ -184,14 +211,25 @@ impl Axis {
         }
     }
 
+    /// Whether a log axis writes its labels in scientific notation: when any decade on it
+    /// is outside 0.01..100, all of them are, so one axis never mixes "0.01" and "1e-3".
+    fn scientific(&self) -> bool {
+        self.log && self.ticks.iter().any(|&t| !(-2.0 - 1e-9..=2.0 + 1e-9).contains(&t))
+    }
+
     /// The label of the tick at position `p`.
     pub fn label(&self, p: f64) -> String {
         if self.log && (p - p.round()).abs() < 1e-9 {
-            log_label(p.round() as i32)
+            let k = p.round() as i32;
+            if self.scientific() {
+                format!("1e{k}")
+            } else {
+                log_label(k)
+            }
         } else if self.log {
             // 2 or 5 times a decade.
             let v = 10f64.powf(p);
-            if (0.01..100.0).contains(&v) {
+            if (0.01..100.0).contains(&v) && !self.scientific() {
                 format!("{}", (v * 1e3).round() / 1e3)
             } else {
                 format!("{v:.0e}")
@@ -399,12 +437,45 @@ fn no_data(kind: &str, log_y: bool) -> String {
 fn legend_entry(name: &str, i: usize) -> (String, String) {
     match name.strip_prefix(REFERENCE_PREFIX) {
         Some(n) => (n.to_string(), "dashed".to_string()),
-        None => (name.to_string(), css(colour(i))),
+        None => (name.to_string(), css(colour_of(name, i))),
     }
+}
+
+/// Whether a linear chart of these series should be drawn on a log axis instead: every
+/// finite value is positive and they span more than 3 decades (a loss that exploded to 1e23
+/// would flatten every other curve at 0).
+fn needs_log(series: &[Series]) -> Option<f64> {
+    let ys: Vec<f64> = series
+        .iter()
+        .filter(|s| !s.name.starts_with(REFERENCE_PREFIX))
+        .flat_map(|s| s.points.iter().map(|p| p.1))
+        .filter(|y| y.is_finite())
+        .collect();
+    let (lo, hi) = ys.iter().fold((f64::INFINITY, 0f64), |(a, b), &y| (a.min(y), b.max(y)));
+    let decades = (hi / lo).log10();
+    (!ys.is_empty() && lo > 0.0 && decades > 3.0).then_some(decades)
+}
+
+/// Where a series diverged: its last finite point, when a non-finite value follows it and
+/// the series never comes back (a gap followed by finite values is not a divergence).
+fn divergence(s: &Series, log_y: bool) -> Option<(f64, f64)> {
+    let bad = s.points.iter().position(|p| !p.1.is_finite())?;
+    if s.points[bad..].iter().any(|p| p.1.is_finite()) {
+        return None;
+    }
+    s.points[..bad].iter().rev().find(|p| p.0.is_finite() && p.1.is_finite() && (!log_y || p.1 > 0.0)).copied()
 }
 
 fn lines(chart: &Chart, series: &[Series], log_y: bool) -> anyhow::Result<Rendered> {
     let mut out = Rendered::default();
+    let log_y = log_y
+        || match needs_log(series) {
+            Some(d) => {
+                out.notes.push(format!("Log scale: the values span {d:.0} decades."));
+                true
+            }
+            None => false,
+        };
     let prepared: Vec<(Runs, usize)> = series.iter().map(|s| drawable_runs(s, log_y)).collect();
     let data = |s: &&Series| !s.name.starts_with(REFERENCE_PREFIX);
     let total: usize = series.iter().filter(data).map(|s| s.points.len()).sum();
@@ -429,14 +500,24 @@ fn lines(chart: &Chart, series: &[Series], log_y: bool) -> anyhow::Result<Render
         let x_fmt = |v: &f64| x.label(*v);
         let mut ctx = frame(&root, chart, &x, &y, &x_fmt, 15.0)?;
         let mut colour_index = 0;
+        let mut diverged: Vec<String> = Vec::new();
         for (s, (runs, _)) in series.iter().zip(&prepared) {
             let reference = s.name.starts_with(REFERENCE_PREFIX);
-            let c = if reference { REFERENCE_GREY } else { colour(colour_index) };
+            let c = if reference { REFERENCE_GREY } else { colour_of(&s.name, colour_index) };
             if !s.name.is_empty() {
                 out.legend.push(legend_entry(&s.name, colour_index));
             }
             if !reference {
                 colour_index += 1;
+            }
+            if let Some((dx, dy)) = divergence(s, log_y).filter(|_| !reference) {
+                let at = (dx, y.pos(dy));
+                ctx.draw_series(std::iter::once(Cross::new(at, 7, c.stroke_width(3)))).map_err(err)?;
+                // The label to the right of the mark, where the diverged line has ended.
+                let style = font(14.0).pos(Pos::new(HPos::Left, VPos::Center)).color(&c);
+                let right = (dx + 0.015 * (x.hi - x.lo), at.1);
+                ctx.draw_series(std::iter::once(Text::new("diverged", right, style))).map_err(err)?;
+                diverged.push(s.name.clone());
             }
             for run in runs {
                 let pts: Vec<(f64, f64)> = run.iter().map(|&(px, py)| (px, y.pos(py))).collect();
@@ -450,6 +531,12 @@ fn lines(chart: &Chart, series: &[Series], log_y: bool) -> anyhow::Result<Render
             }
         }
         root.present().map_err(err)?;
+        if !diverged.is_empty() {
+            out.notes.push(format!(
+                "× marks the last finite value of {} before it became NaN or infinite (the run diverged).",
+                diverged.join(", ")
+            ));
+        }
     }
     out.svg = Some(scalable(&svg, &chart.title));
     Ok(out)
@@ -491,7 +578,7 @@ fn histograms(chart: &Chart, edges: &[f64], series: &[HistSeries]) -> anyhow::Re
             if s.counts.len() != bins {
                 continue;
             }
-            let c = colour(i);
+            let c = colour_of(&s.name, i);
             let count = |k: usize| if s.counts[k].is_finite() { s.counts[k].max(0.0) } else { 0.0 };
             // Translucent bars so that overlapping series stay visible, plus the outline as a
             // step line in the full colour.
@@ -568,7 +655,7 @@ fn bars(chart: &Chart, labels: &[String], groups: &[Series], log_y: bool) -> any
         let width = 0.8 / groups.len().max(1) as f64;
         for (j, g) in groups.iter().enumerate() {
             out.legend.push(legend_entry(&g.name, j));
-            let c = colour(j);
+            let c = colour_of(&g.name, j);
             let rects = (0..n).filter_map(|i| {
                 let v = value(g, i)?;
                 let left = i as f64 - 0.4 + j as f64 * width;
@@ -637,7 +724,11 @@ mod tests {
         let a = Axis::log10(3e-7, 0.5);
         assert!(a.lo < -7.0 && a.lo > -7.5 && a.hi > 0.0 && a.hi < 0.5, "{a:?}");
         let labels: Vec<String> = a.ticks.iter().map(|&t| a.label(t)).collect();
-        assert_eq!(labels, ["1e-7", "1e-6", "1e-5", "1e-4", "1e-3", "0.01", "0.1", "1"]);
+        // One notation per axis: this one reaches below 0.01, so every decade is scientific.
+        assert_eq!(labels, ["1e-7", "1e-6", "1e-5", "1e-4", "1e-3", "1e-2", "1e-1", "1e0"]);
+        let e = Axis::log10(0.02, 50.0);
+        let labels: Vec<String> = e.ticks.iter().map(|&t| e.label(t)).collect();
+        assert_eq!(labels, ["0.01", "0.1", "1", "10", "100"]);
         // 40 decades: every 5th is labelled.
         let b = Axis::log10(1e-30, 1e10);
         assert_eq!(b.step, 5.0);
@@ -649,6 +740,37 @@ mod tests {
         let d = Axis::log10(1.5e-4, 9e-4);
         let labels: Vec<String> = d.ticks.iter().map(|&t| d.label(t)).collect();
         assert_eq!(labels, ["1e-4", "2e-4", "5e-4", "1e-3"]);
+    }
+
+    #[test]
+    fn a_series_spanning_decades_gets_a_log_axis_and_a_divergence_mark() {
+        // The RNN story: one run explodes to 3e23 then NaN, the others stay near 0.4.
+        let exploding = series("exploding", &[(0.0, 2.4), (1.0, 1e10), (2.0, 3e23), (3.0, f64::NAN)]);
+        let calm = series("lstm", &[(0.0, 0.5), (1.0, 0.45), (2.0, 0.4), (3.0, 0.4)]);
+        let r =
+            render(&chart(ChartKind::Lines { series: vec![exploding.clone(), calm.clone()], log_y: false })).unwrap();
+        let notes = r.notes.join(" ");
+        assert!(notes.contains("Log scale: the values span 24 decades"), "{notes}");
+        assert!(notes.contains("× marks the last finite value of exploding"), "{notes}");
+        assert!(r.svg.unwrap().contains("diverged"));
+        assert_eq!(divergence(&exploding, true), Some((2.0, 3e23)));
+        assert_eq!(divergence(&calm, true), None);
+        // Within 3 decades, or with a value <= 0, the axis stays linear.
+        assert!(needs_log(&[calm]).is_none());
+        assert!(needs_log(&[series("s", &[(0.0, 0.0), (1.0, 1e6)])]).is_none());
+    }
+
+    #[test]
+    fn a_name_keeps_its_colour_across_charts() {
+        reset_colours();
+        let first = colour_of("broken", 0);
+        let fixed = colour_of("fixed", 1);
+        assert_ne!(first, fixed);
+        // Another chart lists them in the other order: the colours follow the names.
+        assert_eq!(colour_of("fixed", 0), fixed);
+        assert_eq!(colour_of("broken", 1), first);
+        reset_colours();
+        assert_eq!(colour_of("fixed", 0), colour(0));
     }
 
     #[test]

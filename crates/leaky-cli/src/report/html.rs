@@ -279,6 +279,7 @@ fn section(out: &mut String, index: usize, s: &Section, first_figure: usize) -> 
 
 /// The whole page.
 pub fn page(r: &Report) -> anyhow::Result<String> {
+    super::chart::reset_colours();
     let mut out = String::with_capacity(64 * 1024);
     let _ = write!(
         out,
