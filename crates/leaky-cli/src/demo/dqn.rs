@@ -353,16 +353,31 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
         rows: sweep_rows,
     };
 
+    // Identical runs would hide one line under the other: draw them once, named for both.
+    let huber_is_grad_clip = variants
+        .iter()
+        .find(|v| v.name == "grad_clip")
+        .and_then(|v| v.metrics.get("identical_to_huber"))
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
     let series_for = |f: &SeriesOf<'_>| -> Vec<Series> {
-        TdLoss::ALL.iter().map(|&l| Series { name: l.name().into(), points: f(&pick(l, opts.reward_scale)) }).collect()
+        TdLoss::ALL
+            .iter()
+            .filter(|&&l| !(huber_is_grad_clip && l == TdLoss::GradClip))
+            .map(|&l| {
+                let name = if huber_is_grad_clip && l == TdLoss::Huber { "huber = grad_clip" } else { l.name() };
+                Series { name: name.into(), points: f(&pick(l, opts.reward_scale)) }
+            })
+            .collect()
     };
     let returns_chart = Chart {
         title: "Return per episode".into(),
         x_label: "episode".into(),
         y_label: "return (10-episode average)".into(),
         caption: format!(
-            "Mean over {} seed(s) of each episode's return, averaged over the last 10 episodes. huber and grad_clip draw one line (identical runs); clipped_delta lags or stays at the random policy's ~20.",
-            seeds.len()
+            "Mean over {} seed(s) of each episode's return, averaged over the last 10 episodes. {}clipped_delta lags or stays at the random policy's ~20.",
+            seeds.len(),
+            if huber_is_grad_clip { "huber and grad_clip ran identically, episode for episode, so they are one line. " } else { "" }
         ),
         kind: ChartKind::Lines { series: series_for(&|r| smoothed_returns(r, 10)), log_y: false },
     };
@@ -370,15 +385,15 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
     let zero_chart = Chart {
         title: "Samples with exactly zero gradient".into(),
         x_label: "update".into(),
-        y_label: format!("share of the minibatch (mean over windows of {window} updates and over seeds)"),
-        caption: "only clipped_delta silences samples: every one with |delta| > 1; the other losses stay at 0".into(),
+        y_label: "zero-gradient share".into(),
+        caption: format!("Share of each minibatch whose TD gradient is exactly 0, averaged over windows of {window} updates and over the seeds: only clipped_delta silences samples (every one with |delta| > 1); the other losses stay at 0."),
         kind: ChartKind::Lines { series: series_for(&|r| zero_share_series(r, window)), log_y: false },
     };
     let labels: Vec<String> = b.scales.iter().map(|s| format!("reward x{s}")).collect();
     let scale_zero_chart = Chart {
         title: "Zero-gradient share by reward scale".into(),
         x_label: "reward scale".into(),
-        y_label: "share of samples with zero gradient".into(),
+        y_label: "zero-gradient share".into(),
         caption: "with larger rewards every TD error starts beyond the clip: clipped_delta gets no gradient at all"
             .into(),
         kind: ChartKind::Bars { labels: labels.clone(), groups: zero_bars, log_y: false },
@@ -386,19 +401,14 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
     let scale_return_chart = Chart {
         title: "Mean return by reward scale".into(),
         x_label: "reward scale".into(),
-        y_label: format!("mean return over the last {} episodes", b.last),
-        caption: "what the silenced gradient costs (huber's own trouble with large rewards shows too)".into(),
+        y_label: format!("return (last {})", b.last),
+        caption: format!("Mean return over the last {} episodes: what the silenced gradient costs (huber's own trouble with large rewards shows too).", b.last),
         kind: ChartKind::Bars { labels, groups: return_bars, log_y: false },
     };
 
     let cd = &table.rows[0];
     let hb = &table.rows[1];
-    let identical = variants
-        .iter()
-        .find(|v| v.name == "grad_clip")
-        .and_then(|v| v.metrics.get("identical_to_huber"))
-        .and_then(|v| v.as_bool())
-        .unwrap_or(false);
+    let identical = huber_is_grad_clip;
     let text = vec![
         "A DQN regresses Q(s, a) on the TD target y = r + gamma max_a' Q_target(s', a'). Squaring clip_by_value(delta, -1, 1) \
          (delta = Q - y) was meant to bound the gradient, but clip's gradient is 0 outside [-1, 1]: every sample whose TD error \

@@ -379,21 +379,21 @@ pub fn render(chart: &Chart) -> anyhow::Result<Rendered> {
         ChartKind::Lines { series, log_y } => lines(chart, series, *log_y),
         ChartKind::Histograms { edges, series } => histograms(chart, edges, series),
         ChartKind::Bars { labels, groups, log_y } => bars(chart, labels, groups, *log_y),
-        ChartKind::Svg { svg } => Ok(Rendered { svg: Some(embedded(svg)), legend: Vec::new(), notes: Vec::new() }),
+        ChartKind::Svg { svg } => Ok(Rendered {
+            svg: Some(embedded(svg)),
+            legend: Vec::new(),
+            notes: vec!["Drawn at its full size: scroll sideways when it is wider than the page.".into()],
+        }),
     }
 }
 
-/// A ready-made `<svg>`: drop its fixed `width`/`height` so the page scales it by its
-/// `viewBox` like the charts.
+/// A ready-made `<svg>` (a computation graph), kept at its own size, text as drawn, in a box
+/// that scrolls sideways when it is wider than the page (scaled down to the page it became
+/// hard to read).
 fn embedded(svg: &str) -> String {
     let svg = svg.trim();
     let Some(end) = svg.find('>') else { return svg.to_string() };
-    let head: String = svg[..end]
-        .split(' ')
-        .filter(|a| !(a.starts_with("width=") || a.starts_with("height=")))
-        .collect::<Vec<_>>()
-        .join(" ");
-    format!("{} class=\"plot\"{}", head, &svg[end..])
+    format!("<div class=\"wide\">{} class=\"drawing\"{}</div>", &svg[..end], &svg[end..])
 }
 
 /// Polylines of drawable points.

@@ -84,6 +84,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .finding.info { border-left-color: var(--info); }
 .finding .head { font-weight: 600; }
 .finding.consequence { border-left-style: dashed; background: var(--soft); }
+p.repeat { margin: -.4rem 0 .8rem 1rem; color: var(--muted); font-size: .93rem; }
 .sev { display: inline-block; min-width: 4.6em; text-align: center; color: #fff; border-radius: 4px; padding: 0 .4em; margin-right: .4em; font-size: .85rem; text-transform: uppercase; letter-spacing: .03em; }
 .sev.error { background: var(--error); } .sev.warning { background: var(--warning); } .sev.info { background: var(--info); }
 .variant { font-weight: normal; color: var(--muted); border: 1px solid var(--line); border-radius: 4px; padding: 0 .35em; margin-left: .4em; font-size: .85rem; }
@@ -96,6 +97,8 @@ dl.evidence dd { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, mon
 .label { color: var(--muted); font-weight: 600; }
 figure.chart { margin: 1.4rem 0; border: 1px solid var(--line); border-radius: 6px; padding: .6rem .6rem .4rem; }
 svg.plot { display: block; width: 100%; height: auto; }
+div.wide { overflow-x: auto; }
+svg.drawing { display: block; max-width: none; }
 ul.legend { list-style: none; display: flex; flex-wrap: wrap; gap: .2rem 1.1rem; margin: .3rem 0 0; padding: 0 .4rem; font-size: .9rem; }
 ul.legend .key { display: inline-block; width: 1.6em; height: .3em; vertical-align: middle; margin-right: .4em; border-radius: 2px; }
 ul.legend .key.dashed { background: repeating-linear-gradient(90deg, #555 0 6px, transparent 6px 10px); }
@@ -259,6 +262,60 @@ fn finding_depths(findings: &[(String, Finding)]) -> Vec<usize> {
     out
 }
 
+/// Whether a finding is printed, with the indices of the repeats folded into it, or folded
+/// into an earlier one.
+enum Repeat {
+    Shown(Vec<usize>),
+    Folded,
+}
+
+/// Fold repeated root findings: a root cause without consequences whose variant, code,
+/// severity and place match an earlier such finding (the same warning from each seed of a
+/// multi-seed demo) is listed under the first one instead of in full.
+fn repeat_groups(findings: &[(String, Finding)], depths: &[usize]) -> Vec<Repeat> {
+    let has_consequence = |i: usize| {
+        let (v, f) = &findings[i];
+        !f.id.is_empty() && findings.iter().any(|(w, g)| w == v && g.caused_by.as_deref() == Some(f.id.as_str()))
+    };
+    let foldable: Vec<bool> = (0..findings.len()).map(|i| depths[i] == 0 && !has_consequence(i)).collect();
+    let mut out: Vec<Repeat> = (0..findings.len()).map(|_| Repeat::Shown(Vec::new())).collect();
+    for i in 0..findings.len() {
+        if !foldable[i] || matches!(out[i], Repeat::Folded) {
+            continue;
+        }
+        let (v, f) = &findings[i];
+        let same = |k: usize| {
+            let (w, g) = &findings[k];
+            w == v && g.code == f.code && g.severity == f.severity && g.where_ == f.where_
+        };
+        let repeats: Vec<usize> = (i + 1..findings.len()).filter(|&k| foldable[k] && same(k)).collect();
+        for &k in &repeats {
+            out[k] = Repeat::Folded;
+        }
+        out[i] = Repeat::Shown(repeats);
+    }
+    out
+}
+
+/// How a folded repeat is named: its seed and reward scale when the demo tagged them, and
+/// its step.
+fn run_label(f: &Finding) -> String {
+    let mut parts = Vec::new();
+    for key in ["seed", "reward_scale"] {
+        if let Some(v) = f.evidence.get(key) {
+            parts.push(format!("{key} {}", value_text(v)));
+        }
+    }
+    if let Some(step) = f.step {
+        parts.push(format!("step {step}"));
+    }
+    if parts.is_empty() {
+        "(no run label)".to_string()
+    } else {
+        parts.join(", ")
+    }
+}
+
 fn section(out: &mut String, index: usize, s: &Section, first_figure: usize) -> anyhow::Result<()> {
     let _ = writeln!(out, "<section id=\"sec-{index}\"><h2>{index}. {}</h2>", escape(&s.title));
     for p in &s.text {
@@ -267,8 +324,28 @@ fn section(out: &mut String, index: usize, s: &Section, first_figure: usize) -> 
     for t in &s.tables {
         table(out, t);
     }
-    for ((variant, f), depth) in s.findings.iter().zip(finding_depths(&s.findings)) {
-        finding(out, variant, f, depth);
+    let depths = finding_depths(&s.findings);
+    let groups = repeat_groups(&s.findings, &depths);
+    for (i, ((variant, f), &depth)) in s.findings.iter().zip(&depths).enumerate() {
+        match &groups[i] {
+            Repeat::Shown(others) => {
+                finding(out, variant, f, depth);
+                if !others.is_empty() {
+                    let runs: Vec<String> = others.iter().map(|&k| run_label(&s.findings[k].1)).collect();
+                    let _ = writeln!(
+                        out,
+                        "<p class=\"repeat\">The same finding ({} {} in {}) also came from {} more run(s) of {}: {}.</p>",
+                        escape(f.severity.as_str()),
+                        escape(f.code.as_str()),
+                        escape(&f.where_),
+                        others.len(),
+                        if variant.is_empty() { "this run".to_string() } else { escape(variant) },
+                        escape(&runs.join("; "))
+                    );
+                }
+            }
+            Repeat::Folded => {}
+        }
     }
     for (k, c) in s.charts.iter().enumerate() {
         figure(out, first_figure + k, c)?;
@@ -402,6 +479,36 @@ mod tests {
         assert!(!heads[0].contains("consequence") && !heads[1].contains("consequence"), "{heads:?}");
         assert!(heads[2].contains("consequence\" style=\"margin-left: 2.0rem"), "{heads:?}");
         assert!(heads[3].contains("margin-left: 4.0rem"), "{heads:?}");
+    }
+
+    #[test]
+    fn repeated_findings_of_a_variant_are_folded_into_the_first() {
+        let f = |id: &str, seed: u64, cause: Option<&str>| {
+            let mut f =
+                Finding::new(Code::ZeroGradient, Severity::Warning, "td error (clip)", Some(0), "w").with("seed", seed);
+            f.id = id.into();
+            f.caused_by = cause.map(str::to_string);
+            f
+        };
+        let mut r = evil_report();
+        r.sections[0].findings = vec![
+            ("clipped_delta".into(), f("F1", 0, None)),
+            ("clipped_delta".into(), f("F1", 1, None)),
+            ("clipped_delta".into(), f("F1", 2, None)),
+            // Another variant is not folded into the first.
+            ("huber".into(), f("F1", 0, None)),
+        ];
+        let html = page(&r).unwrap();
+        assert_eq!(html.matches("<article class=\"finding").count(), 2, "{html}");
+        assert!(
+            html.contains("also came from 2 more run(s) of clipped_delta: seed 1, step 0; seed 2, step 0."),
+            "{html}"
+        );
+        // A finding with a consequence stays in full (its consequence points at it).
+        r.sections[0].findings =
+            vec![("v".into(), f("F1", 0, None)), ("v".into(), f("F2", 1, None)), ("v".into(), f("F3", 1, Some("F2")))];
+        let html = page(&r).unwrap();
+        assert_eq!(html.matches("<article class=\"finding").count(), 3, "{html}");
     }
 
     #[test]
