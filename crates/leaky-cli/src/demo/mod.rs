@@ -229,25 +229,40 @@ pub fn report_findings(variants: &[Variant]) -> Vec<(String, Finding)> {
 
 /// Print a table with aligned columns.
 pub fn print_table(t: &Table) {
-    let cols = t.header.len();
-    let mut w = vec![0usize; cols];
-    for row in std::iter::once(&t.header).chain(&t.rows) {
-        for (i, c) in row.iter().enumerate().take(cols) {
-            w[i] = w[i].max(c.chars().count());
-        }
-    }
-    let line = |row: &Vec<String>| {
-        let cells: Vec<String> = row.iter().enumerate().map(|(i, c)| format!("{c:<width$}", width = w[i])).collect();
-        println!("  {}", cells.join("  ").trim_end());
-    };
     if !t.caption.is_empty() {
         println!("{}", t.caption);
     }
-    line(&t.header);
-    println!("  {}", w.iter().map(|&n| "-".repeat(n)).collect::<Vec<_>>().join("  "));
-    for r in &t.rows {
-        line(r);
+    println!("{}", terminal_table(t, terminal_width()));
+}
+
+/// The width tables must fit: `COLUMNS` when set, else the terminal's when stdout is one;
+/// `None` (no limit) when the output goes to a file or a pipe.
+pub fn terminal_width() -> Option<u16> {
+    if let Some(c) = std::env::var("COLUMNS").ok().and_then(|c| c.trim().parse::<u16>().ok()) {
+        return Some(c.max(40));
     }
+    let term = console::Term::stdout();
+    term.is_term().then(|| term.size_checked().map(|(_, cols)| cols)).flatten()
+}
+
+/// `t` laid out as text: columns padded to a common width with two spaces between them and
+/// a dashed line under the header; within `width`, the widest cells wrap (comfy-table's
+/// dynamic arrangement) instead of running off the screen.
+pub fn terminal_table(t: &Table, width: Option<u16>) -> String {
+    use comfy_table::{ContentArrangement, Table as Layout};
+    let mut layout = Layout::new();
+    // Only the header separator is drawn (the 4th character of the preset), as dashes.
+    layout.load_preset("     -              ");
+    layout.set_header(t.header.clone());
+    for row in &t.rows {
+        layout.add_row(row.clone());
+    }
+    if let Some(w) = width {
+        layout.set_content_arrangement(ContentArrangement::Dynamic);
+        // One column less: every line gets a leading space.
+        layout.set_width(w.saturating_sub(1));
+    }
+    layout.lines().map(|l| format!(" {}", l.trim_end())).collect::<Vec<_>>().join("\n")
 }
 
 /// A table from string slices.
@@ -263,5 +278,38 @@ pub fn lines(title: &str, x: &str, y: &str, caption: &str, series: Vec<Series>, 
         y_label: y.into(),
         caption: caption.into(),
         kind: ChartKind::Lines { series, log_y },
+    }
+}
+
+#[cfg(test)]
+mod table_tests {
+    use super::*;
+
+    fn wide() -> Table {
+        table(
+            "",
+            &["variant", "dead units per ReLU layer (init -> end)", "doctor"],
+            vec![vec![
+                "broken: ReLU, He init, SGD lr 2".into(),
+                "layer 1: 0 -> 0 of 100, layer 3: 0 -> 77 of 100".into(),
+                "error update_ratio, error diverging_loss, error non_finite".into(),
+            ]],
+        )
+    }
+
+    #[test]
+    fn a_table_fits_the_width_it_is_given_and_keeps_every_word() {
+        let text = terminal_table(&wide(), Some(60));
+        assert!(text.lines().all(|l| l.chars().count() <= 60), "{text}");
+        let words: Vec<&str> = text.split_whitespace().collect();
+        for cell in wide().rows[0].iter().chain(&wide().header) {
+            for w in cell.split_whitespace() {
+                assert!(words.contains(&w), "{w} lost:\n{text}");
+            }
+        }
+        // Without a width (a file or a pipe) each row stays on one line.
+        let one = terminal_table(&wide(), None);
+        assert_eq!(one.lines().count(), 3, "{one}");
+        assert!(one.lines().nth(1).unwrap().trim_start().starts_with("---"), "{one}");
     }
 }
