@@ -135,13 +135,15 @@ fn loss_section(run: &DoctorRun) -> Option<Section> {
         series.push(Series::new(format!("moving average over {w} steps"), moving_average(run.losses, w)));
     }
     let mut caption = "The training loss of every step. A healthy run falls quickly and then flattens; a loss stuck at its first value means the gradient does not reach the weights; a gap means it became NaN or infinite.".to_string();
-    // A diverging loss spans tens of decades: on a linear axis every step before the last
-    // would sit on zero.
-    let finite: Vec<f64> = run.losses.iter().copied().filter(|v| v.is_finite()).collect();
-    let (lo, hi) = finite.iter().fold((f64::INFINITY, 0f64), |(a, b), &v| (a.min(v), b.max(v)));
-    let log_y = lo > 0.0 && hi / lo > 1e3;
-    if log_y {
-        caption.push_str(" The loss spans more than three orders of magnitude, so the y axis is logarithmic.");
+    // The validation loss at the end of each epoch, on the same step axis: a training loss
+    // that keeps falling while this one rises is overfitting.
+    let history = &run.train.history;
+    if !history.is_empty() && history.iter().any(|h| h.val_loss.is_finite()) {
+        let per_epoch = run.train.steps as f64 / history.len() as f64;
+        let val: Vec<(f64, f64)> =
+            history.iter().enumerate().map(|(e, h)| ((e + 1) as f64 * per_epoch - 1.0, h.val_loss)).collect();
+        series.push(Series::new("validation loss (end of each epoch)", val));
+        caption.push_str(" The validation loss is measured at the end of each epoch.");
     }
     if let Some(init) = &run.stats.init_loss {
         let last = (n - 1) as f64;
@@ -160,7 +162,7 @@ fn loss_section(run: &DoctorRun) -> Option<Section> {
             x_label: "step".into(),
             y_label: "loss".into(),
             caption,
-            kind: ChartKind::Lines { series, log_y },
+            kind: ChartKind::Lines { series, log_y: false },
         }],
         ..Default::default()
     })
