@@ -457,10 +457,29 @@ impl RlConfig {
 
 /// Read, parse and validate an experiment file. Errors are [`Error::BadInput`] and name the
 /// file, then the key.
+///
+/// A file that sets nothing — empty, or only whitespace and comments — is refused: it is far
+/// more often a mistake (`leaky train /dev/stdin` with stdin closed, a file truncated by an
+/// editor, the wrong path to a fresh file) than a request for the default experiment, and
+/// running ten epochs of the defaults in its place would hide the mistake. A file holding
+/// only a section header (`[model]`) runs the defaults.
 pub fn load(path: &Path) -> Result<Experiment> {
     let text =
         std::fs::read_to_string(path).map_err(|e| Error::BadInput(format!("cannot read {}: {e}", path.display())))?;
+    if sets_nothing(&text) {
+        bad!(
+            "{} is empty: it holds no section and no key (only whitespace or comments); an experiment file \
+             needs at least one section, e.g. `[data]` with `dataset = \"digits\"` (see docs/experiment.md)",
+            path.display()
+        );
+    }
     parse(&text).map_err(|e| Error::BadInput(format!("{} is not a valid experiment: {e}", path.display())))
+}
+
+/// Whether `text` is valid TOML with no table and no key at all (empty, whitespace,
+/// comments). Invalid TOML is not "nothing": the parser names what is wrong with it.
+fn sets_nothing(text: &str) -> bool {
+    text.parse::<toml::Table>().is_ok_and(|t| t.is_empty())
 }
 
 /// Parse and validate experiment text.
@@ -699,8 +718,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn empty_file_is_all_defaults() {
+    fn empty_text_is_all_defaults_but_an_empty_file_is_refused() {
+        // The string API: no keys means every default (the demos and tests build on it).
         assert_eq!(parse("").unwrap(), Experiment::default());
+        let dir = crate::data::testutil::TempDir::new("empty-exp");
+        for (name, text) in [
+            ("empty.toml", ""),
+            ("blank.toml", " \n\t\r\n\n"),
+            ("comments.toml", "# just a comment\n\n   # another one\r\n"),
+        ] {
+            let p = dir.write(name, text.as_bytes());
+            let e = load(&p).unwrap_err();
+            assert!(matches!(e, Error::BadInput(_)), "{name}: {e:?}");
+            let e = e.to_string();
+            assert!(e.starts_with(&format!("{} is empty: ", p.display())) && e.contains("docs/experiment.md"), "{e}");
+        }
+        // One section header, even with nothing in it, is a deliberate file: the defaults.
+        let p = dir.write("section.toml", b"# all defaults\n[model]\n");
+        assert_eq!(load(&p).unwrap(), Experiment::default());
+        // Broken TOML is reported as broken, not as empty.
+        let p = dir.write("broken.toml", b"# a comment\n[[[\n");
+        let e = load(&p).unwrap_err().to_string();
+        assert!(e.contains("is not a valid experiment") && !e.contains("is empty"), "{e}");
     }
 
     #[test]
