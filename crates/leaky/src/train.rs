@@ -906,9 +906,20 @@ pub fn load_resumable<F: Float>(
     model: &mut Sequential<F>,
     path: &Path,
 ) -> Result<Option<TrainState<F>>, CheckpointError> {
-    let p = path.display().to_string();
     let bytes = read_checkpoint_file(path)?;
-    let (st, meta) = open_checkpoint(&bytes, &p)?;
+    load_resumable_bytes(model, &bytes, path)
+}
+
+/// [`load_resumable`] on the file's bytes (`path` names it in messages); also the entry
+/// point of the resumable-checkpoint fuzz target.
+#[doc(hidden)]
+pub fn load_resumable_bytes<F: Float>(
+    model: &mut Sequential<F>,
+    bytes: &[u8],
+    path: &Path,
+) -> Result<Option<TrainState<F>>, CheckpointError> {
+    let p = path.display().to_string();
+    let (st, meta) = open_checkpoint(bytes, &p)?;
     let fmt = |detail: String| CheckpointError::Format { path: p.clone(), detail };
     let staged = stage_model_tensors(model, &st, &p)?;
     let state = match meta.get(RESUME_KEY) {
