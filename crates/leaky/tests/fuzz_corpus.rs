@@ -75,6 +75,16 @@ fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {
     files
 }
 
+/// A fresh scratch directory: the two tests run in parallel in one process and each makes
+/// checkpoints, so the name holds a counter besides the process id.
+fn scratch(tag: &str) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("leaky-fuzz-{tag}-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 fn made_checkpoints() -> Vec<(String, Vec<u8>)> {
     let spec = leaky::nn::MlpSpec {
         input_dim: 4,
@@ -86,8 +96,7 @@ fn made_checkpoints() -> Vec<(String, Vec<u8>)> {
         batchnorm: false,
         dropout_keep: None,
     };
-    let dir = std::env::temp_dir().join(format!("leaky-fuzz-ckpt-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("ckpt");
     let mut m = spec.build::<f32>(1);
     let good = dir.join("good.safetensors");
     leaky::train::save_checkpoint(&m, &good, HashMap::new()).unwrap();
@@ -161,8 +170,7 @@ fn resumable_files() -> Vec<(String, Vec<u8>)> {
     let (train, val) = resumable_data().split(0.25, 0);
     let cfg = leaky::train::TrainConfig { epochs: 2, batch_size: 4, ..Default::default() };
     let (_, state) = leaky::train::fit_from(&mut model, &train, &val, &cfg, &mut leaky::train::NoObserver, None);
-    let dir = std::env::temp_dir().join(format!("leaky-fuzz-resume-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("resume");
     let (with_state, plain) = (dir.join("r.safetensors"), dir.join("p.safetensors"));
     leaky::train::save_resumable(&model, &state, &with_state, HashMap::new()).unwrap();
     leaky::train::save_checkpoint(&model, &plain, HashMap::new()).unwrap();
@@ -185,7 +193,8 @@ fn resumable_files() -> Vec<(String, Vec<u8>)> {
         edit(&mut t, &mut r);
         let mut m = meta.clone();
         m.remove(CHECKSUM_KEY);
-        m.insert(RESUME_KEY.to_string(), r.to_string());
+        // A JSON string as the whole state stands for raw text (to write one that is not JSON).
+        m.insert(RESUME_KEY.to_string(), r.as_str().map_or_else(|| r.to_string(), str::to_string));
         let views: Vec<(String, safetensors::tensor::TensorView)> = t
             .iter()
             .map(|(n, d, s, b)| (n.clone(), safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap()))
