@@ -235,6 +235,8 @@ fn resumable_files() -> Vec<(String, Vec<u8>)> {
     bad("shuffle-rng", Box::new(|_, r| r["shuffle_rng"] = "zzz".into()));
     bad("layer-rngs-missing", Box::new(|_, r| r["layer_rngs"] = serde_json::json!({})));
     bad("steps-not-a-number", Box::new(|_, r| r["steps"] = "many".into()));
+    bad("steps-huge", Box::new(|_, r| r["steps"] = u64::MAX.into()));
+    bad("adam-t-over-steps", Box::new(|_, r| r["adam_t"][2] = (r["steps"].as_u64().unwrap() + 1).into()));
     bad(
         "missing-moment",
         Box::new(move |t, _| {
