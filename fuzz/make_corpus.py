@@ -153,3 +153,96 @@ if save is not None:
     put("checkpoint", "bad-header-not-json", struct.pack("<Q", 5) + b"{abc}")
     put("checkpoint", "bad-wrong-names", save(good_t))
     put("checkpoint", "bad-offsets", struct.pack("<Q", 60) + b'{"a":{"dtype":"F32","shape":[4,3],"data_offsets":[0,4800]}}'[:60])
+
+# --- experiment: every example experiment as a seed, and bad files whose first line
+# `# expect: TEXT` names what the error must contain (the replay test checks it).
+EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "examples")
+for sub in ["", "healthy", "sick", "demo"]:
+    d = os.path.join(EXAMPLES, sub)
+    for f in sorted(os.listdir(d)):
+        if f.endswith(".toml"):
+            with open(os.path.join(d, f), "rb") as fh:
+                put("experiment", "seed-" + (sub + "-" if sub else "") + f[:-5], fh.read())
+put("experiment", "seed-empty", b"")  # the string API: all defaults (an empty *file* is refused by `load`)
+put("experiment", "seed-layers", b"""seed = 3
+[data]
+dataset = "idx:images.gz,labels.gz"
+val_fraction = 0.25
+[model]
+init = "normal"
+init_std = 0.05
+[[model.layers]]
+type = "conv"
+filters = 2
+size = 3
+pad = 1
+name = "c1"
+[[model.layers]]
+type = "batchnorm"
+[[model.layers]]
+type = "relu"
+[[model.layers]]
+type = "maxpool"
+[[model.layers]]
+type = "flatten"
+[[model.layers]]
+type = "dropout"
+p = 0.5
+[[model.layers]]
+type = "layernorm"
+[[model.layers]]
+type = "affine"
+""")
+# Valid, but once crashed the spectral-radius instrument (a Whh that overflows f32, or one
+# scaled to a denormal radius): the body builds the model and measures the spectrum.
+for name, r in [("huge", "1e39"), ("tiny", "1e-45")]:
+    put("experiment", "seed-whh-radius-" + name, ("[data]\ndataset = \"adding\"\n[model]\nkind = \"rnn\"\nhidden = [8]\nwhh_radius = " + r + "\n[train]\nloss = \"mse\"\n").encode())
+BAD_EXPERIMENTS = [
+    ("list-of-train", "[[train]]", "[[train]]\nlr = 0.1\n"),
+    ("bias-init-huge", "model.bias_init", "[model]\nbias_init = 1e39\n"),
+    ("init-std-nan", "init_std", "[model]\ninit = \"he\"\ninit_std = nan\n"),
+    ("init-std-huge", "init_std", "[model]\ninit = \"normal\"\ninit_std = 1e300\n"),
+    ("weight-decay-huge", "weight_decay", "[train]\nweight_decay = 1e308\n"),
+    ("lr-zero", "train.lr", "[train]\nlr = 0.0\n"),
+    ("lr-inf", "train.lr", "[train]\nlr = inf\n"),
+    ("unknown-key", "learning_rate", "[train]\nlearning_rate = 0.1\n"),
+    ("wrong-type", "epochs", "[train]\nepochs = \"ten\"\n"),
+    ("hidden-huge", "model.hidden[1]", "[model]\nhidden = [100, 10000000000]\n"),
+    ("dqn-hidden-huge", "model.hidden[1] = 100000", "[model]\nkind = \"dqn\"\nhidden = [100000, 100000]\n"),
+    ("dqn-batch-huge", "batch_size", "[model]\nkind = \"dqn\"\n[train]\nbatch_size = 9223372036854775807\n"),
+    ("dqn-buffer-huge", "buffer_size", "[model]\nkind = \"dqn\"\n[rl]\nbuffer_size = 9000000000000\n"),
+    ("dqn-td-loss", "l1", "[model]\nkind = \"dqn\"\n[rl]\ntd_loss = \"l1\"\n"),
+    ("lstm-init-std-huge", "init_std", "[data]\ndataset = \"adding\"\n[model]\nkind = \"lstm\"\nhidden = [8]\ninit = \"normal\"\ninit_std = 1e39\n[train]\nloss = \"mse\"\n"),
+    ("rnn-hidden-huge", "model.hidden[0]", "[data]\ndataset = \"adding\"\n[model]\nkind = \"lstm\"\nhidden = [5000]\n[train]\nloss = \"mse\"\n"),
+    ("rnn-two-hidden", "model.hidden", "[data]\ndataset = \"adding\"\n[model]\nkind = \"lstm\"\nhidden = [8, 8]\n[train]\nloss = \"mse\"\n"),
+    ("rnn-wrong-loss", "train.loss", "[data]\ndataset = \"adding\"\n[model]\nkind = \"rnn\"\nhidden = [8]\n"),
+    ("seq-len-zero", "seq_len", "[data]\ndataset = \"adding\"\nseq_len = 0\n[model]\nkind = \"rnn\"\nhidden = [8]\n[train]\nloss = \"mse\"\n"),
+    ("seq-len-huge", "seq_len", "[data]\ndataset = \"copy\"\nseq_len = 100000\n[model]\nkind = \"rnn\"\nhidden = [8]\n"),
+    ("text-no-path", "needs a path", "[data]\ndataset = \"text:\"\n[model]\nkind = \"rnn\"\nhidden = [8]\n"),
+    ("mlp-on-sequences", "sequence", "[data]\ndataset = \"adding\"\n"),
+    ("rnn-on-rows", "not sequence data", "[data]\ndataset = \"digits\"\n[model]\nkind = \"rnn\"\nhidden = [8]\n"),
+    ("unknown-dataset", "mnist", "[data]\ndataset = \"mnist\"\n"),
+    ("empty-dataset", "data.dataset", "[data]\ndataset = \"  \"\n"),
+    ("spiral-zero", "spiral:0,3", "[data]\ndataset = \"spiral:0,3\"\n"),
+    ("spiral-huge", "spiral:100000,100000", "[data]\ndataset = \"spiral:100000,100000\"\n"),
+    ("csv-no-path", "needs a path", "[data]\ndataset = \"csv:\"\n"),
+    ("npy-one-path", "two comma-separated paths", "[data]\ndataset = \"npy:x.npy\"\n"),
+    ("val-fraction-one", "val_fraction", "[data]\nval_fraction = 1.0\n"),
+    ("val-fraction-all", "data.val_fraction", "[data]\nval_fraction = 0.9999\n"),
+    ("shape-mismatch", "data.shape", "[data]\nshape = [3, 3]\n"),
+    ("seed-negative", "seed", "seed = -1\n"),
+    ("not-toml", "line 3", "\nseed = = 3\n[[[\n"),
+    ("not-utf8", "line 3", b"\n\xff\xfe = 1\n"),
+    ("layers-not-a-list", "layers", "[model]\nlayers = 3\n"),
+    ("conv-no-size", "size", "[[model.layers]]\ntype = \"conv\"\nfilters = 4\n[[model.layers]]\ntype = \"affine\"\n"),
+    ("conv-on-rows", "layer 0 (conv", "[data]\ndataset = \"spiral\"\n[[model.layers]]\ntype = \"conv\"\nfilters = 2\nsize = 3\n[[model.layers]]\ntype = \"affine\"\n"),
+    ("conv-too-big", "layer 0 (conv 9x9", "[[model.layers]]\ntype = \"conv\"\nfilters = 2\nsize = 9\n[[model.layers]]\ntype = \"affine\"\n"),
+    ("last-affine-units", "10 units", "[[model.layers]]\ntype = \"affine\"\nunits = 5\n"),
+    ("after-last-affine", "after the last affine", "[[model.layers]]\ntype = \"affine\"\n[[model.layers]]\ntype = \"relu\"\n"),
+    ("layer-unknown-key", "units", "[[model.layers]]\ntype = \"relu\"\nunits = 3\n[[model.layers]]\ntype = \"affine\"\n"),
+    ("clip-negative", "clip_grad_norm", "[train]\nclip_grad_norm = -1.0\n"),
+    ("dropout-p-one", "p", "[[model.layers]]\ntype = \"dropout\"\np = 1.5\n[[model.layers]]\ntype = \"affine\"\n"),
+]
+for name, expect, text in BAD_EXPERIMENTS:
+    body = text if isinstance(text, bytes) else text.encode()
+    put("experiment", "bad-" + name, ("# expect: " + expect + "\n").encode() + body)

@@ -95,6 +95,35 @@ fn bad_experiment_files_exit_2_and_name_the_problem() {
 }
 
 #[test]
+fn an_experiment_file_that_sets_nothing_is_refused_by_every_command() {
+    let dir = scratch("emptyexp");
+    let empty = dir.join("empty.toml");
+    std::fs::write(&empty, "").unwrap();
+    let comments = dir.join("comments.toml");
+    std::fs::write(&comments, "# nothing here yet\n\n").unwrap();
+    let (e, c) = (empty.to_str().unwrap(), comments.to_str().unwrap());
+    let ckpt = "/nonexistent/m.safetensors";
+    for args in [
+        vec!["train", e],
+        vec!["doctor", c],
+        vec!["gradcheck", e],
+        vec!["inspect", c, "--weights", ckpt],
+        vec!["eval", e, "--checkpoint", ckpt],
+        // The test harness gives the child a closed (null) stdin: `leaky train /dev/stdin < /dev/null`.
+        vec!["train", "/dev/stdin"],
+    ] {
+        let file = args[1];
+        expect_bad_input(&args, &[&format!("{file} is empty"), "docs/experiment.md"]);
+    }
+    // A section header alone is a deliberate "all defaults": not refused (gradcheck is quick).
+    let section = dir.join("section.toml");
+    std::fs::write(&section, "[model]\n").unwrap();
+    let o = leaky(&["gradcheck", section.to_str().unwrap(), "--examples", "1"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
 fn bad_data_files_exit_2_and_name_the_file() {
     let dir = scratch("data");
     let csv = dir.join("ragged.csv");

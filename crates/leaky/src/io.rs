@@ -16,6 +16,18 @@
 //! with [`install_cleanup_handler`] removes any still open before the process ends by the
 //! signal (SIGINT, SIGTERM, SIGHUP). A `SIGKILL` cannot be caught: its temporary file stays,
 //! and is only ever a dot-file next to the target, never the target itself.
+//!
+//! Such an orphan is removed by the next atomic write to the same target (on Linux), when
+//! all of these hold, and left alone otherwise:
+//!
+//! - its name is exactly `.NAME.tmp-PID-N` for this target's `NAME` (PID and N decimal,
+//!   as written here), so no other target's file and no file of another program is touched;
+//! - it is a regular file owned by the user running `leaky`;
+//! - no process `PID` is running: `/proc/PID` does not exist (where `/proc` is not mounted,
+//!   nothing is removed);
+//! - it was last modified more than [`STALE_TEMP_GRACE`] ago: a process writing it from
+//!   another PID namespace (a container) or another host (a shared file system) cannot be
+//!   seen in this `/proc`, but keeps the file's modification time fresh while it writes.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -80,18 +92,13 @@ fn write_through(path: &Path, bytes: &[u8]) -> io::Result<()> {
 
 /// The atomic replacement of a regular file (or creation of a new one).
 fn replace(path: &Path, bytes: &[u8], perms: Option<std::fs::Permissions>) -> io::Result<()> {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
     let dir = parent_dir(path);
     let name = path
         .file_name()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("{} has no file name", path.display())))?;
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let tmp = dir.join(format!(".{}.tmp-{}-{n}", name.to_string_lossy(), std::process::id()));
-    // Registered before it exists, so a signal between creation and registration cannot
-    // leave it behind; removing a file that does not exist yet is harmless.
-    pending().push(tmp.clone());
+    remove_stale_temp_files(dir, name);
+    let (mut f, tmp) = create_temp(dir, name)?;
     let result = (|| {
-        let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
         if let Some(p) = perms {
             f.set_permissions(p)?;
         }
@@ -107,6 +114,82 @@ fn replace(path: &Path, bytes: &[u8], perms: Option<std::fs::Permissions>) -> io
     }
     list.retain(|p| p != &tmp);
     result
+}
+
+/// Create a new temporary file `.NAME.tmp-PID-N` in `dir`, registered for the signal
+/// handler. A file that already has the name (an orphan of an earlier process that had this
+/// PID) is left alone and the next N is tried.
+fn create_temp(dir: &Path, name: &std::ffi::OsStr) -> io::Result<(File, PathBuf)> {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let mut last = None;
+    for _ in 0..100 {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let tmp = dir.join(format!(".{}.tmp-{}-{n}", name.to_string_lossy(), std::process::id()));
+        // Registered before it exists, so a signal between creation and registration cannot
+        // leave it behind; removing a file that does not exist yet is harmless.
+        pending().push(tmp.clone());
+        match OpenOptions::new().write(true).create_new(true).open(&tmp) {
+            Ok(f) => return Ok((f, tmp)),
+            Err(e) => {
+                // Not ours: it must not be removed by the handler or by the caller.
+                pending().retain(|p| p != &tmp);
+                if e.kind() != io::ErrorKind::AlreadyExists {
+                    return Err(e);
+                }
+                last = Some(e);
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::other("no free temporary file name")))
+}
+
+/// How long an orphaned temporary file must have been left unmodified before
+/// [`write_atomic`] removes it (see the module docs).
+pub const STALE_TEMP_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// `Some(PID)` when `file` is exactly `.{target}.tmp-PID-N` with PID and N written as
+/// `format!("{}")` writes a `u32` and a `usize` (no sign, no leading zero).
+fn temp_file_pid(file: &str, target: &str) -> Option<u32> {
+    let rest = file.strip_prefix('.')?.strip_prefix(target)?.strip_prefix(".tmp-")?;
+    let (pid, n) = rest.split_once('-')?;
+    let canonical =
+        |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
+    if !(canonical(pid) && canonical(n) && n.parse::<usize>().is_ok()) {
+        return None;
+    }
+    pid.parse().ok()
+}
+
+/// Remove the temporary files of earlier writes to `dir/name` that were killed with no
+/// chance to clean up (the conditions are in the module docs). Best effort: any error
+/// (an unreadable directory, a file that vanished) leaves things as they are.
+fn remove_stale_temp_files(dir: &Path, name: &std::ffi::OsStr) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        // Names that are not UTF-8 are written with replacement characters, which more than
+        // one target could share: skip them rather than risk another target's file.
+        let Some(target) = name.to_str() else { return };
+        // Where /proc is not mounted, a missing /proc/PID says nothing about PID.
+        let Ok(me) = std::fs::metadata("/proc/self") else { return };
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        let now = std::time::SystemTime::now();
+        for entry in entries.flatten() {
+            let file = entry.file_name();
+            let Some(pid) = file.to_str().and_then(|f| temp_file_pid(f, target)) else { continue };
+            let Ok(m) = entry.path().symlink_metadata() else { continue };
+            let idle = m.modified().ok().and_then(|t| now.duration_since(t).ok());
+            let dead = matches!(
+                std::fs::symlink_metadata(format!("/proc/{pid}")),
+                Err(e) if e.kind() == io::ErrorKind::NotFound
+            );
+            if m.is_file() && m.uid() == me.uid() && dead && idle.is_some_and(|d| d > STALE_TEMP_GRACE) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (dir, name);
 }
 
 /// fsync a directory so that a rename in it survives a crash. Platforms that cannot open a
@@ -315,6 +398,89 @@ mod tests {
             .unwrap();
         assert_eq!(status.signal(), Some(SIGTERM), "{status:?}");
         assert!(!dir.path().join(".out.json.tmp-child").exists());
+    }
+
+    #[test]
+    fn temp_file_names_match_exactly() {
+        assert_eq!(temp_file_pid(".out.json.tmp-123-0", "out.json"), Some(123));
+        assert_eq!(temp_file_pid(".out.json.tmp-7-42", "out.json"), Some(7));
+        for (file, target) in [
+            (".out.json.tmp-123-0", "out"),
+            (".out.json.tmp-123-0", "json"),
+            ("out.json.tmp-123-0", "out.json"),
+            (".out.json.tmp-123", "out.json"),
+            (".out.json.tmp-123-", "out.json"),
+            (".out.json.tmp--0", "out.json"),
+            (".out.json.tmp-0123-0", "out.json"),
+            (".out.json.tmp-123-00", "out.json"),
+            (".out.json.tmp-+123-0", "out.json"),
+            (".out.json.tmp-12a-0", "out.json"),
+            (".out.json.tmp-123-0.bak", "out.json"),
+            (".out.json.tmp-123-0-1", "out.json"),
+            (".out.json.tmp-99999999999-0", "out.json"),
+            (".out.jsonx.tmp-123-0", "out.json"),
+            (".out.json.tmp-123-0 ", "out.json"),
+        ] {
+            assert_eq!(temp_file_pid(file, target), None, "{file} for {target}");
+        }
+        // The temp file of a target whose name itself looks like a temp file is its own.
+        assert_eq!(temp_file_pid(".x.tmp-1-2.tmp-3-4", "x.tmp-1-2"), Some(3));
+        assert_eq!(temp_file_pid(".x.tmp-1-2.tmp-3-4", "x"), None);
+    }
+
+    /// An orphan of a killed writer (`kill -9`) is removed by the next write to the same
+    /// target; every file that is not exactly such an orphan stays.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_next_write_removes_orphans_of_dead_writers_only() {
+        use std::time::{Duration, SystemTime};
+        // Above Linux's PID_MAX_LIMIT (2^22): never a running process.
+        const DEAD: u32 = (1 << 22) + 1;
+        let me = std::process::id();
+        let dir = TempDir::new("io-orphans");
+        let old = SystemTime::now() - Duration::from_secs(3600);
+        let make = |name: &str, mtime: SystemTime| {
+            let p = dir.write(name, b"partial");
+            File::options().write(true).open(&p).unwrap().set_modified(mtime).unwrap();
+        };
+        let orphan = format!(".out.json.tmp-{DEAD}-0");
+        let orphan2 = format!(".out.json.tmp-{DEAD}-17");
+        make(&orphan, old);
+        make(&orphan2, old);
+        // This process is alive: its own names stay, and the write picks a free one.
+        for n in 0..50 {
+            make(&format!(".out.json.tmp-{me}-{n}"), old);
+        }
+        let keep = [
+            ".out.json.tmp-1-0".to_string(),     // so is PID 1 (init)
+            format!(".other.json.tmp-{DEAD}-0"), // another target's
+            format!(".out.json.tmp-{DEAD}-0.keep"),
+            format!(".out.json.tmp-0{DEAD}-0"),
+            format!("out.json.tmp-{DEAD}-0"),
+            format!(".out.json.tmp-{DEAD}-x"),
+        ];
+        for k in &keep {
+            make(k, old);
+        }
+        // Dead, but modified a moment ago: perhaps a writer this /proc cannot see.
+        let fresh = format!(".out.json.tmp-{DEAD}-1");
+        make(&fresh, SystemTime::now());
+        // A directory with an orphan's name is not a file to remove.
+        let subdir = format!(".out.json.tmp-{DEAD}-2");
+        std::fs::create_dir(dir.path().join(&subdir)).unwrap();
+
+        write_atomic(&dir.path().join("out.json"), b"complete").unwrap();
+        assert_eq!(std::fs::read(dir.path().join("out.json")).unwrap(), b"complete");
+        let mut left = leftovers(dir.path());
+        left.sort();
+        let mine = (0..50).map(|n| format!(".out.json.tmp-{me}-{n}"));
+        let mut want: Vec<String> = keep.iter().cloned().chain([fresh, subdir]).chain(mine).collect();
+        want.sort();
+        assert_eq!(left, want, "{orphan} and {orphan2} should be gone, nothing else");
+        // Every kept file still holds what it held.
+        for k in &keep {
+            assert_eq!(std::fs::read(dir.path().join(k)).unwrap(), b"partial", "{k}");
+        }
     }
 
     #[test]

@@ -108,9 +108,11 @@ pub fn update<F: Float>(w: &mut Tensor<F>, dw: &Tensor<F>, slots: &mut Slots<F>,
             });
         }
         Rule::Adam => {
-            slots.t += 1;
+            slots.t = slots.t.saturating_add(1);
             let (b1, b2, eps) = (F::from_f64c(cfg.beta1), F::from_f64c(cfg.beta2), F::from_f64c(cfg.eps));
-            let t = slots.t as i32;
+            // Past 2^31 - 1 steps beta^t is 0 in f64 anyway; `as i32` would wrap to a negative
+            // power instead.
+            let t = i32::try_from(slots.t).unwrap_or(i32::MAX);
             let c1 = one - F::from_f64c(cfg.beta1.powi(t));
             let c2 = one - F::from_f64c(cfg.beta2.powi(t));
             Zip::from(w).and(dw).and(&mut slots.m).and(&mut slots.v).for_each(|w, &g, m, v| {

@@ -646,6 +646,10 @@ pub const RESUME_KEY: &str = "leaky.resume";
 /// `resume.last.<name>`, `resume.m.<name>`, `resume.v.<name>`.
 pub const RESUME_PREFIX: &str = "resume.";
 
+/// The most training steps a resume state may record: 2^53, the integers JSON numbers hold
+/// exactly in most readers (years of steps), far from where the step counters overflow.
+pub const MAX_RESUME_STEPS: u64 = 1 << 53;
+
 /// The checksum of a checkpoint's contents: CRC-32 over every tensor in name order (its name,
 /// dtype, shape and little-endian bytes) and every metadata entry but the checksum itself,
 /// in key order; formatted `crc32:XXXXXXXX`.
@@ -906,9 +910,20 @@ pub fn load_resumable<F: Float>(
     model: &mut Sequential<F>,
     path: &Path,
 ) -> Result<Option<TrainState<F>>, CheckpointError> {
-    let p = path.display().to_string();
     let bytes = read_checkpoint_file(path)?;
-    let (st, meta) = open_checkpoint(&bytes, &p)?;
+    load_resumable_bytes(model, &bytes, path)
+}
+
+/// [`load_resumable`] on the file's bytes (`path` names it in messages); also the entry
+/// point of the resumable-checkpoint fuzz target.
+#[doc(hidden)]
+pub fn load_resumable_bytes<F: Float>(
+    model: &mut Sequential<F>,
+    bytes: &[u8],
+    path: &Path,
+) -> Result<Option<TrainState<F>>, CheckpointError> {
+    let p = path.display().to_string();
+    let (st, meta) = open_checkpoint(bytes, &p)?;
     let fmt = |detail: String| CheckpointError::Format { path: p.clone(), detail };
     let staged = stage_model_tensors(model, &st, &p)?;
     let state = match meta.get(RESUME_KEY) {
@@ -960,12 +975,22 @@ fn parse_resume<F: Float>(
     if adam_t.len() != pnames.len() {
         return Err(bad(&format!("`adam_t` has {} entries, the model has {} parameters", adam_t.len(), pnames.len())));
     }
+    // Steps are counted in a usize and Adam's step counters in a u64 as training goes on;
+    // counts near their end could only come from an edited file.
+    let steps = uint("steps")?;
+    if steps as u64 > MAX_RESUME_STEPS {
+        return Err(bad(&format!("`steps` = {steps}: more than {MAX_RESUME_STEPS} (MAX_RESUME_STEPS)")));
+    }
     let mut slots = Vec::with_capacity(pnames.len());
     for ((n, (_, p)), t) in pnames.iter().zip(&params).zip(adam_t) {
         let shape = p.value.shape();
         let m = read_tensor::<F>(st, &format!("{RESUME_PREFIX}m.{n}"), shape)?;
         let vv = read_tensor::<F>(st, &format!("{RESUME_PREFIX}v.{n}"), shape)?;
         let t = t.as_u64().ok_or_else(|| bad("`adam_t` holds a value that is not a non-negative integer"))?;
+        if t > steps as u64 {
+            // One Adam step per training step at most (none after a non-finite loss).
+            return Err(bad(&format!("`adam_t` holds {t}, more than the {steps} steps taken")));
+        }
         slots.push(Slots { m, v: vv, t });
     }
     let mut layer_rngs = model.rng_states();
@@ -1004,7 +1029,7 @@ fn parse_resume<F: Float>(
         best_val_acc: float(&v["best_val_acc"], "best_val_acc")?,
         best_val_loss: float(&v["best_val_loss"], "best_val_loss")?,
         best_epoch,
-        steps: uint("steps")?,
+        steps,
         seconds: float(&v["seconds"], "seconds")?,
         best: v["has_best"].as_bool().unwrap_or(false).then(Vec::new),
         last,

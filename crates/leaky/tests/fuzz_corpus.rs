@@ -3,6 +3,11 @@
 //! `bad-*` file must give an error naming the file, and nothing may panic. Then a short
 //! random-mutation run over the same corpus (a few hundred inputs per target: seconds), which
 //! only checks for panics; `LEAKY_FUZZ_ITERS=N` runs N per target instead (docs/fuzzing.md).
+//!
+//! The `experiment` target's bad files start with a line `# expect: TEXT`: the error must
+//! contain TEXT (the key or value at fault), since experiment errors name no file. The
+//! `resumable` corpus is written by leaky itself: `cargo test -p leaky --test fuzz_corpus --
+//! --ignored write_resumable_corpus` regenerates it.
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -20,7 +25,23 @@ fn targets() -> Vec<(&'static str, Body, &'static str)> {
         ("idx", |d| leaky::data::fuzz::idx(d).map(|_| ()).map_err(|e| e.to_string()), ".idx"),
         ("text", |d| leaky::data::fuzz::text(d).map(|_| ()).map_err(|e| e.to_string()), "t.txt"),
         ("checkpoint", |d| leaky::data::fuzz::checkpoint(d).map_err(|e| e.to_string()), "model.safetensors"),
+        ("resumable", |d| leaky::data::fuzz::resumable(d).map(|_| ()).map_err(|e| e.to_string()), "resume.safetensors"),
+        ("experiment", |d| leaky::data::fuzz::experiment(d).map(|_| ()).map_err(|e| e.to_string()), EXPECT),
     ]
+}
+
+/// The needle of the `experiment` target: the file's own `# expect: TEXT` line.
+const EXPECT: &str = "# expect: ";
+
+/// What the error for `data` must contain: `names`, or for [`EXPECT`] the text after it on
+/// the file's first line (`None`: the file has no such line).
+fn needle<'a>(names: &'a str, data: &'a [u8]) -> Option<&'a str> {
+    if names != EXPECT {
+        return Some(names);
+    }
+    let line = data.split(|&b| b == b'\n').next()?;
+    let first = std::str::from_utf8(line).ok()?;
+    first.strip_prefix(EXPECT).map(str::trim).filter(|n| !n.is_empty())
 }
 
 fn corpus_dir() -> PathBuf {
@@ -41,8 +62,27 @@ fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {
     if target == "checkpoint" {
         files.extend(made_checkpoints());
     }
+    if target == "resumable" {
+        // The current leaky's own output, besides the committed files of an earlier one.
+        files.extend(
+            resumable_files()
+                .into_iter()
+                .filter(|(n, _)| n == "seed-resumable")
+                .map(|(_, d)| ("seed-made-by-this-leaky".to_string(), d)),
+        );
+    }
     files.sort();
     files
+}
+
+/// A fresh scratch directory: the two tests run in parallel in one process and each makes
+/// checkpoints, so the name holds a counter besides the process id.
+fn scratch(tag: &str) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("leaky-fuzz-{tag}-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
 
 fn made_checkpoints() -> Vec<(String, Vec<u8>)> {
@@ -56,8 +96,7 @@ fn made_checkpoints() -> Vec<(String, Vec<u8>)> {
         batchnorm: false,
         dropout_keep: None,
     };
-    let dir = std::env::temp_dir().join(format!("leaky-fuzz-ckpt-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("ckpt");
     let mut m = spec.build::<f32>(1);
     let good = dir.join("good.safetensors");
     leaky::train::save_checkpoint(&m, &good, HashMap::new()).unwrap();
@@ -98,7 +137,13 @@ fn committed_corpus_gives_ok_for_seeds_and_named_errors_for_bad_inputs() {
                     problems.push(format!("{target}/{name}: loaded, expected an error"))
                 }
                 Ok(Err(e)) if name.starts_with("seed-") => problems.push(format!("{target}/{name}: {e}")),
-                Ok(Err(e)) if !e.contains(names) => problems.push(format!("{target}/{name}: error names no file: {e}")),
+                Ok(Err(e)) if needle(names, data).is_none() => {
+                    problems.push(format!("{target}/{name}: no `{EXPECT}TEXT` first line (error: {e})"))
+                }
+                Ok(Err(e)) if !e.contains(needle(names, data).unwrap_or_default()) => problems.push(format!(
+                    "{target}/{name}: error does not name {:?}: {e}",
+                    needle(names, data).unwrap_or_default()
+                )),
                 Ok(Err(e)) if e.len() > 2000 => {
                     problems.push(format!("{target}/{name}: {} byte error message", e.len()))
                 }
@@ -112,6 +157,139 @@ fn committed_corpus_gives_ok_for_seeds_and_named_errors_for_bad_inputs() {
         }
     }
     assert!(problems.is_empty(), "{}\n({})", problems.join("\n"), counts.join(", "));
+}
+
+/// The `resumable` corpus, made with leaky: a resumable checkpoint of
+/// `leaky::data::fuzz::resumable_model` after two epochs (with its checksum, and without it so
+/// that mutations reach the resume state), a plain checkpoint without resume state, and bad
+/// files, each with one thing wrong (and no checksum, so that thing is what is found).
+fn resumable_files() -> Vec<(String, Vec<u8>)> {
+    use leaky::data::fuzz::{resumable_data, resumable_model};
+    use leaky::train::{CHECKSUM_KEY, RESUME_KEY};
+    let mut model = resumable_model();
+    let (train, val) = resumable_data().split(0.25, 0);
+    let cfg = leaky::train::TrainConfig { epochs: 2, batch_size: 4, ..Default::default() };
+    let (_, state) = leaky::train::fit_from(&mut model, &train, &val, &cfg, &mut leaky::train::NoObserver, None);
+    let dir = scratch("resume");
+    let (with_state, plain) = (dir.join("r.safetensors"), dir.join("p.safetensors"));
+    leaky::train::save_resumable(&model, &state, &with_state, HashMap::new()).unwrap();
+    leaky::train::save_checkpoint(&model, &plain, HashMap::new()).unwrap();
+    let seed = std::fs::read(&with_state).unwrap();
+    let plain = std::fs::read(&plain).unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+
+    // The seed's tensors and metadata, to write edited copies.
+    let st = safetensors::SafeTensors::deserialize(&seed).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&seed).unwrap();
+    let meta: HashMap<String, String> = meta.metadata().clone().unwrap();
+    let tensors: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> =
+        st.tensors().into_iter().map(|(n, v)| (n, v.dtype(), v.shape().to_vec(), v.data().to_vec())).collect();
+    let resume: serde_json::Value = serde_json::from_str(&meta[RESUME_KEY]).unwrap();
+    type Edit<'a> =
+        Box<dyn Fn(&mut Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)>, &mut serde_json::Value) + 'a>;
+    let write = |edit: Edit| -> Vec<u8> {
+        let mut t = tensors.clone();
+        let mut r = resume.clone();
+        edit(&mut t, &mut r);
+        let mut m = meta.clone();
+        m.remove(CHECKSUM_KEY);
+        // A JSON string as the whole state stands for raw text (to write one that is not JSON).
+        m.insert(RESUME_KEY.to_string(), r.as_str().map_or_else(|| r.to_string(), str::to_string));
+        let views: Vec<(String, safetensors::tensor::TensorView)> = t
+            .iter()
+            .map(|(n, d, s, b)| (n.clone(), safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap()))
+            .collect();
+        safetensors::serialize(views, Some(m)).unwrap()
+    };
+    let tensor = |name: &'static str| {
+        move |t: &mut Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)>| {
+            t.iter().position(|(n, ..)| n.starts_with(name)).expect(name)
+        }
+    };
+    let mut out = vec![
+        ("seed-resumable".to_string(), seed.clone()),
+        ("seed-resumable-no-checksum".to_string(), write(Box::new(|_, _| {}))),
+        ("seed-plain".to_string(), plain),
+        ("bad-empty".to_string(), Vec::new()),
+        ("bad-junk".to_string(), b"not a checkpoint at all".to_vec()),
+    ];
+    let mut bad = |name: &str, edit: Edit| out.push((format!("bad-{name}"), write(edit)));
+    bad("resume-not-json", Box::new(|_, r| *r = serde_json::Value::String("{".into())));
+    bad("format-2", Box::new(|_, r| r["format"] = 2.into()));
+    bad("epochs-done-vs-history", Box::new(|_, r| r["epochs_done"] = 5.into()));
+    bad("best-epoch-past-the-end", Box::new(|_, r| r["best_epoch"] = 7.into()));
+    bad(
+        "adam-t-count",
+        Box::new(|_, r| {
+            r["adam_t"].as_array_mut().unwrap().pop();
+        }),
+    );
+    bad("adam-t-negative", Box::new(|_, r| r["adam_t"][0] = (-1).into()));
+    bad(
+        "history-row-short",
+        Box::new(|_, r| {
+            r["history"][0].as_array_mut().unwrap().pop();
+        }),
+    );
+    bad("history-float-not-a-string", Box::new(|_, r| r["history"][1][1] = 0.5.into()));
+    bad("shuffle-rng", Box::new(|_, r| r["shuffle_rng"] = "zzz".into()));
+    bad("layer-rngs-missing", Box::new(|_, r| r["layer_rngs"] = serde_json::json!({})));
+    bad("steps-not-a-number", Box::new(|_, r| r["steps"] = "many".into()));
+    bad("steps-huge", Box::new(|_, r| r["steps"] = u64::MAX.into()));
+    bad("adam-t-over-steps", Box::new(|_, r| r["adam_t"][2] = (r["steps"].as_u64().unwrap() + 1).into()));
+    bad(
+        "missing-moment",
+        Box::new(move |t, _| {
+            let k = tensor("resume.m.")(t);
+            t.remove(k);
+        }),
+    );
+    bad(
+        "missing-last",
+        Box::new(move |t, _| {
+            let k = tensor("resume.last.")(t);
+            t.remove(k);
+        }),
+    );
+    bad(
+        "nan-moment",
+        Box::new(move |t, _| {
+            let k = tensor("resume.v.")(t);
+            t[k].3[..4].copy_from_slice(&f32::NAN.to_le_bytes());
+        }),
+    );
+    bad(
+        "inf-last",
+        Box::new(move |t, _| {
+            let k = tensor("resume.last.")(t);
+            t[k].3[..4].copy_from_slice(&f32::INFINITY.to_le_bytes());
+        }),
+    );
+    bad(
+        "last-wrong-shape",
+        Box::new(move |t, _| {
+            let k = tensor("resume.last.")(t);
+            // The same number of values in another shape: (n,) as (1, n), (r, c) as (r * c,).
+            let n: usize = t[k].2.iter().product();
+            t[k].2 = if t[k].2.len() == 1 { vec![1, n] } else { vec![n] };
+        }),
+    );
+    let mut flipped = seed;
+    let last = flipped.len() - 1;
+    flipped[last] ^= 0x40; // a tensor byte: the checksum no longer matches
+    out.push(("bad-checksum".to_string(), flipped));
+    out
+}
+
+/// Regenerate `fuzz/corpus/resumable/` (the committed files): run with `--ignored`.
+#[test]
+#[ignore = "writes fuzz/corpus/resumable; run by hand to regenerate it"]
+fn write_resumable_corpus() {
+    let dir = corpus_dir().join("resumable");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, data) in resumable_files() {
+        std::fs::write(dir.join(name), data).unwrap();
+    }
 }
 
 /// xorshift64*: a fixed, dependency-free generator so a failure can be replayed by seed.

@@ -60,27 +60,62 @@ const VALID_SPECS: &str =
 /// Sequence tasks (`adding`, `copy`, `chars`, `text:PATH`) are loaded by [`load_seq`]; here
 /// they give a [`DataError::Spec`] saying to use a sequence model.
 pub fn load(spec: &str, seed: u64) -> Result<Dataset, DataError> {
+    load_from(spec, seed, &Sources::REAL)
+}
+
+/// A loader of `csv:`, `npy:`, `npz:` or `idx:` data (the kind) from its one or two paths.
+pub(crate) type FileLoader = dyn Fn(&str, &[&Path]) -> Result<Dataset, DataError>;
+
+/// Where [`load`] gets the data a spec names once the spec is parsed: the bundled digits,
+/// the spiral generator and the file loaders, or (in the experiment fuzz target) small
+/// stand-ins that read no file.
+pub(crate) struct Sources<'a> {
+    /// `digits`.
+    pub digits: &'a dyn Fn() -> Dataset,
+    /// `spiral:POINTS,CLASSES` with the seed.
+    pub spiral: &'a dyn Fn(usize, usize, u64) -> Dataset,
+    /// `csv:`, `npy:`, `npz:` or `idx:` (the kind) with its one or two paths.
+    pub files: &'a FileLoader,
+}
+
+impl Sources<'static> {
+    /// The real data.
+    pub const REAL: Sources<'static> = Sources {
+        digits: &digits,
+        spiral: &|p, k, seed| spiral(p, k, 0.2, seed),
+        files: &|kind, paths| match (kind, paths) {
+            ("csv", [p]) => load_csv(p),
+            ("npy", [x, y]) => load_npy(x, y),
+            ("npz", [p]) => load_npz(p),
+            ("idx", [x, y]) => load_idx(x, y),
+            _ => Err(DataError::Spec(format!("`{kind}:` with {} path(s)", paths.len()))),
+        },
+    };
+}
+
+/// [`load`] with the data taken from `src`.
+pub(crate) fn load_from(spec: &str, seed: u64, src: &Sources) -> Result<Dataset, DataError> {
     let spec = spec.trim();
     let (kind, arg) = match spec.split_once(':') {
         Some((k, a)) => (k, Some(a)),
         None => (spec, None),
     };
     let ds = match (kind, arg) {
-        ("digits", None) => digits(),
-        ("spiral", None) => spiral(100, 3, 0.2, seed),
+        ("digits", None) => (src.digits)(),
+        ("spiral", None) => (src.spiral)(100, 3, seed),
         ("spiral", Some(a)) => {
             let (p, k) = parse_spiral_args(a)?;
-            spiral(p, k, 0.2, seed)
+            (src.spiral)(p, k, seed)
         }
-        ("csv", Some(a)) => load_csv(Path::new(non_empty(a, "csv", "csv:train.csv")?))?,
+        ("csv", Some(a)) => (src.files)("csv", &[Path::new(non_empty(a, "csv", "csv:train.csv")?)])?,
         ("npy", Some(a)) => {
             let (x, y) = two_paths(a, "npy", "npy:X.npy,Y.npy")?;
-            load_npy(Path::new(x), Path::new(y))?
+            (src.files)("npy", &[Path::new(x), Path::new(y)])?
         }
-        ("npz", Some(a)) => load_npz(Path::new(non_empty(a, "npz", "npz:train.npz")?))?,
+        ("npz", Some(a)) => (src.files)("npz", &[Path::new(non_empty(a, "npz", "npz:train.npz")?)])?,
         ("idx", Some(a)) => {
             let (x, y) = two_paths(a, "idx", "idx:train-images-idx3-ubyte.gz,train-labels-idx1-ubyte.gz")?;
-            load_idx(Path::new(x), Path::new(y))?
+            (src.files)("idx", &[Path::new(x), Path::new(y)])?
         }
         ("adding" | "copy" | "chars" | "text", _) => {
             return Err(DataError::Spec(format!("`{kind}` is a sequence task: use model.kind = \"rnn\" or \"lstm\"")));
@@ -522,6 +557,151 @@ pub mod fuzz {
     pub fn text(data: &[u8]) -> Result<super::seq::SeqDataset, DataError> {
         let text = super::seq::text_from_bytes(data.to_vec(), Path::new("t.txt"), 8)?;
         Ok(super::seq::chars(&text, super::seq::SEQ_EXAMPLES, 8, 0))
+    }
+
+    /// The 4-8-3 MLP with batch norm and dropout that [`resumable`] loads into: a model with
+    /// parameters, running statistics (tensors that are not parameters) and a layer
+    /// generator (dropout), so every part of the resume state has something to fit.
+    pub fn resumable_model() -> crate::nn::Sequential<f32> {
+        crate::nn::MlpSpec {
+            input_dim: 4,
+            hidden: vec![8],
+            output_dim: 3,
+            activation: crate::nn::Activation::Relu,
+            init: crate::tensor::Init::He,
+            bias_init: 0.0,
+            batchnorm: true,
+            dropout_keep: Some(0.8),
+        }
+        .build::<f32>(0)
+    }
+
+    /// The data [`resumable`] continues training on: 12 examples of 4 features, 3 classes.
+    pub fn resumable_data() -> Dataset {
+        let mut ds = super::spiral(4, 3, 0.2, 0);
+        ds.x = ndarray::concatenate![ndarray::Axis(1), ds.x, ds.x];
+        ds.feature_shape = vec![4];
+        ds
+    }
+
+    /// A checkpoint for `leaky train --resume`, loaded with
+    /// [`crate::train::load_resumable_bytes`] into [`resumable_model`]; when it holds a
+    /// resume state, training continues from it for one more epoch on [`resumable_data`]
+    /// (as `--resume` does after its own checks: the state must be short of `train.epochs`,
+    /// here 1000). Returns the epochs done in the end (0 without a resume state).
+    pub fn resumable(data: &[u8]) -> Result<usize, crate::train::CheckpointError> {
+        let mut model = resumable_model();
+        let Some(state) = crate::train::load_resumable_bytes(&mut model, data, Path::new("resume.safetensors"))? else {
+            return Ok(0);
+        };
+        if state.epochs_done >= 1000 {
+            return Ok(state.epochs_done);
+        }
+        let ds = resumable_data();
+        let (train, val) = ds.split(0.25, 0);
+        let cfg = crate::train::TrainConfig { epochs: state.epochs_done + 1, batch_size: 4, ..Default::default() };
+        let (_, state) =
+            crate::train::fit_from(&mut model, &train, &val, &cfg, &mut crate::train::NoObserver, Some(state));
+        Ok(state.epochs_done)
+    }
+
+    /// An experiment file: parsed and validated as `leaky::experiment::load` does, then
+    /// prepared as far as training would start, on stand-in data that reads no file.
+    ///
+    /// - The parsed experiment must serialise and parse back to itself (the JSON output,
+    ///   `--treat` and checkpoints rely on it): a difference panics.
+    /// - Data: the spec is parsed by the real dispatch (`load`, `load_seq`), but the data
+    ///   behind it is small: `digits` is its first 100 examples, `spiral:P,K` has at most
+    ///   about 2000 points, files (`csv:`, `npy:`, `npz:`, `idx:`, `text:`) are never
+    ///   opened — a 12-example stand-in of a fixed shape, or a short text, takes their place
+    ///   — and sequence tasks have 16 sequences.
+    /// - Model: the layer list and every shape and size check (`check_shapes`), the
+    ///   recurrent checks, the DQN configuration with its resource checks; the network is
+    ///   built (weights allocated and drawn) only when it is small (at most 20000
+    ///   parameters, recurrent hidden size at most 32), and a recurrent model's Whh spectrum is
+    ///   measured as a run does at its start.
+    ///
+    /// Returns a short description of what was prepared.
+    pub fn experiment(data: &[u8]) -> Result<String, crate::experiment::Error> {
+        use crate::experiment::{config::ModelKind, parse, pipeline, Experiment};
+        let text = String::from_utf8_lossy(data);
+        let exp: Experiment = parse(&text)?;
+        let again = parse(&exp.to_toml_string());
+        assert!(matches!(&again, Ok(e) if *e == exp), "round trip: {again:?}\nfrom {exp:?}");
+        let _ = exp.settings();
+        let _ = pipeline::train_config(&exp);
+        let spec = pipeline::resolve_dataset(&exp.data.dataset, Path::new("base"));
+        match exp.model.kind {
+            ModelKind::Mlp => {
+                let ds = super::load_from(&spec, exp.seed, &STAND_INS).map_err(|e| pipeline::data_error(&exp, e))?;
+                let (train, _val) = pipeline::shape_rows(&exp, ds)?;
+                let params = pipeline::check_feed(&exp, &train.feature_shape, train.classes)?;
+                if params <= 20_000 {
+                    let model = pipeline::build_feed(&exp, &train.feature_shape, train.classes)?;
+                    return Ok(model.listing());
+                }
+                Ok(format!("{params} parameters"))
+            }
+            ModelKind::Rnn | ModelKind::Lstm => {
+                let src = super::seq::SeqSources { examples: 16, corpus: &corpus, text_file: &text_file };
+                let ds = super::seq::load_seq_from(&spec, exp.data.seq_len, exp.seed, &src)
+                    .map_err(|e| pipeline::data_error(&exp, e))?;
+                let (train, _val) = pipeline::split_seq(&exp, ds)?;
+                let spec = pipeline::seq_spec(&exp, &train)?;
+                if spec.hidden <= 32 {
+                    let model = crate::nn::seq::SeqModel::<f32>::new(spec, exp.seed);
+                    let _ = model.whh_spectrum();
+                    return Ok(model.describe());
+                }
+                Ok(format!("{spec:?}"))
+            }
+            ModelKind::Dqn => Ok(format!("{:?}", pipeline::dqn_config(&exp)?)),
+        }
+    }
+
+    /// The stand-in data of [`experiment`].
+    const STAND_INS: super::Sources<'static> =
+        super::Sources { digits: &digits_head, spiral: &small_spiral, files: &stand_in_file };
+
+    fn digits_head() -> Dataset {
+        static DIGITS: std::sync::OnceLock<Dataset> = std::sync::OnceLock::new();
+        let d = DIGITS.get_or_init(|| {
+            let all = super::digits();
+            let head = all.subset(&(0..100).collect::<Vec<_>>());
+            Dataset { classes: all.classes, ..head }
+        });
+        d.clone()
+    }
+
+    /// The spiral with at most about 2000 points (at least one per class).
+    fn small_spiral(points: usize, classes: usize, seed: u64) -> Dataset {
+        super::spiral(points.min(2000 / classes.max(1)).max(1), classes, 0.2, seed)
+    }
+
+    /// 12 examples of a fixed shape per file kind, labels 0, 1, 2, ...: never a file read.
+    fn stand_in_file(kind: &str, paths: &[&Path]) -> Result<Dataset, DataError> {
+        let (shape, classes): (&[usize], usize) = match kind {
+            "csv" => (&[5], 3),
+            "idx" => (&[6, 6], 10),
+            _ => (&[3, 4, 4], 4),
+        };
+        let d: usize = shape.iter().product();
+        let n = 12;
+        let x = ndarray::Array2::from_shape_fn((n, d), |(i, j)| ((i * 7 + j * 3) % 11) as f32);
+        let y: Vec<usize> = (0..n).map(|i| i % classes).collect();
+        let name = paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(",");
+        Ok(Dataset { x, y, classes, feature_shape: shape.to_vec(), name })
+    }
+
+    fn corpus() -> String {
+        static CORPUS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        CORPUS.get_or_init(super::seq::corpus).clone()
+    }
+
+    /// A `text:` file's stand-in: a short text, with the checks `load_text` makes.
+    fn text_file(path: &Path, t: usize) -> Result<String, DataError> {
+        let text = "the quick brown fox jumps over the lazy dog. ".repeat(8);
+        super::seq::text_from_bytes(text.into_bytes(), path, t)
     }
 }
 

@@ -419,6 +419,28 @@ pub(crate) fn text_from_bytes(bytes: Vec<u8>, path: &Path, t: usize) -> Result<S
 /// listing the sequence data sets; the classification data sets of [`super::load`]
 /// (`digits`, `spiral`, `csv:`, `npy:`, `idx:`) give one saying they are not sequence data.
 pub fn load_seq(spec: &str, seq_len: usize, seed: u64) -> Result<SeqDataset, DataError> {
+    load_seq_from(spec, seq_len, seed, &SeqSources::REAL)
+}
+
+/// Where [`load_seq`] gets its data once the spec is parsed: the real generators with
+/// [`SEQ_EXAMPLES`] sequences, the bundled corpus and `text:` files, or (in the experiment
+/// fuzz target) fewer sequences and a stand-in that reads no file.
+pub(crate) struct SeqSources<'a> {
+    /// Sequences per data set.
+    pub examples: usize,
+    /// The text of `chars`.
+    pub corpus: &'a dyn Fn() -> String,
+    /// The text of `text:PATH`, read with [`load_text`]'s checks for windows of `seq_len`.
+    pub text_file: &'a dyn Fn(&Path, usize) -> Result<String, DataError>,
+}
+
+impl SeqSources<'static> {
+    /// The real data.
+    pub const REAL: SeqSources<'static> = SeqSources { examples: SEQ_EXAMPLES, corpus: &corpus, text_file: &load_text };
+}
+
+/// [`load_seq`] with the data taken from `src`.
+pub(crate) fn load_seq_from(spec: &str, seq_len: usize, seed: u64, src: &SeqSources) -> Result<SeqDataset, DataError> {
     let spec = spec.trim();
     let (kind, arg) = match spec.split_once(':') {
         Some((k, a)) => (k, Some(a)),
@@ -436,7 +458,7 @@ pub fn load_seq(spec: &str, seq_len: usize, seed: u64) -> Result<SeqDataset, Dat
     if seq_len == 0 || seq_len > MAX_SEQ_LEN {
         return Err(DataError::Spec(format!("data.seq_len = {seq_len} for `{spec}`: must be in 1..={MAX_SEQ_LEN}")));
     }
-    let n = SEQ_EXAMPLES;
+    let n = src.examples;
     match (kind, arg) {
         ("adding", _) => {
             if seq_len < 2 {
@@ -456,7 +478,7 @@ pub fn load_seq(spec: &str, seq_len: usize, seed: u64) -> Result<SeqDataset, Dat
             Ok(copy_task(n, seq_len, COPY_ALPHABET, seed))
         }
         ("chars", _) => {
-            let text = corpus();
+            let text = (src.corpus)();
             let len = text.chars().count();
             if len <= seq_len {
                 return Err(DataError::Spec(format!(
@@ -471,7 +493,7 @@ pub fn load_seq(spec: &str, seq_len: usize, seed: u64) -> Result<SeqDataset, Dat
             if path.is_empty() {
                 return Err(DataError::Spec("`text:` needs a path, e.g. `text:corpus.txt`".into()));
             }
-            let text = load_text(Path::new(path), seq_len)?;
+            let text = (src.text_file)(Path::new(path), seq_len)?;
             let mut ds = chars(&text, n, seq_len, seed);
             ds.name = format!("text:{path}");
             Ok(ds)

@@ -457,10 +457,29 @@ impl RlConfig {
 
 /// Read, parse and validate an experiment file. Errors are [`Error::BadInput`] and name the
 /// file, then the key.
+///
+/// A file that sets nothing — empty, or only whitespace and comments — is refused: it is far
+/// more often a mistake (`leaky train /dev/stdin` with stdin closed, a file truncated by an
+/// editor, the wrong path to a fresh file) than a request for the default experiment, and
+/// running ten epochs of the defaults in its place would hide the mistake. A file holding
+/// only a section header (`[model]`) runs the defaults.
 pub fn load(path: &Path) -> Result<Experiment> {
     let text =
         std::fs::read_to_string(path).map_err(|e| Error::BadInput(format!("cannot read {}: {e}", path.display())))?;
+    if sets_nothing(&text) {
+        bad!(
+            "{} is empty: it holds no section and no key (only whitespace or comments); an experiment file \
+             needs at least one section, e.g. `[data]` with `dataset = \"digits\"` (see docs/experiment.md)",
+            path.display()
+        );
+    }
     parse(&text).map_err(|e| Error::BadInput(format!("{} is not a valid experiment: {e}", path.display())))
+}
+
+/// Whether `text` is valid TOML with no table and no key at all (empty, whitespace,
+/// comments). Invalid TOML is not "nothing": the parser names what is wrong with it.
+fn sets_nothing(text: &str) -> bool {
+    text.parse::<toml::Table>().is_ok_and(|t| t.is_empty())
 }
 
 /// Parse and validate experiment text.
@@ -479,9 +498,18 @@ pub fn parse(text: &str) -> Result<Experiment> {
     Ok(exp)
 }
 
+/// A value for an error message: `1e300` rather than 301 digits, `0.001` as itself.
+fn num(v: f64) -> String {
+    if v.is_finite() && v != 0.0 && !(1e-4..1e15).contains(&v.abs()) {
+        format!("{v:e}")
+    } else {
+        format!("{v}")
+    }
+}
+
 fn positive(key: &str, v: f64) -> Result<()> {
     if !(v.is_finite() && v > 0.0) {
-        bail!("`{key}` = {v}: must be a positive number");
+        bail!("`{key}` = {}: must be a positive number", num(v));
     }
     Ok(())
 }
@@ -498,14 +526,14 @@ pub const MAX_WEIGHT_DECAY: f64 = 1e3;
 
 fn at_most(key: &str, v: f64, max: f64) -> Result<()> {
     if !(v.is_finite() && v <= max) {
-        bail!("`{key}` = {v}: must be a finite number at most {max}");
+        bail!("`{key}` = {}: must be a finite number at most {max}", num(v));
     }
     Ok(())
 }
 
 fn non_negative(key: &str, v: f64) -> Result<()> {
     if !(v.is_finite() && v >= 0.0) {
-        bail!("`{key}` = {v}: must be zero or positive");
+        bail!("`{key}` = {}: must be zero or positive", num(v));
     }
     Ok(())
 }
@@ -518,7 +546,7 @@ impl Experiment {
             bail!("`data.dataset` is empty: use digits, spiral, adding, copy, chars, csv:PATH, npy:X.npy,Y.npy, idx:IMAGES,LABELS or text:PATH");
         }
         if !(d.val_fraction.is_finite() && (0.0..1.0).contains(&d.val_fraction)) {
-            bail!("`data.val_fraction` = {}: must be in [0, 1)", d.val_fraction);
+            bail!("`data.val_fraction` = {}: must be in [0, 1)", num(d.val_fraction));
         }
         if d.seq_len == 0 {
             bail!("`data.seq_len` = 0: must be at least 1");
@@ -537,7 +565,7 @@ impl Experiment {
         // pass; they are input errors, not training failures.
         at_most("model.init_std", m.init_std, MAX_INIT)?;
         if !(m.bias_init.is_finite() && m.bias_init.abs() <= MAX_INIT) {
-            bail!("`model.bias_init` = {}: must be a finite number of magnitude at most {MAX_INIT}", m.bias_init);
+            bail!("`model.bias_init` = {}: must be a finite number of magnitude at most {MAX_INIT}", num(m.bias_init));
         }
         non_negative("model.whh_radius", m.whh_radius)?;
         if !m.layers.is_empty() {
@@ -593,7 +621,7 @@ impl Experiment {
             bail!("`rl.episodes` = 0: must be at least 1");
         }
         if !(r.gamma.is_finite() && (0.0..=1.0).contains(&r.gamma)) {
-            bail!("`rl.gamma` = {}: must be in [0, 1]", r.gamma);
+            bail!("`rl.gamma` = {}: must be in [0, 1]", num(r.gamma));
         }
         positive("rl.reward_scale", r.reward_scale)?;
         if r.target_update == 0 {
@@ -607,7 +635,7 @@ impl Experiment {
         }
         for (key, v) in [("rl.eps_start", r.eps_start), ("rl.eps_end", r.eps_end)] {
             if !(v.is_finite() && (0.0..=1.0).contains(&v)) {
-                bail!("`{key}` = {v}: must be in [0, 1]");
+                bail!("`{key}` = {}: must be in [0, 1]", num(v));
             }
         }
         if self.model.kind == ModelKind::Dqn && self.model.batchnorm {
@@ -699,8 +727,44 @@ mod tests {
     use super::*;
 
     #[test]
-    fn empty_file_is_all_defaults() {
+    fn empty_text_is_all_defaults_but_an_empty_file_is_refused() {
+        // The string API: no keys means every default (the demos and tests build on it).
         assert_eq!(parse("").unwrap(), Experiment::default());
+        let dir = crate::data::testutil::TempDir::new("empty-exp");
+        for (name, text) in [
+            ("empty.toml", ""),
+            ("blank.toml", " \n\t\r\n\n"),
+            ("comments.toml", "# just a comment\n\n   # another one\r\n"),
+        ] {
+            let p = dir.write(name, text.as_bytes());
+            let e = load(&p).unwrap_err();
+            assert!(matches!(e, Error::BadInput(_)), "{name}: {e:?}");
+            let e = e.to_string();
+            assert!(e.starts_with(&format!("{} is empty: ", p.display())) && e.contains("docs/experiment.md"), "{e}");
+        }
+        // One section header, even with nothing in it, is a deliberate file: the defaults.
+        let p = dir.write("section.toml", b"# all defaults\n[model]\n");
+        assert_eq!(load(&p).unwrap(), Experiment::default());
+        // Broken TOML is reported as broken, not as empty.
+        let p = dir.write("broken.toml", b"# a comment\n[[[\n");
+        let e = load(&p).unwrap_err().to_string();
+        assert!(e.contains("is not a valid experiment") && !e.contains("is empty"), "{e}");
+    }
+
+    #[test]
+    fn huge_and_tiny_values_are_shown_short() {
+        let e = parse("[model]\ninit = \"normal\"\ninit_std = 1e300\n").unwrap_err().to_string();
+        assert_eq!(e, "`model.init_std` = 1e300: must be a finite number at most 1000");
+        let e = parse("[train]\nweight_decay = -2.5e-300\n").unwrap_err().to_string();
+        assert_eq!(e, "`train.weight_decay` = -2.5e-300: must be zero or positive");
+        let e = parse("[model]\nbias_init = -1e39\n").unwrap_err().to_string();
+        assert!(e.starts_with("`model.bias_init` = -1e39: "), "{e}");
+        let e = parse("[train]\nlr = -0.5\n").unwrap_err().to_string();
+        assert!(e.starts_with("`train.lr` = -0.5: "), "{e}");
+        assert_eq!(
+            (num(0.0), num(f64::INFINITY), num(f64::NAN), num(123.25)),
+            ("0".into(), "inf".into(), "NaN".into(), "123.25".into())
+        );
     }
 
     #[test]

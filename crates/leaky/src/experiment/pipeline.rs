@@ -181,9 +181,18 @@ pub fn shape_str(shape: &[usize]) -> String {
 /// reshapes each example.
 pub fn prepare_rows(exp: &Experiment, base: &Path) -> Result<(Dataset, Dataset)> {
     let spec = resolve_dataset(&exp.data.dataset, base);
-    let mut data = crate::data::load(&spec, exp.seed).map_err(|e| {
-        Error::BadInput(format!("data.dataset = {:?}: {}", cut(&exp.data.dataset, 100), cut(&e.to_string(), 1000)))
-    })?;
+    let data = crate::data::load(&spec, exp.seed).map_err(|e| data_error(exp, e))?;
+    shape_rows(exp, data)
+}
+
+/// A loader's error as the experiment's: `data.dataset = "...": ...`, both cut short.
+pub(crate) fn data_error(exp: &Experiment, e: crate::data::DataError) -> Error {
+    Error::BadInput(format!("data.dataset = {:?}: {}", cut(&exp.data.dataset, 100), cut(&e.to_string(), 1000)))
+}
+
+/// The part of [`prepare_rows`] after loading `data`: at least 2 examples, `data.shape`,
+/// images as (1, H, W), the split, the standardisation.
+pub(crate) fn shape_rows(exp: &Experiment, mut data: Dataset) -> Result<(Dataset, Dataset)> {
     if data.len() < 2 {
         bad!("data.dataset = {:?}: {} example(s); need at least 2", exp.data.dataset, data.len());
     }
@@ -334,6 +343,11 @@ pub fn build_stack<F: Float>(
 /// `out[i + 1]` layer i's output. Errors name the layer and both shapes; parameter count
 /// and per-example activation size are bounded ([`MAX_PARAMS`], [`MAX_ACTIVATIONS_PER_EXAMPLE`]).
 pub fn check_shapes(layers: &[LayerConfig], input: &[usize], classes: usize) -> Result<Vec<Vec<usize>>> {
+    check_shapes_counted(layers, input, classes).map(|(shapes, _)| shapes)
+}
+
+/// [`check_shapes`] and the number of parameters of the stack.
+fn check_shapes_counted(layers: &[LayerConfig], input: &[usize], classes: usize) -> Result<(Vec<Vec<usize>>, usize)> {
     let mut shapes = vec![input.to_vec()];
     let mut params: usize = 0;
     let last_affine = layers.iter().rposition(|l| l.kind == LayerType::Affine);
@@ -421,7 +435,14 @@ pub fn check_shapes(layers: &[LayerConfig], input: &[usize], classes: usize) -> 
             );
         }
     }
-    Ok(shapes)
+    Ok((shapes, params))
+}
+
+/// Check, without building it, the feed-forward model [`build_feed`] would build for data
+/// of `input` shape and `classes` classes (the same errors); its number of parameters.
+pub(crate) fn check_feed(exp: &Experiment, input: &[usize], classes: usize) -> Result<usize> {
+    let layers = layer_list(exp);
+    check_shapes_counted(&layers, input, classes).map(|(_, params)| params).map_err(|e| shorthand_key(exp, &layers, e))
 }
 
 /// The feed-forward model for data of `input` shape and `classes` classes.
@@ -455,9 +476,12 @@ fn shorthand_key(exp: &Experiment, layers: &[LayerConfig], e: Error) -> Error {
 /// Load and split the sequence task for `model.kind = "rnn" | "lstm"`.
 pub fn prepare_seq(exp: &Experiment, base: &Path) -> Result<(SeqDataset, SeqDataset)> {
     let spec = resolve_dataset(&exp.data.dataset, base);
-    let data = crate::data::seq::load_seq(&spec, exp.data.seq_len, exp.seed).map_err(|e| {
-        Error::BadInput(format!("data.dataset = {:?}: {}", cut(&exp.data.dataset, 100), cut(&e.to_string(), 1000)))
-    })?;
+    let data = crate::data::seq::load_seq(&spec, exp.data.seq_len, exp.seed).map_err(|e| data_error(exp, e))?;
+    split_seq(exp, data)
+}
+
+/// The part of [`prepare_seq`] after loading `data`: the split.
+pub(crate) fn split_seq(exp: &Experiment, data: SeqDataset) -> Result<(SeqDataset, SeqDataset)> {
     let (train, val) = data.split(exp.data.val_fraction, exp.seed);
     if train.is_empty() {
         bad!("data.val_fraction = {}: leaves no training sequences out of {}", exp.data.val_fraction, data.len());
@@ -467,6 +491,11 @@ pub fn prepare_seq(exp: &Experiment, base: &Path) -> Result<(SeqDataset, SeqData
 
 /// Build the recurrent model, checking that `model.hidden` and `train.loss` fit the task.
 pub fn build_seq_model(exp: &Experiment, train: &SeqDataset) -> Result<SeqModel<f32>> {
+    Ok(SeqModel::new(seq_spec(exp, train)?, exp.seed))
+}
+
+/// The checks of [`build_seq_model`], and the model's description.
+pub(crate) fn seq_spec(exp: &Experiment, train: &SeqDataset) -> Result<SeqSpec> {
     let cell = if exp.model.kind == ModelKind::Lstm { Cell::Lstm } else { Cell::Rnn };
     if exp.model.hidden.len() != 1 {
         bad!("model.hidden = {:?}: a {} takes one entry, the hidden size (e.g. [64])", exp.model.hidden, cell.name());
@@ -490,8 +519,7 @@ pub fn build_seq_model(exp: &Experiment, train: &SeqDataset) -> Result<SeqModel<
     if hidden > 4096 {
         bad!("model.hidden[0] = {hidden}: at most 4096 for recurrent models");
     }
-    let spec = SeqSpec::for_data(train, cell, hidden, exp.init(), exp.model.whh_radius);
-    Ok(SeqModel::new(spec, exp.seed))
+    Ok(SeqSpec::for_data(train, cell, hidden, exp.init(), exp.model.whh_radius))
 }
 
 /// The library's DQN configuration for an experiment with `model.kind = "dqn"`:
@@ -516,12 +544,14 @@ pub fn dqn_config(exp: &Experiment) -> Result<DqnConfig> {
         batchnorm: false,
         dropout_keep: None,
     };
-    // The Q-network goes through the same shape and size checks as any stack.
+    // The Q-network goes through the same shape and size checks as any stack, and an error
+    // names the `model.hidden` entry behind it.
     let layers = crate::experiment::pipeline::layer_list(&Experiment {
         model: super::config::ModelConfig { batchnorm: false, ..exp.model.clone() },
         ..exp.clone()
     });
-    check_shapes(&layers, &[crate::rl::cartpole::STATE_DIM], crate::rl::cartpole::ACTIONS)?;
+    check_shapes(&layers, &[crate::rl::cartpole::STATE_DIM], crate::rl::cartpole::ACTIONS)
+        .map_err(|e| shorthand_key(exp, &layers, e))?;
     cfg.update = crate::optim::UpdateConfig::new(exp.train.optimizer, exp.train.lr);
     cfg.batch_size = exp.train.batch_size;
     cfg.clip_grad_norm = exp.train.clip_grad_norm;
