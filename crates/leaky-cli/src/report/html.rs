@@ -82,6 +82,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .finding.error { border-left-color: var(--error); }
 .finding.warning { border-left-color: var(--warning); }
 .finding.info { border-left-color: var(--info); }
+.finding.consequence { margin-left: 2rem; }
 .finding .head { font-weight: 600; }
 .sev { display: inline-block; min-width: 4.6em; text-align: center; color: #fff; border-radius: 4px; padding: 0 .4em; margin-right: .4em; font-size: .85rem; text-transform: uppercase; letter-spacing: .03em; }
 .sev.error { background: var(--error); } .sev.warning { background: var(--warning); } .sev.info { background: var(--info); }
@@ -131,9 +132,11 @@ const CHECK_SCRIPT: &str = r#"
 
 fn finding(out: &mut String, variant: &str, f: &Finding) {
     let sev = f.severity.as_str();
+    // A consequence is indented under its cause (the listing puts it right after it).
+    let nested = if f.caused_by.is_some() { " consequence" } else { "" };
     let _ = write!(
         out,
-        "<article class=\"finding {sev}\"><div class=\"head\">{}<span class=\"sev {sev}\">{sev}</span><code>{}</code> in {}",
+        "<article class=\"finding {sev}{nested}\"><div class=\"head\">{}<span class=\"sev {sev}\">{sev}</span><code>{}</code> in {}",
         if f.id.is_empty() { String::new() } else { format!("{} ", escape(&f.id)) },
         escape(f.code.as_str()),
         escape(&f.where_)
