@@ -197,11 +197,13 @@ fn for_checkpoint(findings: &mut [Finding]) {
 /// The doctor's findings that apply to a checkpoint (no history-based codes), as advice for
 /// the training run, plus one `non_finite` finding per non-finite tensor of `sd`.
 fn checkpoint_findings(doctor: &Doctor, sd: &StateDict) -> Vec<Finding> {
-    let mut findings: Vec<Finding> = doctor
-        .diagnose()
+    // Left out before the causes are linked and the ids given, so that the ids run F1, F2,
+    // ... without gaps and no consequence points at a finding that is not listed.
+    let detected: Vec<Finding> = crate::doctor::detect_all(&doctor.stats)
         .into_iter()
         .filter(|f| !matches!(f.code.as_str(), "bad_init_loss" | "update_ratio" | "diverging_loss" | "not_learning"))
         .collect();
+    let mut findings = crate::doctor::causes::analyse(detected, &doctor.stats.run);
     for_checkpoint(&mut findings);
     non_finite_findings(sd, &mut findings);
     findings
@@ -608,4 +610,31 @@ fn seq_data_from_files(exp: &Experiment, files: DataFiles, sd: &StateDict, keys:
         classes,
         alphabet: Vec::new(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::doctor::stats::InitLoss;
+
+    /// Codes about a training run are left out before the ids are given: the ids run F1, F2,
+    /// ... in listing order, without the gap the left-out finding would leave.
+    #[test]
+    fn ids_have_no_gaps_where_history_codes_are_left_out() {
+        let mut d = Doctor::new(DoctorConfig { sample_every: 1 }, Loss::Softmax, 10);
+        // bad_init_loss, a warning at step 0, listed first by the doctor: left out.
+        d.stats.init_loss = Some(InitLoss::softmax(9.0, 10));
+        // dead_relu, a warning (3 of 10 units) after step 5; and unnormalized_input.
+        let mut dead = DeadUnitPass::new(1, "relu", 5, 10);
+        dead.examples = 100;
+        dead.fire_counts = vec![0, 0, 0, 5, 5, 5, 5, 5, 5, 5];
+        d.stats.dead_units = vec![dead];
+        let doctor: Vec<(String, Code)> = d.diagnose().into_iter().map(|f| (f.id, f.code)).collect();
+        assert_eq!(doctor, [("F1".to_string(), Code::BadInitLoss), ("F2".to_string(), Code::DeadRelu)]);
+        let bytes = safetensors::serialize(Vec::<(String, safetensors::tensor::TensorView)>::new(), None).unwrap();
+        let sd = StateDict::from_bytes(bytes, "empty").unwrap();
+        let f = checkpoint_findings(&d, &sd);
+        let got: Vec<(&str, Code)> = f.iter().map(|f| (f.id.as_str(), f.code)).collect();
+        assert_eq!(got, [("F1", Code::DeadRelu)]);
+    }
 }
