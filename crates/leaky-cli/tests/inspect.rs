@@ -398,3 +398,31 @@ fn an_npz_holding_x_and_y_is_data_without_labels() {
     assert!((doc["metrics"]["loss"].as_f64().unwrap() - 5f64.ln()).abs() < 1e-6, "{doc}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn units_that_died_since_before_are_found_per_layer() {
+    let dir = scratch("inspect-died");
+    let a = arch(&dir, "mlp.toml", MLP);
+    // The earlier checkpoint: mlp_dead with the 20 units of layer 0 that its -8 biases kill
+    // alive (bias 0.1).
+    let before = edited(&dir, "mlp_dead", |k, v| {
+        if k == "0.bias" {
+            v[..20].iter_mut().for_each(|b| *b = 0.1)
+        }
+    });
+    let w = format!("{FIX}/mlp_dead.safetensors");
+    let (x, y) = (format!("{FIX}/mlp_dead.x.npy"), format!("{FIX}/mlp_dead.y.npy"));
+    let doc = inspect_json(&dir, &[&a, "--weights", &w, "--before", &before, "--data", &x, "--labels", &y]);
+    let died: Vec<_> = findings_with(&doc, "dead_relu")
+        .into_iter()
+        .filter(|f| f["evidence"].get("died_since_before").is_some())
+        .collect();
+    let first = died.iter().find(|f| f["layer"] == 1).unwrap_or_else(|| panic!("{doc}"));
+    assert_eq!(first["evidence"]["died_since_before"], 20, "{first}");
+    assert_eq!(first["evidence"]["died_units"], serde_json::json!((0..20).collect::<Vec<_>>()));
+    // Ids are unique and run F1, F2, ... in listing order.
+    let ids: Vec<&str> = doc["findings"].as_array().unwrap().iter().map(|f| f["id"].as_str().unwrap()).collect();
+    let want: Vec<String> = (1..=ids.len()).map(|k| format!("F{k}")).collect();
+    assert_eq!(ids, want);
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -180,8 +180,12 @@ fn layers_section(f: &Inspection) -> Option<Section> {
         col("update |W - W0| / |W|", &|i| {
             f.update_ratios.iter().filter(|u| u.layer == i).map(|u| number(u.ratio)).collect::<Vec<_>>().join(", ")
         }),
-        col("dead at --before", &|i| {
-            dead0.get(&i).map(|p| format!("{} of {}", p.dead_units().len(), p.fire_counts.len())).unwrap_or_default()
+        col("dead at --before; died since", &|i| match (dead0.get(&i), dead.get(&i)) {
+            (Some(then), Some(now)) => {
+                let died = now.fire_counts.iter().zip(&then.fire_counts).filter(|(&a, &b)| a == 0 && b > 0).count();
+                format!("{} of {}; {died} died since", then.dead_units().len(), then.fire_counts.len())
+            }
+            _ => String::new(),
         }),
         col("findings", &|i| ids_at(&f.findings, i)),
     ];

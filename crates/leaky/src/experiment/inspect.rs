@@ -157,9 +157,9 @@ fn non_finite_findings(sd: &StateDict, findings: &mut Vec<Finding>) {
                 "a NaN or Inf weight makes every activation it touches NaN in the forward pass, and every gradient NaN in the backward pass: the checkpoint was saved after training diverged",
             )
             .with("tensor", nf.key.clone())
-            .with("nan", nf.nan as f64)
-            .with("inf", nf.inf as f64)
-            .with("elements", nf.len as f64)
+            .with("nan", nf.nan)
+            .with("inf", nf.inf)
+            .with("elements", nf.len)
             .fixes(["resume from an earlier checkpoint and lower the learning rate or clip the gradient norm"]),
         );
     }
@@ -381,8 +381,9 @@ fn inspect_feed(
                     None,
                     "these units fired on some examples at the earlier checkpoint and on none now: an update pushed their pre-activation below zero for every input, and a ReLU passes no gradient back where it outputs 0, so nothing can bring them back",
                 )
-                .with("died_since_before", died.len() as f64)
-                .with("units", units as f64)
+                .at_layer(layer)
+                .with("died_since_before", died.len())
+                .with("units", units)
                 .with("died_units", serde_json::json!(died))
                 .fixes(["lower the learning rate of the run between the two checkpoints", "use leaky_relu"]),
             );
