@@ -123,7 +123,7 @@ pub struct Inspection {
     pub dead_before: Vec<DeadUnitPass>,
     /// The model listing: one line per layer (`"affine 784->256"`), as `leaky train` prints it.
     pub layers: Vec<String>,
-    /// What the inputs are, e.g. `"images (1, 8, 8)"`, `"token ids, T = 7"`.
+    /// What the inputs are, e.g. `"images (1, 8, 8)"`, `"token ids (vocabulary 7), T = 7"`.
     pub input: String,
     /// The doctor, with everything it recorded.
     pub doctor: Doctor,
