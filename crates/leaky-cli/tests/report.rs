@@ -43,6 +43,12 @@ fn doctor_report_renders(file: &str, name: &str, min_figures: usize) -> (String,
     let o = leaky(&["doctor", file, "--report", dir.to_str().unwrap(), "--quiet", "--fail-on", "never"]);
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stdout).contains("index.html"), "the path of the report is printed");
+    page_renders(&dir, name, min_figures)
+}
+
+/// Check `dir/index.html` statically, then in Chromium; returns the page's text and the
+/// number of figures.
+fn page_renders(dir: &Path, name: &str, min_figures: usize) -> (String, usize) {
     let page = dir.join("index.html");
     let html = std::fs::read_to_string(&page).unwrap();
     let figures = html.matches("<figure class=\"chart\"").count();
@@ -105,6 +111,128 @@ fn sigmoid_report_renders_in_a_browser() {
 fn rnn_report_draws_the_gradient_through_time() {
     let (html, _) = doctor_report_renders("examples/sick/rnn-vanishing.toml", "rnn", 3);
     assert!(html.contains("Gradient through time, layer 0 (rnn)"));
+}
+
+/// `leaky inspect --report` on PyTorch checkpoints (crates/leaky/tests/fixtures/torch): a CNN
+/// whose batch norm running mean was moved by 2 (in the test, so no Python is needed) and an
+/// LSTM on its own sequences.
+#[test]
+fn inspect_reports_render_in_a_browser() {
+    let fix = common::root().join("crates/leaky/tests/fixtures/torch");
+    let dir = scratch("inspect-cnn");
+    std::fs::create_dir_all(&dir).unwrap();
+    let arch = dir.join("cnn.toml");
+    std::fs::write(
+        &arch,
+        "[[model.layers]]\ntype = \"conv\"\nfilters = 4\nsize = 3\npad = 1\n[[model.layers]]\ntype = \"batchnorm\"\n[[model.layers]]\ntype = \"relu\"\n[[model.layers]]\ntype = \"maxpool\"\n[[model.layers]]\ntype = \"flatten\"\n[[model.layers]]\ntype = \"affine\"\n",
+    )
+    .unwrap();
+    let bytes = std::fs::read(fix.join("cnn.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut tensors: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.dtype(), v.shape().to_vec(), v.data().to_vec()))
+        .collect();
+    for t in tensors.iter_mut().filter(|t| t.0 == "1.running_mean") {
+        t.3 =
+            t.3.chunks_exact(4).flat_map(|c| (f32::from_le_bytes(c.try_into().unwrap()) + 2.0).to_le_bytes()).collect();
+    }
+    let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
+        .iter()
+        .map(|(k, d, s, b)| (k.clone(), safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap()))
+        .collect();
+    let weights = dir.join("moved.safetensors");
+    std::fs::write(&weights, safetensors::serialize(views, None).unwrap()).unwrap();
+    let report = dir.join("report");
+    let (x, y) = (fix.join("cnn.x.npy"), fix.join("cnn.y.npy"));
+    let o = leaky(&[
+        "inspect",
+        arch.to_str().unwrap(),
+        "--weights",
+        weights.to_str().unwrap(),
+        "--data",
+        x.to_str().unwrap(),
+        "--labels",
+        y.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
+    let (html, _) = page_renders(&report, "inspect-cnn", 4);
+    for part in [
+        "leaky inspect: moved.safetensors",
+        "<code>batchnorm_stats</code> in layer 1 (spatial_batchnorm)",
+        // The dead channels follow from it, indented under it.
+        "<article class=\"finding error consequence\"><div class=\"head\">F2 <span class=\"sev error\">error</span><code>dead_relu</code> in layer 2 (relu) (follows from F1)",
+        "Gradient reaching each layer",
+        "Dead share of each ReLU layer",
+        "Layer 1 (spatial_batchnorm): mean shift per channel",
+        "Layer 1 (spatial_batchnorm): variance ratio per channel",
+        "4 of 4 channels (100.0%)",
+    ] {
+        assert!(html.contains(part), "missing {part}");
+    }
+    // No temporary file is left behind (the write probe, the atomic write's temporary).
+    let hidden: Vec<_> = std::fs::read_dir(&report)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(hidden.is_empty(), "{hidden:?}");
+
+    // An LSTM: the gradient through time and the gate table.
+    let dir = scratch("inspect-lstm");
+    std::fs::create_dir_all(&dir).unwrap();
+    let arch = dir.join("lstm.toml");
+    std::fs::write(&arch, "[model]\nkind = \"lstm\"\nhidden = [6]\n[train]\nloss = \"mse\"\n").unwrap();
+    let (x, y) = common::seq_npy(&dir, "lstm_saturated");
+    let report = dir.join("report");
+    let w = fix.join("lstm_saturated.safetensors");
+    let o = leaky(&[
+        "inspect",
+        arch.to_str().unwrap(),
+        "--weights",
+        w.to_str().unwrap(),
+        "--data",
+        x.to_str().unwrap(),
+        "--labels",
+        y.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+        "--fail-on",
+        "never",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let (html, _) = page_renders(&report, "inspect-lstm", 1);
+    for part in
+        ["Gradient through time, layer 0 (lstm)", "saturation of the recurrent activations", "<code>saturation</code>"]
+    {
+        assert!(html.contains(part), "missing {part}");
+    }
+}
+
+#[test]
+fn an_inspect_report_dir_in_the_way_is_refused_before_any_work() {
+    let file = scratch("inspect-in-the-way");
+    std::fs::write(&file, "not a directory").unwrap();
+    let fix = common::root().join("crates/leaky/tests/fixtures/torch");
+    let w = fix.join("mlp_dead.safetensors");
+    let o = leaky(&[
+        "inspect",
+        "examples/digits.toml",
+        "--weights",
+        w.to_str().unwrap(),
+        "--report",
+        file.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("--report") && err.contains("not a directory"), "{err}");
+    // Refused before the checkpoint was read (its keys do not fit examples/digits.toml).
+    assert!(!err.contains("0.weight"), "{err}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "not a directory");
+    let _ = std::fs::remove_file(&file);
 }
 
 #[test]

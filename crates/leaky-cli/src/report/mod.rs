@@ -1,5 +1,6 @@
 //! The HTML report: a self-contained `index.html` with inline SVG charts (plotters, SVG-only
-//! features), written by `leaky demo` and `leaky doctor --report DIR`.
+//! features), written by `leaky demo`, `leaky doctor --report DIR` and
+//! `leaky inspect --report DIR`.
 //!
 //! The report is data first: commands build a [`Report`] (sections of text, tables, findings
 //! and [`Chart`]s) and [`write_report`] renders it. Every chart has a title, axis labels and a
@@ -8,6 +9,7 @@
 pub mod chart;
 pub mod doctor;
 pub mod html;
+pub mod inspect;
 
 use anyhow::Context;
 use leaky::doctor::finding::Finding;

@@ -122,3 +122,29 @@ pub fn require_chromium(test: &str) -> Option<PathBuf> {
     }
     found
 }
+
+/// The batch of the recurrent PyTorch fixture `name` (crates/leaky/tests/fixtures/torch,
+/// `<name>.json`: inputs `x` and targets `y`) written into `dir` as `<name>.x.npy` and
+/// `<name>.y.npy`, as `np.save` writes them: token ids and per-step classes as int64 for the
+/// RNNs, sequences and targets as f32 for the LSTMs. Returns the two paths.
+pub fn seq_npy(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    use ndarray::{ArrayD, IxDyn};
+    use ndarray_npy::WriteNpyExt;
+    let fx = read_json(&root().join("crates/leaky/tests/fixtures/torch").join(format!("{name}.json")));
+    let arr = |v: &serde_json::Value| -> ArrayD<f64> {
+        let shape: Vec<usize> = v["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
+        let data: Vec<f64> = v["data"].as_array().unwrap().iter().map(|d| d.as_f64().unwrap()).collect();
+        ArrayD::from_shape_vec(IxDyn(&shape), data).unwrap()
+    };
+    let paths = (dir.join(format!("{name}.x.npy")), dir.join(format!("{name}.y.npy")));
+    for (key, path) in [("x", &paths.0), ("y", &paths.1)] {
+        let a = arr(&fx[key]);
+        let file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+        if name.starts_with("rnn") {
+            a.mapv(|v| v as i64).write_npy(file).unwrap();
+        } else {
+            a.mapv(|v| v as f32).write_npy(file).unwrap();
+        }
+    }
+    paths
+}

@@ -39,7 +39,7 @@ mod spiral;
 pub use csv::load_csv;
 pub use digits::digits;
 pub use idx::load_idx;
-pub use npy::{load_npy, load_npz};
+pub use npy::{load_npy, load_npz, read_npy_array, read_npz_arrays, ArrayValues, NpyData};
 pub use seq::load_seq;
 pub use spiral::spiral;
 

@@ -59,8 +59,18 @@ pub fn load_npz(path: &Path) -> Result<Dataset, DataError> {
     npz_from_bytes(&read_file(path)?, path)
 }
 
-/// [`load_npz`] on the archive's bytes (`path` names it in messages).
-pub(crate) fn npz_from_bytes(bytes: &[u8], path: &Path) -> Result<Dataset, DataError> {
+/// The `.npy` bytes of an archive's `x` and `y` arrays, each with the label that names it
+/// in messages (`FILE.npz:x.npy`).
+struct NpzPair {
+    x: Vec<u8>,
+    x_label: std::path::PathBuf,
+    y: Vec<u8>,
+    y_label: std::path::PathBuf,
+}
+
+/// The arrays named `x` and `y` (else `arr_0` and `arr_1`) of an `.npz` archive's bytes,
+/// each inflated to at most [`MAX_DECOMPRESSED_BYTES`].
+fn npz_pair(bytes: &[u8], path: &Path) -> Result<NpzPair, DataError> {
     if !bytes.starts_with(b"PK") {
         let hint = if bytes.starts_with(MAGIC) { " (this is a single .npy file: use npy:X.npy,Y.npy)" } else { "" };
         return Err(format_err(
@@ -100,11 +110,109 @@ pub(crate) fn npz_from_bytes(bytes: &[u8], path: &Path) -> Result<Dataset, DataE
         Path::new(&format!("{}:{xn}", path.display())).to_path_buf(),
         Path::new(&format!("{}:{yn}", path.display())).to_path_buf(),
     );
+    Ok(NpzPair { x: xb, x_label: xl, y: yb, y_label: yl })
+}
+
+/// [`load_npz`] on the archive's bytes (`path` names it in messages).
+pub(crate) fn npz_from_bytes(bytes: &[u8], path: &Path) -> Result<Dataset, DataError> {
+    let NpzPair { x: xb, x_label: xl, y: yb, y_label: yl } = npz_pair(bytes, path)?;
     let xa = parse_npy(&xb, &xl)?;
     let x_shape = check_x(&xa, &xl)?;
     let ya = parse_npy(&yb, &yl)?;
     let x_name = xl.display().to_string();
     dataset(&xa, &xl, &x_name, &ya, &yl, x_shape, format!("npz:{}", path.display()))
+}
+
+/// The elements of one array read by [`read_npy_array`], in C order.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ArrayValues {
+    /// A float array (`f4`, `f8`) as f32, every value finite.
+    Float(Vec<f32>),
+    /// An integer array (`i1`..`i8`, `u1`..`u8`).
+    Int(Vec<i64>),
+}
+
+/// One array of any shape from a `.npy` file (or an `.npz` member), for callers that give
+/// the axes their own meaning (sequences (N, T, D), per-step targets (N, T)).
+#[derive(Clone, Debug, PartialEq)]
+pub struct NpyData {
+    /// The file (`X.npy`, or `FILE.npz:x.npy` for an archive member), for messages.
+    pub origin: String,
+    /// The shape as stored.
+    pub shape: Vec<usize>,
+    /// The elements.
+    pub values: ArrayValues,
+}
+
+impl NpyData {
+    /// The elements as f64, whatever their type.
+    pub fn to_f64(&self) -> Vec<f64> {
+        match &self.values {
+            ArrayValues::Float(v) => v.iter().map(|&x| x as f64).collect(),
+            ArrayValues::Int(v) => v.iter().map(|&x| x as f64).collect(),
+        }
+    }
+
+    /// Whether the elements are integers.
+    pub fn is_int(&self) -> bool {
+        matches!(self.values, ArrayValues::Int(_))
+    }
+
+    /// The shape written as numpy prints it: `(8, 6, 3)`, `(8,)`.
+    pub fn shape_str(&self) -> String {
+        shape_str(&self.shape)
+    }
+
+    /// Any shape written as numpy prints it.
+    pub fn shape_of(shape: &[usize]) -> String {
+        shape_str(shape)
+    }
+}
+
+/// Read one array written by `np.save`, with the checks of [`load_npy`] (header, size,
+/// dtype, [`MAX_DATASET_VALUES`]); floats must be finite and fit f32, integers fit i64. Errors
+/// name the file.
+pub fn read_npy_array(path: &Path) -> Result<NpyData, DataError> {
+    let bytes = read_file(path)?;
+    array_from_bytes(&bytes, path)
+}
+
+/// The arrays `x` and `y` (else `arr_0` and `arr_1`) of an `.npz` archive, each read as
+/// [`read_npy_array`] reads a file; errors name `FILE.npz:x.npy`.
+pub fn read_npz_arrays(path: &Path) -> Result<(NpyData, NpyData), DataError> {
+    let bytes = read_file(path)?;
+    let pair = npz_pair(&bytes, path)?;
+    Ok((array_from_bytes(&pair.x, &pair.x_label)?, array_from_bytes(&pair.y, &pair.y_label)?))
+}
+
+fn array_from_bytes(bytes: &[u8], path: &Path) -> Result<NpyData, DataError> {
+    let a = parse_npy(bytes, path)?;
+    if a.shape.is_empty() {
+        return Err(format_err(path, "a scalar (shape ()): expected an array with at least one axis"));
+    }
+    let values = match a.dtype {
+        Dtype::F4 | Dtype::F8 => ArrayValues::Float(features(&a, path)?),
+        _ => {
+            let wide: Vec<i128> = match a.dtype {
+                Dtype::I(1) => decode(&a, path, |v: i8| v as i128)?,
+                Dtype::I(2) => decode(&a, path, |v: i16| v as i128)?,
+                Dtype::I(4) => decode(&a, path, |v: i32| v as i128)?,
+                Dtype::I(_) => decode(&a, path, |v: i64| v as i128)?,
+                Dtype::U(1) => decode(&a, path, |v: u8| v as i128)?,
+                Dtype::U(2) => decode(&a, path, |v: u16| v as i128)?,
+                Dtype::U(4) => decode(&a, path, |v: u32| v as i128)?,
+                _ => decode(&a, path, |v: u64| v as i128)?,
+            };
+            let mut out = Vec::with_capacity(wide.len());
+            for (k, v) in wide.into_iter().enumerate() {
+                let v = i64::try_from(v)
+                    .map_err(|_| format_err(path, format!("element {k} ({}) is {v}: too large", offset_of(&a, k))))?;
+                out.push(v);
+            }
+            ArrayValues::Int(out)
+        }
+    };
+    Ok(NpyData { origin: path.display().to_string(), shape: a.shape.clone(), values })
 }
 
 /// X's shape checks: at least 2 axes, N > 0, D > 0. Returns (N, D, feature shape).

@@ -40,9 +40,14 @@
 //! 7. **A zero-gradient op causes tiny updates.** An `update_ratio` that is too small while a
 //!    `zero_gradient` finding exists (else, when its gradient is exactly 0, a `dead_relu`) is
 //!    a consequence of it.
-//! 8. **Not learning has a reason.** `not_learning` is a consequence of the root of the first
+//! 8. **Batch norm statistics explain what follows them in eval mode.** A `batchnorm_stats`
+//!    or `dead_relu` finding in a layer above a `batchnorm_stats` error or warning is its
+//!    consequence (the first such layer's): eval mode normalises with the running statistics,
+//!    so a mismatch shifts every activation after the layer, and the dead-unit pass runs in
+//!    eval mode.
+//! 9. **Not learning has a reason.** `not_learning` is a consequence of the root of the first
 //!    error/warning finding in this order of codes: divergence, `non_finite`,
-//!    `zero_gradient`, `dead_relu`, `saturation`, `vanishing_gradient`,
+//!    `zero_gradient`, `batchnorm_stats`, `dead_relu`, `saturation`, `vanishing_gradient`,
 //!    `exploding_gradient`, `update_ratio`, `unnormalized_input`, `bad_init_loss`.
 //!
 //! # Order and ids
@@ -299,11 +304,28 @@ pub fn link(findings: &[Finding]) -> Vec<Option<usize>> {
         }
     }
 
-    // Rule 8: not learning has a reason.
+    // Rule 8: batch norm statistics explain the eval-mode findings above them.
+    let bn_problems: Vec<usize> = {
+        let mut v: Vec<usize> = of(Code::BatchnormStats).into_iter().filter(|&i| is_problem(&findings[i])).collect();
+        v.sort_by_key(|&i| findings[i].layer);
+        v
+    };
+    for (i, f) in findings.iter().enumerate() {
+        if !matches!(f.code, Code::BatchnormStats | Code::DeadRelu) {
+            continue;
+        }
+        let below = bn_problems.iter().copied().find(|&b| findings[b].layer.zip(f.layer).is_some_and(|(lb, l)| lb < l));
+        if let Some(b) = below {
+            set_cause(&mut links, i, b);
+        }
+    }
+
+    // Rule 9: not learning has a reason.
     let preference = [
         Code::DivergingLoss,
         Code::NonFinite,
         Code::ZeroGradient,
+        Code::BatchnormStats,
         Code::DeadRelu,
         Code::Saturation,
         Code::VanishingGradient,
@@ -653,6 +675,44 @@ mod tests {
         let f = diagnose(&s);
         assert!(f[0].is_root());
         assert_eq!(f[0].fix[0].set["train.lr"], 5.0);
+    }
+
+    /// Batch norm statistics that do not fit the data explain the dead units and the batch
+    /// norm mismatches above them (eval mode), not those below.
+    #[test]
+    fn rule_8_batchnorm_statistics() {
+        let bn = |layer: usize, shift: f64| BatchNormStats {
+            layer,
+            kind: "batchnorm".into(),
+            examples: 500,
+            values_per_feature: 500,
+            data_mean: vec![0.0; 10],
+            data_var: vec![1.0; 10],
+            running_mean: vec![shift; 10],
+            running_var: vec![1.0; 10],
+            eps: 1e-5,
+            batches_tracked: None,
+        };
+        let dead = |layer: usize| {
+            let mut p = DeadUnitPass::new(layer, "relu", 0, 10);
+            p.examples = 500;
+            p.fire_counts = (0..10).map(|u| if u < 6 { 0 } else { 9 }).collect();
+            p
+        };
+        let mut s = RecordedStats { run: run(0.1, 10), ..Default::default() };
+        s.batchnorm = vec![bn(1, 3.0), bn(4, 0.8)];
+        s.dead_units = vec![dead(0), dead(2)];
+        let f = diagnose(&s);
+        check_order(&f);
+        let low = f.iter().find(|x| x.layer == Some(1)).unwrap();
+        assert_eq!((low.code, low.severity), (Code::BatchnormStats, Severity::Error));
+        assert!(low.is_root());
+        for layer in [2, 4] {
+            let x = f.iter().find(|x| x.layer == Some(layer)).unwrap();
+            assert_eq!(cause_of(&f, x).map(|c| c.id.as_str()), Some(low.id.as_str()), "{x:?}");
+            assert!(x.fix[0].text.contains("fix the cause first"));
+        }
+        assert!(f.iter().find(|x| x.layer == Some(0)).unwrap().is_root(), "a layer below is not explained");
     }
 
     /// One value per setting: the first claim wins, a later different value is dropped and

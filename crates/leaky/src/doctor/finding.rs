@@ -61,11 +61,14 @@ pub enum Code {
     DivergingLoss,
     /// After a fair share of the run, the loss or accuracy is still at chance.
     NotLearning,
+    /// A batch norm layer's running statistics are far from the mean and variance of its
+    /// input over the data (eval mode normalises with the wrong numbers).
+    BatchnormStats,
 }
 
 impl Code {
     /// Every code, in the order of the table in `docs/`.
-    pub const ALL: [Code; 11] = [
+    pub const ALL: [Code; 12] = [
         Code::Saturation,
         Code::VanishingGradient,
         Code::ExplodingGradient,
@@ -77,6 +80,7 @@ impl Code {
         Code::UnnormalizedInput,
         Code::DivergingLoss,
         Code::NotLearning,
+        Code::BatchnormStats,
     ];
 
     /// The stable string, as in the JSON (`"vanishing_gradient"`, ...).
@@ -93,6 +97,7 @@ impl Code {
             Code::UnnormalizedInput => "unnormalized_input",
             Code::DivergingLoss => "diverging_loss",
             Code::NotLearning => "not_learning",
+            Code::BatchnormStats => "batchnorm_stats",
         }
     }
 
@@ -365,6 +370,7 @@ mod tests {
             "unnormalized_input",
             "diverging_loss",
             "not_learning",
+            "batchnorm_stats",
         ];
         assert_eq!(Code::ALL.len(), expected.len());
         for (c, s) in Code::ALL.iter().zip(expected) {

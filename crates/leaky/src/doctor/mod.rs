@@ -91,6 +91,7 @@ pub fn detect_all(all: &RecordedStats) -> Vec<Finding> {
     let large_updates = ratios.iter().any(|f| f.text("direction") == Some("too_large"));
     out.extend(detectors::dead_relu::detect(&all.dead_units, run, large_updates));
     out.extend(detectors::zero_gradient::detect(&all.flat_ops));
+    out.extend(detectors::batchnorm_stats::detect(&all.batchnorm));
     out.extend(ratios);
     out
 }

@@ -9,8 +9,9 @@
 //! copied on the hot path except the sampled parameter snapshots.
 
 use super::stats::{
-    ActivationAccumulator, BpttStats, DeadUnitPass, EpochStats, FlatOp, FlatOpStats, GateStats, GlobalNormSample,
-    InitLoss, InputAccumulator, LayerStats, NonFinite, ParamStats, Pass, RecordedStats, ACTIVATION_SAMPLE_VALUES,
+    ActivationAccumulator, BatchNormStats, BpttStats, DeadUnitPass, EpochStats, FeatureMoments, FlatOp, FlatOpStats,
+    GateStats, GlobalNormSample, InitLoss, InputAccumulator, LayerStats, NonFinite, ParamStats, Pass, RecordedStats,
+    ACTIVATION_SAMPLE_VALUES,
 };
 use super::Finding;
 use crate::data::Dataset;
@@ -158,6 +159,58 @@ impl Doctor {
             model.forward_probed(x, Mode::Eval, &mut pass);
         }
         self.stats.dead_units.extend(pass.passes);
+    }
+
+    /// A full pass over `data` in eval mode measuring, for every batch norm layer
+    /// (`batchnorm`, `spatial_batchnorm`), the per-feature mean and variance of its input
+    /// over every example, next to its running statistics ([`BatchNormStats`], for the
+    /// `batchnorm_stats` detector). Eval mode, because that is how the model is used: a
+    /// layer above a mis-normalising one sees the inputs it will see in use. Nothing is
+    /// recorded (and no pass made) for a model without batch norm. `eps` is the layers'
+    /// (1e-5 in leaky and PyTorch).
+    pub fn batchnorm_pass<F: Float>(&mut self, model: &mut Sequential<F>, data: &Dataset, eps: f64) {
+        let targets: Vec<(usize, usize)> = model
+            .layers
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| matches!(l.kind(), "batchnorm" | "spatial_batchnorm"))
+            .map(|(i, l)| (i, l.params().first().map(|p| p.value.len()).unwrap_or(0)))
+            .collect();
+        if targets.is_empty() {
+            return;
+        }
+        let mut probe = BnPassProbe { moments: targets.iter().map(|&(i, d)| (i, FeatureMoments::new(d))).collect() };
+        let idx: Vec<usize> = (0..data.len()).collect();
+        for chunk in idx.chunks(512) {
+            let (x, _) = crate::train::batch::<F>(data, chunk);
+            // A batch norm first in the stack normalises the data itself.
+            if let Some((_, m)) = probe.moments.iter_mut().find(|(i, _)| *i == 0) {
+                m.push(&x);
+            }
+            model.forward_probed(x, Mode::Eval, &mut probe);
+        }
+        for (layer, m) in probe.moments {
+            let l = &model.layers[layer];
+            let buffer = |name: &str| -> Vec<f64> {
+                l.buffers()
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, t)| t.iter().map(|v| v.to_f64c()).collect())
+                    .unwrap_or_default()
+            };
+            self.stats.batchnorm.push(BatchNormStats {
+                layer,
+                kind: l.kind().to_string(),
+                examples: m.examples(),
+                values_per_feature: m.count(),
+                data_mean: m.mean().to_vec(),
+                data_var: m.var(),
+                running_mean: buffer("running_mean"),
+                running_var: buffer("running_var"),
+                eps,
+                batches_tracked: None,
+            });
+        }
     }
 
     /// Record one completed epoch (the trainer's `EpochInfo`, epochs counted from 1 in the
@@ -349,6 +402,20 @@ impl<F: Float> Probe<F> for DeadPassProbe {
             pass.observe_channels(out);
         } else {
             pass.observe(out);
+        }
+    }
+}
+
+/// Feeds each batch norm layer's input (the output of the layer below it) to its moments.
+struct BnPassProbe {
+    /// (batch norm layer index, moments of its input).
+    moments: Vec<(usize, FeatureMoments)>,
+}
+
+impl<F: Float> Probe<F> for BnPassProbe {
+    fn after_forward(&mut self, index: usize, _layer: &dyn Layer<F>, out: &Tensor<F>) {
+        if let Some((_, m)) = self.moments.iter_mut().find(|(i, _)| *i == index + 1) {
+            m.push(out);
         }
     }
 }

@@ -20,6 +20,7 @@
 //! | [`InitLoss`] | the loss of step 0 | run |
 //! | [`InputStats`] | the training features, before training | run |
 //! | [`GateStats`] | the activated gates of a recurrent layer (tanh cell; LSTM i, f, o, g, tanh c) | gate, sampled step |
+//! | [`BatchNormStats`] | a forward pass over a whole data set in eval mode ([`FeatureMoments`] of each batch norm's input) | batch norm layer, pass |
 //! | `losses` | `Observer::on_step` | step |
 //! | [`EpochStats`] | `Observer::on_epoch` | epoch |
 //! | [`RunInfo`] | the training configuration (loss, classes, lr, optimiser, planned epochs, ...) | run |
@@ -818,6 +819,139 @@ impl InputAccumulator {
     }
 }
 
+/// One batch norm layer's running statistics next to the per-feature mean and variance of
+/// its input over every example of a data set, measured in eval mode (the inputs the layer
+/// gets when the model is used): [`crate::doctor::Doctor::batchnorm_pass`].
+///
+/// A feature is a column of an (N, D) input (`batchnorm`) or a channel of an (N, C, H, W)
+/// one (`spatial_batchnorm`, its N x H x W values together). Every vector has one entry per
+/// feature.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BatchNormStats {
+    /// Index of the batch norm layer.
+    pub layer: usize,
+    /// Its kind (`"batchnorm"` or `"spatial_batchnorm"`).
+    pub kind: String,
+    /// Examples in the pass.
+    pub examples: u64,
+    /// Values per feature in the pass: N, or N x H x W per channel.
+    pub values_per_feature: u64,
+    /// The data's per-feature mean of the layer's input.
+    pub data_mean: Vec<f64>,
+    /// The data's per-feature (biased) variance of the layer's input.
+    pub data_var: Vec<f64>,
+    /// The layer's `running_mean`.
+    pub running_mean: Vec<f64>,
+    /// The layer's `running_var`.
+    pub running_var: Vec<f64>,
+    /// The layer's eps (added to the variance before the square root).
+    pub eps: f64,
+    /// How many batches updated the running statistics, when the checkpoint says
+    /// (PyTorch's `num_batches_tracked`).
+    #[serde(default)]
+    pub batches_tracked: Option<u64>,
+}
+
+impl BatchNormStats {
+    /// Number of features.
+    pub fn features(&self) -> usize {
+        self.data_mean.len()
+    }
+
+    /// Feature `j`'s mean shift in units of the data's standard deviation:
+    /// `(data_mean - running_mean) / sqrt(data_var + eps)`.
+    pub fn mean_shift(&self, j: usize) -> f64 {
+        (self.data_mean[j] - self.running_mean[j]) / (self.data_var[j] + self.eps).sqrt()
+    }
+
+    /// Feature `j`'s variance ratio `(data_var + eps) / (running_var + eps)`: 1 when the
+    /// running variance fits the data, the square of the factor by which eval mode rescales
+    /// the normalised activations.
+    pub fn var_ratio(&self, j: usize) -> f64 {
+        (self.data_var[j] + self.eps) / (self.running_var[j] + self.eps)
+    }
+}
+
+/// Per-feature mean and variance of a layer's input, accumulated batch by batch in f64: each
+/// batch's own mean and sum of squared deviations, merged with the pairwise update of Chan,
+/// Golub & LeVeque (1979), which stays exact where a running sum of squares would cancel.
+/// Features are the columns of an (N, D) batch or the channels of an (N, C, H, W) one.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FeatureMoments {
+    examples: u64,
+    count: u64,
+    mean: Vec<f64>,
+    m2: Vec<f64>,
+}
+
+impl FeatureMoments {
+    /// Nothing seen yet, for `features` features.
+    pub fn new(features: usize) -> Self {
+        FeatureMoments { examples: 0, count: 0, mean: vec![0.0; features], m2: vec![0.0; features] }
+    }
+
+    /// Count one batch: (N, D) with D the number of features, or (N, C, H, W) with C the
+    /// number of features. Panics on another shape.
+    pub fn push<F: Float>(&mut self, x: &Tensor<F>) {
+        let shape = x.shape().to_vec();
+        let d = self.mean.len();
+        let (n, plane) = match shape.as_slice() {
+            [n, c] if *c == d => (*n, 1),
+            [n, c, h, w] if *c == d => (*n, h * w),
+            _ => panic!("feature moments: expected (N, {d}) or (N, {d}, H, W), got {shape:?}"),
+        };
+        let per = (n * plane) as u64;
+        if per == 0 {
+            return;
+        }
+        let x = x.as_standard_layout();
+        let v = x.as_slice().expect("standard layout");
+        // Example i's feature j is the run of `plane` values from (i * d + j) * plane.
+        let runs = |j: usize| (0..n).flat_map(move |i| v[(i * d + j) * plane..(i * d + j + 1) * plane].iter());
+        let bmean: Vec<f64> = (0..d).map(|j| runs(j).map(|e| e.to_f64c()).sum::<f64>() / per as f64).collect();
+        let bm2: Vec<f64> = (0..d)
+            .map(|j| {
+                runs(j)
+                    .map(|e| {
+                        let dev = e.to_f64c() - bmean[j];
+                        dev * dev
+                    })
+                    .sum()
+            })
+            .collect();
+        let (na, nb) = (self.count as f64, per as f64);
+        let total = na + nb;
+        for j in 0..d {
+            let delta = bmean[j] - self.mean[j];
+            self.mean[j] += delta * nb / total;
+            self.m2[j] += bm2[j] + delta * delta * na * nb / total;
+        }
+        self.count += per;
+        self.examples += n as u64;
+    }
+
+    /// Examples seen.
+    pub fn examples(&self) -> u64 {
+        self.examples
+    }
+
+    /// Values seen per feature.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// Per-feature means.
+    pub fn mean(&self) -> &[f64] {
+        &self.mean
+    }
+
+    /// Per-feature biased variances (0 before any value).
+    pub fn var(&self) -> Vec<f64> {
+        let n = self.count.max(1) as f64;
+        self.m2.iter().map(|m| (m / n).max(0.0)).collect()
+    }
+}
+
 /// What the doctor knows about how the run was configured: the detectors that suggest a
 /// setting need the current one (a learning rate is suggested relative to the one in use,
 /// and a fix that sets what is already set is dropped).
@@ -987,6 +1121,10 @@ pub struct RecordedStats {
     /// Per recurrent gate, per sampled step.
     #[serde(default)]
     pub gates: Vec<GateStats>,
+    /// Per batch norm layer: its running statistics against its input over a data set
+    /// (filled by `leaky inspect`; a training run does not record them).
+    #[serde(default)]
+    pub batchnorm: Vec<BatchNormStats>,
 }
 
 impl RecordedStats {
@@ -1040,6 +1178,34 @@ mod tests {
 
     use super::*;
     use ndarray::{array, IxDyn};
+
+    #[test]
+    fn feature_moments_merge_batches_exactly() {
+        use crate::tensor::{randn, rng};
+        // (N, C, H, W) with channel means far from 0 (where a sum of squares would cancel),
+        // pushed in three uneven batches; then (N, D) rows.
+        let mut x: crate::Tensor<f64> = randn(IxDyn(&[7, 3, 2, 5]), 1.0, &mut rng(4));
+        for (k, v) in x.iter_mut().enumerate() {
+            *v = *v * (1.0 + (k / 10 % 3) as f64) + 1e4 * ((k / 10 % 3) as f64);
+        }
+        let mut m = FeatureMoments::new(3);
+        for (a, b) in [(0, 2), (2, 3), (3, 7)] {
+            m.push(&x.slice(ndarray::s![a..b, .., .., ..]).to_owned().into_dyn());
+        }
+        assert_eq!((m.examples(), m.count()), (7, 70));
+        for c in 0..3 {
+            let vals: Vec<f64> = x.slice(ndarray::s![.., c, .., ..]).iter().copied().collect();
+            let mean = vals.iter().sum::<f64>() / 70.0;
+            let var = vals.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / 70.0;
+            assert!((m.mean()[c] - mean).abs() < 1e-9 * mean.abs().max(1.0), "{c}");
+            assert!((m.var()[c] - var).abs() < 1e-9 * var, "{c}: {} vs {var}", m.var()[c]);
+        }
+        let rows = array![[1.0f32, 10.0], [3.0, 10.0], [5.0, 10.0]].into_dyn();
+        let mut m = FeatureMoments::new(2);
+        m.push(&rows);
+        assert_eq!(m.mean(), &[3.0, 10.0]);
+        assert_eq!(m.var(), vec![8.0 / 3.0, 0.0]);
+    }
 
     #[test]
     fn activation_accumulator_sigmoid() {

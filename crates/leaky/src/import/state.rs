@@ -153,6 +153,26 @@ impl StateDict {
         })
     }
 
+    /// A one-element integer tensor (such as a batch norm's `num_batches_tracked`, int64 of
+    /// shape ()) as a count; `None` when there is no such key, or it is not one non-negative
+    /// integer (i64, i32, i16, i8 or u8).
+    pub fn count(&self, key: &str) -> Option<u64> {
+        let info = self.tensors.get(key)?;
+        if info.shape.iter().product::<usize>() != 1 {
+            return None;
+        }
+        let data = &self.bytes[self.data_start + info.data_offsets.0..self.data_start + info.data_offsets.1];
+        let v: i64 = match info.dtype {
+            Dtype::I64 => i64::from_le_bytes(le(data.get(..8)?)),
+            Dtype::I32 => i32::from_le_bytes(le(data.get(..4)?)) as i64,
+            Dtype::I16 => i16::from_le_bytes(le(data.get(..2)?)) as i64,
+            Dtype::I8 => *data.first()? as i8 as i64,
+            Dtype::U8 => *data.first()? as i64,
+            _ => return None,
+        };
+        u64::try_from(v).ok()
+    }
+
     /// [`StateDict::get`] in f64.
     pub fn get_f64(&self, key: &str) -> Result<ArrayD<f64>, ImportError> {
         self.get::<f64>(key)

@@ -23,6 +23,7 @@
 //!   the constant's doc says "above" (then only larger values are).
 
 pub mod bad_init_loss;
+pub mod batchnorm_stats;
 pub mod dead_relu;
 pub mod diverging_loss;
 pub mod exploding_gradient;
