@@ -741,6 +741,39 @@ mod tests {
         }
     }
 
+    /// Single arrays of any shape, as sequence data reads them: the same values as the
+    /// data-set loaders give, integers kept as integers (negative ones too), errors naming the
+    /// file (or the archive member).
+    #[test]
+    fn single_arrays_and_archive_members() {
+        let want = load_npy(&fixture("x_f4_3d.npy"), &fixture("y_i8.npy")).unwrap();
+        let x = read_npy_array(&fixture("x_f4_3d.npy")).unwrap();
+        assert_eq!(x.shape, [4, 2, 3]);
+        assert_eq!(x.values, ArrayValues::Float(want.x.iter().copied().collect()));
+        assert!(!x.is_int() && x.shape_str() == "(4, 2, 3)" && x.origin.ends_with("x_f4_3d.npy"));
+        let y = read_npy_array(&fixture("y_i8.npy")).unwrap();
+        assert_eq!(y.values, ArrayValues::Int(want.y.iter().map(|&v| v as i64).collect()));
+        assert_eq!(y.to_f64(), want.y.iter().map(|&v| v as f64).collect::<Vec<_>>());
+        // Labels may not be negative; an array read here may.
+        assert!(load_npy(&fixture("x_f4_3d.npy"), &fixture("y_neg.npy")).is_err());
+        let neg = read_npy_array(&fixture("y_neg.npy")).unwrap();
+        assert!(matches!(&neg.values, ArrayValues::Int(v) if v.iter().any(|&i| i < 0)), "{neg:?}");
+        let (ax, ay) = read_npz_arrays(&fixture("xy.npz")).unwrap();
+        assert_eq!((ax.shape.clone(), ax.values.clone()), (x.shape.clone(), x.values.clone()));
+        assert_eq!(ay.values, y.values);
+        assert!(ax.origin.ends_with("xy.npz:x.npy") && ay.origin.ends_with("xy.npz:y.npy"), "{}", ax.origin);
+        let (bx, _) = read_npz_arrays(&fixture("arr.npz")).unwrap();
+        assert_eq!(bx.shape, [4, 6]);
+        let e = read_npz_arrays(&fixture("other_names.npz")).unwrap_err().to_string();
+        assert!(e.contains("other_names.npz") && e.contains("needs arrays `x` and `y`"), "{e}");
+        let e = read_npy_array(&fixture("xy.npz")).unwrap_err().to_string();
+        assert!(e.contains("xy.npz") && e.contains("bad magic"), "{e}");
+        let dir = TempDir::new("npy-array");
+        let p = dir.write("nan.npy", &npy(1, &hdr("<f4", false, "(2,)"), &f32s(&[1.0, f32::NAN])));
+        let e = read_npy_array(&p).unwrap_err().to_string();
+        assert!(e.contains("nan.npy") && e.contains("not finite"), "{e}");
+    }
+
     #[test]
     fn npz_archives() {
         let want = load_npy(&fixture("x_f4_3d.npy"), &fixture("y_i8.npy")).unwrap();
