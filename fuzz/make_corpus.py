@@ -193,10 +193,12 @@ type = "layernorm"
 [[model.layers]]
 type = "affine"
 """)
-# Valid, but once crashed the spectral-radius instrument (a Whh that overflows f32, or one
-# scaled to a denormal radius): the body builds the model and measures the spectrum.
-for name, r in [("huge", "1e39"), ("tiny", "1e-45")]:
-    put("experiment", "seed-whh-radius-" + name, ("[data]\ndataset = \"adding\"\n[model]\nkind = \"rnn\"\nhidden = [8]\nwhh_radius = " + r + "\n[train]\nloss = \"mse\"\n").encode())
+# Once crashed the spectral-radius instrument: a Whh scaled to a denormal radius (valid:
+# the body builds the model and measures the spectrum) or past f32's range (refused).
+WHH = "[data]\ndataset = \"adding\"\n[model]\nkind = \"rnn\"\nhidden = [8]\nwhh_radius = {}\n[train]\nloss = \"mse\"\n"
+put("experiment", "seed-whh-radius-tiny", WHH.format("1e-45").encode())
+put("experiment", "seed-whh-radius-limit", WHH.format("1000.0").encode())
+put("experiment", "bad-whh-radius-huge", ("# expect: model.whh_radius\n" + WHH.format("1e39")).encode())
 BAD_EXPERIMENTS = [
     ("list-of-train", "[[train]]", "[[train]]\nlr = 0.1\n"),
     ("bias-init-huge", "model.bias_init", "[model]\nbias_init = 1e39\n"),

@@ -518,6 +518,10 @@ fn positive(key: &str, v: f64) -> Result<()> {
 /// saturate every sigmoid; larger ones overflow f32 in the first forward pass.
 pub const MAX_INIT: f64 = 1e3;
 
+/// The largest `model.whh_radius` accepted: far past any useful recurrent matrix (3 already
+/// explodes), and far from f32's overflow.
+pub const MAX_WHH_RADIUS: f64 = 1e3;
+
 /// The largest `train.lr` accepted (the sick example `nan-lr.toml` uses 1e4 on purpose).
 pub const MAX_LR: f64 = 1e6;
 
@@ -568,6 +572,9 @@ impl Experiment {
             bail!("`model.bias_init` = {}: must be a finite number of magnitude at most {MAX_INIT}", num(m.bias_init));
         }
         non_negative("model.whh_radius", m.whh_radius)?;
+        // A radius past f32's range makes Whh infinite and the first loss NaN, which would be
+        // reported as a training failure ("lower train.lr") instead of the value at fault.
+        at_most("model.whh_radius", m.whh_radius, MAX_WHH_RADIUS)?;
         if !m.layers.is_empty() {
             if m.kind != ModelKind::Mlp {
                 bail!("`model.layers`: a layer list describes a feed-forward stack; it cannot be used with model.kind = {:?}", format!("{:?}", m.kind).to_lowercase());
@@ -761,6 +768,9 @@ mod tests {
         assert!(e.starts_with("`model.bias_init` = -1e39: "), "{e}");
         let e = parse("[train]\nlr = -0.5\n").unwrap_err().to_string();
         assert!(e.starts_with("`train.lr` = -0.5: "), "{e}");
+        let e = parse("[model]\nkind = \"rnn\"\nhidden = [8]\nwhh_radius = 1e39\n").unwrap_err().to_string();
+        assert_eq!(e, "`model.whh_radius` = 1e39: must be a finite number at most 1000");
+        assert_eq!(parse("[model]\nwhh_radius = 1000.0\n").unwrap().model.whh_radius, 1000.0);
         assert_eq!(
             (num(0.0), num(f64::INFINITY), num(f64::NAN), num(123.25)),
             ("0".into(), "inf".into(), "NaN".into(), "123.25".into())
