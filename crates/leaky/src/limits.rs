@@ -34,6 +34,14 @@ pub const MAX_TEXT_VOCAB: usize = 10_000;
 /// held as a 4-byte `char` and an 8-byte token id.
 pub const MAX_TEXT_CHARS: usize = 1 << 26;
 
+/// Most epochs (`train.epochs`) or DQN episodes (`rl.episodes`) a run may ask for: 10^6.
+/// A value beyond this is a typo (`1e18` would run until the machine is switched off), not a
+/// budget; a real run of that length is resumed in parts (`leaky train --resume`).
+pub const MAX_EPOCHS: usize = 1_000_000;
+
+/// Most hidden layers `model.hidden` may list (as `[[model.layers]]`, at most 1000).
+pub const MAX_HIDDEN_LAYERS: usize = 1000;
+
 /// Most parameters (weights and biases) a network may have: 10^8, 400 MB of f32 weights,
 /// before gradients and optimiser state.
 pub const MAX_PARAMS: usize = 100_000_000;

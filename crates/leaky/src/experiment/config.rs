@@ -559,6 +559,9 @@ impl Experiment {
         if m.hidden.is_empty() && m.kind != ModelKind::Mlp {
             bail!("`model.hidden` is empty: {:?} models need one entry, the hidden size", m.kind);
         }
+        if m.hidden.len() > crate::limits::MAX_HIDDEN_LAYERS {
+            bail!("`model.hidden`: {} layers; at most {}", m.hidden.len(), crate::limits::MAX_HIDDEN_LAYERS);
+        }
         if let Some(i) = m.hidden.iter().position(|&h| h == 0) {
             bail!("`model.hidden[{i}]` = 0: every layer needs at least one unit");
         }
@@ -614,6 +617,13 @@ impl Experiment {
         if t.epochs == 0 {
             bail!("`train.epochs` = 0: must be at least 1");
         }
+        if t.epochs > crate::limits::MAX_EPOCHS {
+            bail!(
+                "`train.epochs` = {}: at most {} (resume a longer run in parts)",
+                t.epochs,
+                crate::limits::MAX_EPOCHS
+            );
+        }
         at_most("train.lr", t.lr, MAX_LR)?;
         non_negative("train.weight_decay", t.weight_decay)?;
         at_most("train.weight_decay", t.weight_decay, MAX_WEIGHT_DECAY)?;
@@ -626,6 +636,9 @@ impl Experiment {
         }
         if r.episodes == 0 {
             bail!("`rl.episodes` = 0: must be at least 1");
+        }
+        if r.episodes > crate::limits::MAX_EPOCHS {
+            bail!("`rl.episodes` = {}: at most {}", r.episodes, crate::limits::MAX_EPOCHS);
         }
         if !(r.gamma.is_finite() && (0.0..=1.0).contains(&r.gamma)) {
             bail!("`rl.gamma` = {}: must be in [0, 1]", num(r.gamma));
@@ -840,6 +853,14 @@ mod tests {
         assert!(e.contains("swish") || e.contains("activation"), "{e}");
         let e = format!("{}", parse("[data]\nval_fraction = 1.5\n").unwrap_err());
         assert!(e.contains("data.val_fraction"), "{e}");
+        let e = parse("[train]\nepochs = 1000000000000000000\n").unwrap_err().to_string();
+        assert!(e.contains("train.epochs") && e.contains("at most 1000000"), "{e}");
+        assert!(parse("[train]\nepochs = 1000000\n").is_ok());
+        let e = parse("[rl]\nepisodes = 1000001\n").unwrap_err().to_string();
+        assert!(e.contains("rl.episodes"), "{e}");
+        let many = format!("[model]\nhidden = [{}]\n", vec!["4"; 1001].join(","));
+        let e = parse(&many).unwrap_err().to_string();
+        assert!(e.contains("model.hidden") && e.contains("1001 layers"), "{e}");
         let e = format!("{}", parse("[model]\nhidden = [10, 0]\n").unwrap_err());
         assert!(e.contains("model.hidden[1]"), "{e}");
         let e = format!("{}", parse("seed = 1\n[bogus]\n").unwrap_err());
