@@ -1,0 +1,495 @@
+//! The LSTM with CS231n's `rnn_layers.py` semantics (gate order i, f, o, g; `c0 = 0` over a
+//! sequence).
+//!
+//! Dimension letters: N = batch, T = time steps, D = input features, H = hidden size.
+//!
+//! ```text
+//! a = x Wx + prev_h Wh + b                                               (N, 4H)
+//! i, f, o, g = sigmoid(a_i), sigmoid(a_f), sigmoid(a_o), tanh(a_g)
+//! next_c = f * prev_c + i * g ;  next_h = o * tanh(next_c)
+//! ```
+//!
+//! The affine map and its backward pass are shared with the vanilla RNN
+//! ([`crate::layers::rnn`], whose module docs also describe the backward-through-time
+//! instrument [`lstm_backward_with_norms`] returns).
+
+use crate::layers::rnn::{
+    affine_into, check_shapes, input_projection, sequence_weight_grads, SequenceGrads, StepInputGrads, WeightGrads,
+};
+use crate::tensor::{matmul, Float, PackedRhs};
+use ndarray::{s, Array1, Array2, Array3, ArrayView2, ArrayViewMut2, Zip};
+
+/// `(dx, dprev_h, dprev_c, dwx, dwh, db)` of one LSTM step: (N, D), (N, H), (N, H), (D, 4H),
+/// (H, 4H), (4H,).
+pub type LstmStepGrads<F> = (Array2<F>, Array2<F>, Array2<F>, Array2<F>, Array2<F>, Array1<F>);
+
+fn sigmoid<F: Float>(v: F) -> F {
+    F::one() / (F::one() + (-v).exp())
+}
+
+/// Apply the gate nonlinearities in place to `a` (N, 4H): sigmoid on the i, f, o blocks,
+/// tanh on the g block; then write `c = f * prev_c + i * g`, `tanh_c = tanh(c)` and
+/// `next_h = o * tanh_c`. `prev_c`, `c`, `tanh_c`, `next_h`: (N, H).
+fn lstm_cell<F: Float>(
+    mut a: ArrayViewMut2<F>,
+    prev_c: ArrayView2<F>,
+    mut c: ArrayViewMut2<F>,
+    mut tanh_c: ArrayViewMut2<F>,
+    mut next_h: ArrayViewMut2<F>,
+) {
+    let h = prev_c.ncols();
+    a.slice_mut(s![.., ..3 * h]).mapv_inplace(sigmoid);
+    a.slice_mut(s![.., 3 * h..]).mapv_inplace(|v| v.tanh());
+    let (i, f, o, g) = gate_views(a.view(), h);
+    Zip::from(&mut c).and(&prev_c).and(&i).and(&f).and(&g).for_each(|c, &pc, &i, &f, &g| *c = f * pc + i * g);
+    Zip::from(&mut tanh_c).and(&c).for_each(|tc, &c| *tc = c.tanh());
+    Zip::from(&mut next_h).and(&o).and(&tanh_c).for_each(|nh, &o, &tc| *nh = o * tc);
+}
+
+/// The four (N, H) blocks i, f, o, g of an (N, 4H) array.
+fn gate_views<F>(
+    a: ArrayView2<'_, F>,
+    h: usize,
+) -> (ArrayView2<'_, F>, ArrayView2<'_, F>, ArrayView2<'_, F>, ArrayView2<'_, F>) {
+    (
+        a.slice_move(s![.., ..h]),
+        a.slice_move(s![.., h..2 * h]),
+        a.slice_move(s![.., 2 * h..3 * h]),
+        a.slice_move(s![.., 3 * h..]),
+    )
+}
+
+/// One LSTM step backward into `da` (N, 4H) and `dprev_c` (N, H), given the total gradients
+/// into `next_h` and `next_c`:
+///
+/// ```text
+/// dc      = dnext_c + dnext_h * o * (1 - tanh_c^2)      (next_h = o tanh(c) also depends on c)
+/// do      = dnext_h * tanh_c
+/// di = dc * g ;  df = dc * prev_c ;  dg = dc * i ;  dprev_c = dc * f
+/// da_i = di i (1 - i) ;  da_f = df f (1 - f) ;  da_o = do o (1 - o) ;  da_g = dg (1 - g^2)
+/// ```
+fn lstm_cell_backward<F: Float>(
+    dnext_h: ArrayView2<F>,
+    dnext_c: ArrayView2<F>,
+    gates: ArrayView2<F>,
+    prev_c: ArrayView2<F>,
+    tanh_c: ArrayView2<F>,
+    mut da: ArrayViewMut2<F>,
+    mut dprev_c: ArrayViewMut2<F>,
+) {
+    let h = prev_c.ncols();
+    let one = F::one();
+    let (i, f, o, g) = gate_views(gates, h);
+    let (mut da_i, mut da_f, mut da_o, mut da_g) =
+        da.multi_slice_mut((s![.., ..h], s![.., h..2 * h], s![.., 2 * h..3 * h], s![.., 3 * h..]));
+    // dprev_c first holds the total dc, then is scaled by f.
+    Zip::from(&mut dprev_c).and(&dnext_c).and(&dnext_h).and(&o).and(&tanh_c).for_each(|dc, &dnc, &dnh, &o, &tc| {
+        *dc = dnc + dnh * o * (one - tc * tc);
+    });
+    Zip::from(&mut da_o).and(&dnext_h).and(&tanh_c).and(&o).for_each(|d, &dnh, &tc, &o| *d = dnh * tc * o * (one - o));
+    Zip::from(&mut da_i).and(&dprev_c).and(&g).and(&i).for_each(|d, &dc, &g, &i| *d = dc * g * i * (one - i));
+    Zip::from(&mut da_f).and(&dprev_c).and(&prev_c).and(&f).for_each(|d, &dc, &pc, &f| *d = dc * pc * f * (one - f));
+    Zip::from(&mut da_g).and(&dprev_c).and(&i).and(&g).for_each(|d, &dc, &i, &g| *d = dc * i * (one - g * g));
+    Zip::from(&mut dprev_c).and(&f).for_each(|dc, &f| *dc *= f);
+}
+
+/// [`lstm_cell_backward`] for one row, on contiguous slices: `dnext_h`, `dnext_c`, `prev_c`,
+/// `tanh_c`, `dprev_c`: (H,); `gates`, `da`: (4H,) in the order i, f, o, g.
+fn lstm_cell_backward_row<F: Float>(
+    dnext_h: &[F],
+    dnext_c: &[F],
+    gates: &[F],
+    prev_c: &[F],
+    tanh_c: &[F],
+    da: &mut [F],
+    dprev_c: &mut [F],
+) {
+    let h = dnext_h.len();
+    let one = F::one();
+    let (dnext_c, prev_c, tanh_c, dprev_c) = (&dnext_c[..h], &prev_c[..h], &tanh_c[..h], &mut dprev_c[..h]);
+    let (i, rest) = gates[..4 * h].split_at(h);
+    let (f, rest) = rest.split_at(h);
+    let (o, g) = rest.split_at(h);
+    let (da_i, rest) = da[..4 * h].split_at_mut(h);
+    let (da_f, rest) = rest.split_at_mut(h);
+    let (da_o, da_g) = rest.split_at_mut(h);
+    for k in 0..h {
+        let (tc, ok) = (tanh_c[k], o[k]);
+        let dc = dnext_c[k] + dnext_h[k] * ok * (one - tc * tc);
+        da_o[k] = dnext_h[k] * tc * ok * (one - ok);
+        da_i[k] = dc * g[k] * i[k] * (one - i[k]);
+        da_f[k] = dc * prev_c[k] * f[k] * (one - f[k]);
+        da_g[k] = dc * i[k] * (one - g[k] * g[k]);
+        dprev_c[k] = dc * f[k];
+    }
+}
+
+/// `acc += add` over one row; returns `sum(acc^2)` of the result, summed in eight lanes of
+/// `F` and widened to f64 at the end.
+fn add_and_square<F: Float>(acc: &mut [F], add: &[F]) -> f64 {
+    const LANES: usize = 8;
+    let mut lanes = [F::zero(); LANES];
+    let whole = acc.len() / LANES * LANES;
+    let (body, tail) = acc.split_at_mut(whole);
+    for (a, d) in body.chunks_exact_mut(LANES).zip(add.chunks_exact(LANES)) {
+        let a: &mut [F; LANES] = a.try_into().expect("LANES values");
+        let d: &[F; LANES] = d.try_into().expect("LANES values");
+        for l in 0..LANES {
+            a[l] += d[l];
+            lanes[l] += a[l] * a[l];
+        }
+    }
+    let mut rest = 0.0f64;
+    for (a, &d) in tail.iter_mut().zip(&add[whole..]) {
+        *a += d;
+        rest += a.to_f64c() * a.to_f64c();
+    }
+    lanes.iter().map(|v| v.to_f64c()).sum::<f64>() + rest
+}
+
+/// What [`lstm_step_backward`] needs from [`lstm_step_forward`].
+#[derive(Clone, Debug)]
+pub struct LstmStepCache<F> {
+    /// The input, (N, D).
+    pub x: Array2<F>,
+    /// The previous hidden state, (N, H).
+    pub prev_h: Array2<F>,
+    /// The previous cell state, (N, H).
+    pub prev_c: Array2<F>,
+    /// The activated gates `[i, f, o, g]` side by side, (N, 4H).
+    pub gates: Array2<F>,
+    /// `tanh(next_c)`, (N, H).
+    pub tanh_c: Array2<F>,
+}
+
+/// One LSTM step (CS231n `lstm_step_forward`), gate order i, f, o, g.
+///
+/// * `x`: (N, D), `prev_h`: (N, H), `prev_c`: (N, H), `wx`: (D, 4H), `wh`: (H, 4H), `b`: (4H,)
+///
+/// Returns `(next_h, next_c, cache)`: (N, H), (N, H). Panics on mismatched shapes.
+pub fn lstm_step_forward<F: Float>(
+    x: &Array2<F>,
+    prev_h: &Array2<F>,
+    prev_c: &Array2<F>,
+    wx: &Array2<F>,
+    wh: &Array2<F>,
+    b: &Array1<F>,
+) -> (Array2<F>, Array2<F>, LstmStepCache<F>) {
+    check_shapes("lstm_step_forward", x.dim(), prev_h.dim(), wx, wh, b, 4);
+    assert_eq!(prev_c.dim(), prev_h.dim(), "lstm_step_forward: prev_c does not match prev_h");
+    let mut gates = Array2::zeros((x.nrows(), wx.ncols()));
+    affine_into(x.view(), prev_h.view(), wx, wh, b, gates.view_mut());
+    let mut next_c = Array2::zeros(prev_c.raw_dim());
+    let mut tanh_c = Array2::zeros(prev_c.raw_dim());
+    let mut next_h = Array2::zeros(prev_c.raw_dim());
+    lstm_cell(gates.view_mut(), prev_c.view(), next_c.view_mut(), tanh_c.view_mut(), next_h.view_mut());
+    let cache = LstmStepCache { x: x.clone(), prev_h: prev_h.clone(), prev_c: prev_c.clone(), gates, tanh_c };
+    (next_h, next_c, cache)
+}
+
+/// One LSTM step backward (CS231n `lstm_step_backward`).
+///
+/// * `dnext_h`, `dnext_c`: (N, H) upstream gradients; `wx`: (D, 4H), `wh`: (H, 4H)
+///
+/// Returns `(dx, dprev_h, dprev_c, dwx, dwh, db)`: (N, D), (N, H), (N, H), (D, 4H), (H, 4H), (4H,).
+pub fn lstm_step_backward<F: Float>(
+    dnext_h: &Array2<F>,
+    dnext_c: &Array2<F>,
+    cache: &LstmStepCache<F>,
+    wx: &Array2<F>,
+    wh: &Array2<F>,
+) -> LstmStepGrads<F> {
+    assert_eq!(dnext_h.dim(), cache.prev_c.dim(), "lstm_step_backward: dnext_h does not match the hidden state");
+    assert_eq!(dnext_c.dim(), cache.prev_c.dim(), "lstm_step_backward: dnext_c does not match the cell state");
+    let mut da = Array2::zeros(cache.gates.raw_dim());
+    let mut dprev_c = Array2::zeros(cache.prev_c.raw_dim());
+    lstm_cell_backward(
+        dnext_h.view(),
+        dnext_c.view(),
+        cache.gates.view(),
+        cache.prev_c.view(),
+        cache.tanh_c.view(),
+        da.view_mut(),
+        dprev_c.view_mut(),
+    );
+    let dx = matmul(da.view(), wx.t());
+    let dprev_h = matmul(da.view(), wh.t());
+    let mut g = WeightGrads::zeros(wx, wh);
+    g.accumulate(da.view(), cache.x.view(), cache.prev_h.view());
+    (dx, dprev_h, dprev_c, g.dwx, g.dwh, g.db)
+}
+
+/// What [`lstm_backward`] needs from [`lstm_forward`].
+#[derive(Clone, Debug)]
+pub struct LstmCache<F> {
+    /// The inputs, (N, T, D).
+    pub x: Array3<F>,
+    /// The initial hidden state, (N, H).
+    pub h0: Array2<F>,
+    /// Every hidden state, (N, T, H) (the forward output).
+    pub h: Array3<F>,
+    /// Every cell state, (N, T, H).
+    pub c: Array3<F>,
+    /// `tanh` of every cell state, (N, T, H).
+    pub tanh_c: Array3<F>,
+    /// The activated gates `[i, f, o, g]` of every step, (N, T, 4H).
+    pub gates: Array3<F>,
+}
+
+/// An LSTM over a whole sequence (CS231n `lstm_forward`), with `c0 = 0`.
+///
+/// * `x`: (N, T, D), `h0`: (N, H), `wx`: (D, 4H), `wh`: (H, 4H), `b`: (4H,)
+///
+/// Returns the hidden states `h`: (N, T, H) and the cache. Panics on mismatched shapes.
+pub fn lstm_forward<F: Float>(
+    x: &Array3<F>,
+    h0: &Array2<F>,
+    wx: &Array2<F>,
+    wh: &Array2<F>,
+    b: &Array1<F>,
+) -> (Array3<F>, LstmCache<F>) {
+    let (n, t_len, d) = x.dim();
+    check_shapes("lstm_forward", (n, d), h0.dim(), wx, wh, b, 4);
+    let hh = wh.nrows();
+    let mut h = Array3::zeros((n, t_len, hh));
+    let mut c = Array3::zeros((n, t_len, hh));
+    let mut tanh_c = Array3::zeros((n, t_len, hh));
+    // The input part of every step at once (see `input_projection`); the loop adds
+    // h_{t-1} Wh and runs the cell.
+    let mut gates = input_projection(x, wx, b);
+    let mut wh_packed = PackedRhs::new(wh.view());
+    for t in 0..t_len {
+        if t == 0 {
+            wh_packed.mul_into(h0.view(), F::one(), gates.slice_mut(s![.., 0, ..]));
+        } else {
+            let prev = h.slice(s![.., t - 1, ..]);
+            wh_packed.mul_into(prev, F::one(), gates.slice_mut(s![.., t, ..]));
+        }
+        lstm_cell_rows(&mut gates, &mut c, &mut tanh_c, &mut h, t);
+    }
+    (h.clone(), LstmCache { x: x.clone(), h0: h0.clone(), h, c, tanh_c, gates })
+}
+
+/// [`lstm_cell`] of step `t` for every row, fused into two passes over contiguous slices of
+/// the standard-layout arrays `gates` (N, T, 4H) and `c`, `tanh_c`, `h` (N, T, H):
+/// sigmoid(a) = (1 + tanh(a / 2)) / 2 lets one vectorised tanh pass activate all four gates,
+/// then `c = f * prev_c + i * g`, `tanh_c = tanh(c)`, `h = o * tanh_c` (`prev_c` = 0 at t = 0).
+fn lstm_cell_rows<F: Float>(
+    gates: &mut Array3<F>,
+    c: &mut Array3<F>,
+    tanh_c: &mut Array3<F>,
+    h: &mut Array3<F>,
+    t: usize,
+) {
+    let (n, t_len, hh) = c.dim();
+    let half = F::from_f64c(0.5);
+    let gates = gates.as_slice_mut().expect("standard layout");
+    let c = c.as_slice_mut().expect("standard layout");
+    let tanh_c = tanh_c.as_slice_mut().expect("standard layout");
+    let h = h.as_slice_mut().expect("standard layout");
+    for row in 0..n {
+        let a = &mut gates[(row * t_len + t) * 4 * hh..][..4 * hh];
+        for v in &mut a[..3 * hh] {
+            *v *= half;
+        }
+        F::tanh_in_place(a);
+        for v in &mut a[..3 * hh] {
+            *v = half + half * *v;
+        }
+        let at = (row * t_len + t) * hh;
+        let (i, rest) = a.split_at(hh);
+        let (f, rest) = rest.split_at(hh);
+        let (o, g) = rest.split_at(hh);
+        if t == 0 {
+            for k in 0..hh {
+                c[at + k] = i[k] * g[k];
+            }
+        } else {
+            let (before, now) = c.split_at_mut(at);
+            let prev = &before[at - hh..];
+            for k in 0..hh {
+                now[k] = f[k] * prev[k] + i[k] * g[k];
+            }
+        }
+        let tc = &mut tanh_c[at..at + hh];
+        tc.copy_from_slice(&c[at..at + hh]);
+        F::tanh_in_place(tc);
+        for k in 0..hh {
+            h[at + k] = o[k] * tc[k];
+        }
+    }
+}
+
+/// An LSTM backward over a whole sequence (CS231n `lstm_backward`).
+///
+/// * `dh`: (N, T, H) upstream gradient of every hidden state; `wx`: (D, 4H), `wh`: (H, 4H)
+///
+/// Returns `(dx, dh0, dwx, dwh, db)`: (N, T, D), (N, H), (D, 4H), (H, 4H), (4H,).
+pub fn lstm_backward<F: Float>(
+    dh: &Array3<F>,
+    cache: &LstmCache<F>,
+    wx: &Array2<F>,
+    wh: &Array2<F>,
+) -> SequenceGrads<F> {
+    lstm_backward_with_norms(dh, cache, wx, wh).0
+}
+
+/// [`lstm_backward`], and `norms[t] = ||dL/dh_t||` for t = 0..T: the Frobenius norm over the
+/// (N, H) batch of the total gradient into the hidden state `h_t`, `dh[:, t, :] + da_{t+1} Wh^T`
+/// (the cell-state gradient is not included; see the module docs).
+pub fn lstm_backward_with_norms<F: Float>(
+    dh: &Array3<F>,
+    cache: &LstmCache<F>,
+    wx: &Array2<F>,
+    wh: &Array2<F>,
+) -> (SequenceGrads<F>, Vec<f64>) {
+    let (n, t_len, h) = cache.h.dim();
+    assert_eq!(dh.dim(), (n, t_len, h), "lstm backward: dh is {:?}, the output was {:?}", dh.dim(), cache.h.dim());
+    let mut norms = vec![0.0; t_len];
+    let c0 = vec![F::zero(); h];
+    // As in the RNN backward: the loop carries dL/dh and dL/dc back through time, computes
+    // dx[:, t] and db, and keeps every step's `da` for dWx and dWh, one GEMM afterwards.
+    let mut da = Array3::zeros((n, t_len, 4 * h));
+    // Total dL/dh_t and dL/dc_t; what step t sends back to h_{t-1} and c_{t-1}.
+    let mut dnext_h = Array2::zeros((n, h));
+    let mut dnext_c = Array2::zeros((n, h));
+    let mut dprev_h = Array2::zeros((n, h));
+    let mut dprev_c = Array2::zeros((n, h));
+    let mut wh_t_packed = PackedRhs::new(wh.t());
+    let mut inputs = StepInputGrads::new(wx, n, t_len);
+    let (dh_std, gates_std) = (dh.as_standard_layout(), cache.gates.as_standard_layout());
+    let (c_std, tanh_c_std) = (cache.c.as_standard_layout(), cache.tanh_c.as_standard_layout());
+    let dh_all = dh_std.as_slice().expect("standard layout");
+    let gates_all = gates_std.as_slice().expect("standard layout");
+    let (c_all, tanh_c_all) =
+        (c_std.as_slice().expect("standard layout"), tanh_c_std.as_slice().expect("standard layout"));
+    for t in (0..t_len).rev() {
+        // Per row, one pass: dL/dh_t += dh[:, t] with its squared norm, then the cell backward.
+        let da_all = da.as_slice_mut().expect("standard layout");
+        let dnh_all = dnext_h.as_slice_mut().expect("standard layout");
+        let dnc_all = dnext_c.as_slice().expect("standard layout");
+        let dpc_all = dprev_c.as_slice_mut().expect("standard layout");
+        let mut sq = 0.0f64;
+        for row in 0..n {
+            let (at, at4) = ((row * t_len + t) * h, (row * t_len + t) * 4 * h);
+            let dnh = &mut dnh_all[row * h..(row + 1) * h];
+            sq += add_and_square(dnh, &dh_all[at..at + h]);
+            let prev_c = if t == 0 { &c0[..] } else { &c_all[at - h..at] };
+            lstm_cell_backward_row(
+                dnh,
+                &dnc_all[row * h..(row + 1) * h],
+                &gates_all[at4..at4 + 4 * h],
+                prev_c,
+                &tanh_c_all[at..at + h],
+                &mut da_all[at4..at4 + 4 * h],
+                &mut dpc_all[row * h..(row + 1) * h],
+            );
+        }
+        norms[t] = sq.sqrt();
+        wh_t_packed.mul_into(da.slice(s![.., t, ..]), F::zero(), dprev_h.view_mut());
+        inputs.step(da.slice(s![.., t, ..]), t);
+        std::mem::swap(&mut dnext_h, &mut dprev_h);
+        std::mem::swap(&mut dnext_c, &mut dprev_c);
+    }
+    let (dwx, dwh) = sequence_weight_grads(&da, &cache.x, cache.h0.view(), &cache.h);
+    let StepInputGrads { dx, db, .. } = inputs;
+    ((dx, dnext_h, dwx, dwh, db), norms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gradcheck::{check_scalar, rel_error};
+    use crate::layers::rnn::tests::{assert_smooth, check_norms, check_sequence, Seq, SHAPES, W_STD_LSTM};
+    use crate::tensor::{randn, rng};
+
+    #[test]
+    fn lstm_step_gradients() {
+        let mut r = rng(6);
+        for &(n, d, h) in &[(1usize, 3usize, 4usize), (4, 5, 3)] {
+            let x: Array2<f64> = randn((n, d), 1.0, &mut r);
+            let ph: Array2<f64> = randn((n, h), 1.0, &mut r);
+            let pc: Array2<f64> = randn((n, h), 1.0, &mut r);
+            let wx: Array2<f64> = randn((d, 4 * h), W_STD_LSTM, &mut r);
+            let wh: Array2<f64> = randn((h, 4 * h), W_STD_LSTM, &mut r);
+            let b: Array1<f64> = randn(4 * h, 0.5, &mut r);
+            let dnh: Array2<f64> = randn((n, h), 1.0, &mut r);
+            let dnc: Array2<f64> = randn((n, h), 1.0, &mut r);
+            let (_, _, cache) = lstm_step_forward(&x, &ph, &pc, &wx, &wh, &b);
+            let (dx, dph, dpc, dwx, dwh, db) = lstm_step_backward(&dnh, &dnc, &cache, &wx, &wh);
+            // The checked scalar: sum(next_h * dnext_h) + sum(next_c * dnext_c).
+            let loss = |x: &Array2<f64>,
+                        ph: &Array2<f64>,
+                        pc: &Array2<f64>,
+                        wx: &Array2<f64>,
+                        wh: &Array2<f64>,
+                        b: &Array1<f64>| {
+                let (nh, nc, _) = lstm_step_forward(x, ph, pc, wx, wh, b);
+                (&nh * &dnh).sum() + (&nc * &dnc).sum()
+            };
+            assert_smooth(&check_scalar("lstm step dx", |v| loss(v, &ph, &pc, &wx, &wh, &b), &x, &dx));
+            assert_smooth(&check_scalar("lstm step dprev_h", |v| loss(&x, v, &pc, &wx, &wh, &b), &ph, &dph));
+            assert_smooth(&check_scalar("lstm step dprev_c", |v| loss(&x, &ph, v, &wx, &wh, &b), &pc, &dpc));
+            assert_smooth(&check_scalar("lstm step dwx", |v| loss(&x, &ph, &pc, v, &wh, &b), &wx, &dwx));
+            assert_smooth(&check_scalar("lstm step dwh", |v| loss(&x, &ph, &pc, &wx, v, &b), &wh, &dwh));
+            assert_smooth(&check_scalar("lstm step db", |v| loss(&x, &ph, &pc, &wx, &wh, v), &b, &db));
+        }
+    }
+
+    #[test]
+    fn lstm_sequence_gradients() {
+        let mut r = rng(21);
+        for shape in SHAPES {
+            let s = Seq::random(shape, 4, W_STD_LSTM, &mut r);
+            let (_, cache) = lstm_forward(&s.x, &s.h0, &s.wx, &s.wh, &s.b);
+            let g = lstm_backward(&s.dh, &cache, &s.wx, &s.wh);
+            check_sequence(&format!("lstm {shape:?}"), &|x, h0, wx, wh, b| lstm_forward(x, h0, wx, wh, b).0, &s, &g);
+        }
+    }
+
+    /// Steps t0.. of an LSTM started from (h, c), by the step function. (N, T - t0, H).
+    fn lstm_steps(s: &Seq, t0: usize, h: &Array2<f64>, c: &Array2<f64>) -> Array3<f64> {
+        let (n, t_len, _) = s.x.dim();
+        let mut out = Array3::zeros((n, t_len - t0, h.ncols()));
+        let (mut h, mut c) = (h.clone(), c.clone());
+        for t in t0..t_len {
+            let (nh, nc, _) = lstm_step_forward(&s.x.slice(s![.., t, ..]).to_owned(), &h, &c, &s.wx, &s.wh, &s.b);
+            out.slice_mut(s![.., t - t0, ..]).assign(&nh);
+            (h, c) = (nh, nc);
+        }
+        out
+    }
+
+    #[test]
+    fn lstm_sequence_is_the_step_loop_from_zero_cell() {
+        let s = Seq::random((3, 6, 4, 5), 4, W_STD_LSTM, &mut rng(8));
+        let (h, cache) = lstm_forward(&s.x, &s.h0, &s.wx, &s.wh, &s.b);
+        let steps = lstm_steps(&s, 0, &s.h0, &Array2::zeros(s.h0.raw_dim()));
+        assert!(rel_error(&h, &steps) < 1e-14);
+        assert_eq!(cache.gates.shape(), &[3, 6, 20]);
+    }
+
+    #[test]
+    fn lstm_backward_norms_are_the_total_gradient_into_each_hidden_state() {
+        let mut r = rng(9);
+        for shape in [(1, 6, 3, 4), (3, 7, 4, 5)] {
+            let s = Seq::random(shape, 4, W_STD_LSTM, &mut r);
+            let (h, cache) = lstm_forward(&s.x, &s.h0, &s.wx, &s.wh, &s.b);
+            let (g, norms) = lstm_backward_with_norms(&s.dh, &cache, &s.wx, &s.wh);
+            assert_eq!(g.1, lstm_backward(&s.dh, &cache, &s.wx, &s.wh).1);
+            // The cell state c_t is held fixed: only the path through h_t is perturbed.
+            let suffix =
+                |t: usize, ht: &Array2<f64>| lstm_steps(&s, t + 1, ht, &cache.c.slice(s![.., t, ..]).to_owned());
+            check_norms(&format!("lstm {shape:?}"), &norms, &s.dh, &h, &suffix);
+        }
+    }
+
+    #[test]
+    fn f32_matches_f64() {
+        let s = Seq::random((2, 5, 3, 4), 4, W_STD_LSTM, &mut rng(13));
+        let c = |a: &Array2<f64>| a.mapv(|v| v as f32);
+        let (h64, _) = lstm_forward(&s.x, &s.h0, &s.wx, &s.wh, &s.b);
+        let (h32, _) = lstm_forward(&s.x.mapv(|v| v as f32), &c(&s.h0), &c(&s.wx), &c(&s.wh), &s.b.mapv(|v| v as f32));
+        assert!(rel_error(&h64, &h32.mapv(f64::from)) < 1e-4);
+    }
+}
