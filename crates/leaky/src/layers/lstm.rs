@@ -13,54 +13,55 @@
 //! ([`crate::layers::rnn`], whose module docs also describe the backward-through-time
 //! instrument [`lstm_backward_with_norms`] returns).
 
+use crate::layers::activation::{sigmoid_backprop, tanh_backprop};
 use crate::layers::rnn::{
     affine_into, check_shapes, input_projection, sequence_weight_grads, SequenceGrads, StepInputGrads, WeightGrads,
 };
 use crate::tensor::{matmul, Float, PackedRhs};
-use ndarray::{s, Array1, Array2, Array3, ArrayView2, ArrayViewMut2, Zip};
+use ndarray::{s, Array1, Array2, Array3, Zip};
 
 /// `(dx, dprev_h, dprev_c, dwx, dwh, db)` of one LSTM step: (N, D), (N, H), (N, H), (D, 4H),
 /// (H, 4H), (4H,).
 pub type LstmStepGrads<F> = (Array2<F>, Array2<F>, Array2<F>, Array2<F>, Array2<F>, Array1<F>);
 
-fn sigmoid<F: Float>(v: F) -> F {
-    F::one() / (F::one() + (-v).exp())
+/// One LSTM cell on one row: the kernel that [`lstm_step_forward`] and [`lstm_forward`]
+/// both run. `a` (4H) holds the pre-activations `[a_i, a_f, a_o, a_g]` and is overwritten
+/// with the activated gates (sigmoid on i, f, o and tanh on g: the activation layers' slice
+/// kernels [`Float::sigmoid_in_place`] and [`Float::tanh_in_place`]); then
+/// `c = f * prev_c + i * g` (`prev_c = None` is the zero cell `c0`), `tanh_c = tanh(c)` and
+/// `h = o * tanh_c`. `prev_c`, `c`, `tanh_c`, `h`: (H,).
+fn lstm_cell_row<F: Float>(a: &mut [F], prev_c: Option<&[F]>, c: &mut [F], tanh_c: &mut [F], h: &mut [F]) {
+    let hh = c.len();
+    let (sig, g) = a[..4 * hh].split_at_mut(3 * hh);
+    F::sigmoid_in_place(sig);
+    F::tanh_in_place(g);
+    let (i, rest) = a[..4 * hh].split_at(hh);
+    let (f, rest) = rest.split_at(hh);
+    let (o, g) = rest.split_at(hh);
+    let (tanh_c, h) = (&mut tanh_c[..hh], &mut h[..hh]);
+    match prev_c {
+        None => {
+            for k in 0..hh {
+                c[k] = i[k] * g[k];
+            }
+        }
+        Some(prev_c) => {
+            let prev_c = &prev_c[..hh];
+            for k in 0..hh {
+                c[k] = f[k] * prev_c[k] + i[k] * g[k];
+            }
+        }
+    }
+    tanh_c.copy_from_slice(c);
+    F::tanh_in_place(tanh_c);
+    for k in 0..hh {
+        h[k] = o[k] * tanh_c[k];
+    }
 }
 
-/// Apply the gate nonlinearities in place to `a` (N, 4H): sigmoid on the i, f, o blocks,
-/// tanh on the g block; then write `c = f * prev_c + i * g`, `tanh_c = tanh(c)` and
-/// `next_h = o * tanh_c`. `prev_c`, `c`, `tanh_c`, `next_h`: (N, H).
-fn lstm_cell<F: Float>(
-    mut a: ArrayViewMut2<F>,
-    prev_c: ArrayView2<F>,
-    mut c: ArrayViewMut2<F>,
-    mut tanh_c: ArrayViewMut2<F>,
-    mut next_h: ArrayViewMut2<F>,
-) {
-    let h = prev_c.ncols();
-    a.slice_mut(s![.., ..3 * h]).mapv_inplace(sigmoid);
-    a.slice_mut(s![.., 3 * h..]).mapv_inplace(|v| v.tanh());
-    let (i, f, o, g) = gate_views(a.view(), h);
-    Zip::from(&mut c).and(&prev_c).and(&i).and(&f).and(&g).for_each(|c, &pc, &i, &f, &g| *c = f * pc + i * g);
-    Zip::from(&mut tanh_c).and(&c).for_each(|tc, &c| *tc = c.tanh());
-    Zip::from(&mut next_h).and(&o).and(&tanh_c).for_each(|nh, &o, &tc| *nh = o * tc);
-}
-
-/// The four (N, H) blocks i, f, o, g of an (N, 4H) array.
-fn gate_views<F>(
-    a: ArrayView2<'_, F>,
-    h: usize,
-) -> (ArrayView2<'_, F>, ArrayView2<'_, F>, ArrayView2<'_, F>, ArrayView2<'_, F>) {
-    (
-        a.slice_move(s![.., ..h]),
-        a.slice_move(s![.., h..2 * h]),
-        a.slice_move(s![.., 2 * h..3 * h]),
-        a.slice_move(s![.., 3 * h..]),
-    )
-}
-
-/// One LSTM step backward into `da` (N, 4H) and `dprev_c` (N, H), given the total gradients
-/// into `next_h` and `next_c`:
+/// One LSTM cell backward on one row, the kernel that [`lstm_step_backward`] and
+/// [`lstm_backward_with_norms`] both run: given the total gradients into `next_h` and
+/// `next_c`, write `da` (4H, the gradient of the pre-activations) and `dprev_c` (H):
 ///
 /// ```text
 /// dc      = dnext_c + dnext_h * o * (1 - tanh_c^2)      (next_h = o tanh(c) also depends on c)
@@ -68,33 +69,10 @@ fn gate_views<F>(
 /// di = dc * g ;  df = dc * prev_c ;  dg = dc * i ;  dprev_c = dc * f
 /// da_i = di i (1 - i) ;  da_f = df f (1 - f) ;  da_o = do o (1 - o) ;  da_g = dg (1 - g^2)
 /// ```
-fn lstm_cell_backward<F: Float>(
-    dnext_h: ArrayView2<F>,
-    dnext_c: ArrayView2<F>,
-    gates: ArrayView2<F>,
-    prev_c: ArrayView2<F>,
-    tanh_c: ArrayView2<F>,
-    mut da: ArrayViewMut2<F>,
-    mut dprev_c: ArrayViewMut2<F>,
-) {
-    let h = prev_c.ncols();
-    let one = F::one();
-    let (i, f, o, g) = gate_views(gates, h);
-    let (mut da_i, mut da_f, mut da_o, mut da_g) =
-        da.multi_slice_mut((s![.., ..h], s![.., h..2 * h], s![.., 2 * h..3 * h], s![.., 3 * h..]));
-    // dprev_c first holds the total dc, then is scaled by f.
-    Zip::from(&mut dprev_c).and(&dnext_c).and(&dnext_h).and(&o).and(&tanh_c).for_each(|dc, &dnc, &dnh, &o, &tc| {
-        *dc = dnc + dnh * o * (one - tc * tc);
-    });
-    Zip::from(&mut da_o).and(&dnext_h).and(&tanh_c).and(&o).for_each(|d, &dnh, &tc, &o| *d = dnh * tc * o * (one - o));
-    Zip::from(&mut da_i).and(&dprev_c).and(&g).and(&i).for_each(|d, &dc, &g, &i| *d = dc * g * i * (one - i));
-    Zip::from(&mut da_f).and(&dprev_c).and(&prev_c).and(&f).for_each(|d, &dc, &pc, &f| *d = dc * pc * f * (one - f));
-    Zip::from(&mut da_g).and(&dprev_c).and(&i).and(&g).for_each(|d, &dc, &i, &g| *d = dc * i * (one - g * g));
-    Zip::from(&mut dprev_c).and(&f).for_each(|dc, &f| *dc *= f);
-}
-
-/// [`lstm_cell_backward`] for one row, on contiguous slices: `dnext_h`, `dnext_c`, `prev_c`,
-/// `tanh_c`, `dprev_c`: (H,); `gates`, `da`: (4H,) in the order i, f, o, g.
+///
+/// The local gradients are the activation layers' ([`sigmoid_backprop`], [`tanh_backprop`]).
+/// `dnext_h`, `dnext_c`, `prev_c`, `tanh_c`, `dprev_c`: (H,); `gates`, `da`: (4H,) in the
+/// order i, f, o, g.
 fn lstm_cell_backward_row<F: Float>(
     dnext_h: &[F],
     dnext_c: &[F],
@@ -105,7 +83,6 @@ fn lstm_cell_backward_row<F: Float>(
     dprev_c: &mut [F],
 ) {
     let h = dnext_h.len();
-    let one = F::one();
     let (dnext_c, prev_c, tanh_c, dprev_c) = (&dnext_c[..h], &prev_c[..h], &tanh_c[..h], &mut dprev_c[..h]);
     let (i, rest) = gates[..4 * h].split_at(h);
     let (f, rest) = rest.split_at(h);
@@ -115,11 +92,11 @@ fn lstm_cell_backward_row<F: Float>(
     let (da_o, da_g) = rest.split_at_mut(h);
     for k in 0..h {
         let (tc, ok) = (tanh_c[k], o[k]);
-        let dc = dnext_c[k] + dnext_h[k] * ok * (one - tc * tc);
-        da_o[k] = dnext_h[k] * tc * ok * (one - ok);
-        da_i[k] = dc * g[k] * i[k] * (one - i[k]);
-        da_f[k] = dc * prev_c[k] * f[k] * (one - f[k]);
-        da_g[k] = dc * i[k] * (one - g[k] * g[k]);
+        let dc = dnext_c[k] + tanh_backprop(dnext_h[k] * ok, tc);
+        da_o[k] = sigmoid_backprop(dnext_h[k] * tc, ok);
+        da_i[k] = sigmoid_backprop(dc * g[k], i[k]);
+        da_f[k] = sigmoid_backprop(dc * prev_c[k], f[k]);
+        da_g[k] = tanh_backprop(dc * i[k], g[k]);
         dprev_c[k] = dc * f[k];
     }
 }
@@ -182,7 +159,21 @@ pub fn lstm_step_forward<F: Float>(
     let mut next_c = Array2::zeros(prev_c.raw_dim());
     let mut tanh_c = Array2::zeros(prev_c.raw_dim());
     let mut next_h = Array2::zeros(prev_c.raw_dim());
-    lstm_cell(gates.view_mut(), prev_c.view(), next_c.view_mut(), tanh_c.view_mut(), next_h.view_mut());
+    let prev_c_std = prev_c.as_standard_layout();
+    let rows = Zip::from(gates.rows_mut())
+        .and(prev_c_std.rows())
+        .and(next_c.rows_mut())
+        .and(tanh_c.rows_mut())
+        .and(next_h.rows_mut());
+    rows.for_each(|mut a, pc, mut c, mut tc, mut h| {
+        lstm_cell_row(
+            a.as_slice_mut().expect("standard layout"),
+            Some(pc.to_slice().expect("standard layout")),
+            c.as_slice_mut().expect("standard layout"),
+            tc.as_slice_mut().expect("standard layout"),
+            h.as_slice_mut().expect("standard layout"),
+        )
+    });
     let cache = LstmStepCache { x: x.clone(), prev_h: prev_h.clone(), prev_c: prev_c.clone(), gates, tanh_c };
     (next_h, next_c, cache)
 }
@@ -203,15 +194,23 @@ pub fn lstm_step_backward<F: Float>(
     assert_eq!(dnext_c.dim(), cache.prev_c.dim(), "lstm_step_backward: dnext_c does not match the cell state");
     let mut da = Array2::zeros(cache.gates.raw_dim());
     let mut dprev_c = Array2::zeros(cache.prev_c.raw_dim());
-    lstm_cell_backward(
-        dnext_h.view(),
-        dnext_c.view(),
-        cache.gates.view(),
-        cache.prev_c.view(),
-        cache.tanh_c.view(),
-        da.view_mut(),
-        dprev_c.view_mut(),
-    );
+    let (dnh, dnc) = (dnext_h.as_standard_layout(), dnext_c.as_standard_layout());
+    let (gates, prev_c, tanh_c) =
+        (cache.gates.as_standard_layout(), cache.prev_c.as_standard_layout(), cache.tanh_c.as_standard_layout());
+    fn slice<'a, F>(r: ndarray::ArrayView1<'a, F>) -> &'a [F] {
+        r.to_slice().expect("standard layout")
+    }
+    for (n, (mut da_n, mut dpc_n)) in da.rows_mut().into_iter().zip(dprev_c.rows_mut()).enumerate() {
+        lstm_cell_backward_row(
+            slice(dnh.row(n)),
+            slice(dnc.row(n)),
+            slice(gates.row(n)),
+            slice(prev_c.row(n)),
+            slice(tanh_c.row(n)),
+            da_n.as_slice_mut().expect("standard layout"),
+            dpc_n.as_slice_mut().expect("standard layout"),
+        );
+    }
     let dx = matmul(da.view(), wx.t());
     let dprev_h = matmul(da.view(), wh.t());
     let mut g = WeightGrads::zeros(wx, wh);
@@ -270,10 +269,9 @@ pub fn lstm_forward<F: Float>(
     (h.clone(), LstmCache { x: x.clone(), h0: h0.clone(), h, c, tanh_c, gates })
 }
 
-/// [`lstm_cell`] of step `t` for every row, fused into two passes over contiguous slices of
-/// the standard-layout arrays `gates` (N, T, 4H) and `c`, `tanh_c`, `h` (N, T, H):
-/// sigmoid(a) = (1 + tanh(a / 2)) / 2 lets one vectorised tanh pass activate all four gates,
-/// then `c = f * prev_c + i * g`, `tanh_c = tanh(c)`, `h = o * tanh_c` (`prev_c` = 0 at t = 0).
+/// [`lstm_cell_row`] of step `t` for every sequence n of the standard-layout arrays
+/// `gates` (N, T, 4H) and `c`, `tanh_c`, `h` (N, T, H) (`prev_c` = `c[n, t-1]`, or the zero
+/// cell at t = 0).
 fn lstm_cell_rows<F: Float>(
     gates: &mut Array3<F>,
     c: &mut Array3<F>,
@@ -281,43 +279,35 @@ fn lstm_cell_rows<F: Float>(
     h: &mut Array3<F>,
     t: usize,
 ) {
-    let (n, t_len, hh) = c.dim();
-    let half = F::from_f64c(0.5);
+    let (_, t_len, hh) = c.dim();
     let gates = gates.as_slice_mut().expect("standard layout");
     let c = c.as_slice_mut().expect("standard layout");
     let tanh_c = tanh_c.as_slice_mut().expect("standard layout");
     let h = h.as_slice_mut().expect("standard layout");
-    for row in 0..n {
-        let a = &mut gates[(row * t_len + t) * 4 * hh..][..4 * hh];
-        for v in &mut a[..3 * hh] {
-            *v *= half;
-        }
-        F::tanh_in_place(a);
-        for v in &mut a[..3 * hh] {
-            *v = half + half * *v;
-        }
-        let at = (row * t_len + t) * hh;
-        let (i, rest) = a.split_at(hh);
-        let (f, rest) = rest.split_at(hh);
-        let (o, g) = rest.split_at(hh);
-        if t == 0 {
-            for k in 0..hh {
-                c[at + k] = i[k] * g[k];
-            }
-        } else {
-            let (before, now) = c.split_at_mut(at);
-            let prev = &before[at - hh..];
-            for k in 0..hh {
-                now[k] = f[k] * prev[k] + i[k] * g[k];
-            }
-        }
-        let tc = &mut tanh_c[at..at + hh];
-        tc.copy_from_slice(&c[at..at + hh]);
-        F::tanh_in_place(tc);
-        for k in 0..hh {
-            h[at + k] = o[k] * tc[k];
-        }
+    if hh == 0 || t_len == 0 {
+        return;
     }
+    let sequences = gates
+        .chunks_exact_mut(t_len * 4 * hh)
+        .zip(c.chunks_exact_mut(t_len * hh))
+        .zip(tanh_c.chunks_exact_mut(t_len * hh))
+        .zip(h.chunks_exact_mut(t_len * hh));
+    for (((g, c), tc), h) in sequences {
+        cell_of_sequence(t, hh, g, c, tc, h);
+    }
+}
+
+/// [`lstm_cell_row`] at step `t` of one sequence: `g` (T, 4H) and `c`, `tc`, `h` (T, H), flat.
+fn cell_of_sequence<F: Float>(t: usize, hh: usize, g: &mut [F], c: &mut [F], tc: &mut [F], h: &mut [F]) {
+    let (before, now) = c.split_at_mut(t * hh);
+    let prev_c = if t == 0 { None } else { Some(&before[(t - 1) * hh..]) };
+    lstm_cell_row(
+        &mut g[t * 4 * hh..][..4 * hh],
+        prev_c,
+        &mut now[..hh],
+        &mut tc[t * hh..][..hh],
+        &mut h[t * hh..][..hh],
+    );
 }
 
 /// An LSTM backward over a whole sequence (CS231n `lstm_backward`).
@@ -402,6 +392,161 @@ mod tests {
     use crate::gradcheck::{check_scalar, rel_error};
     use crate::layers::rnn::tests::{assert_smooth, check_norms, check_sequence, Seq, SHAPES, W_STD_LSTM};
     use crate::tensor::{randn, rng};
+    use ndarray::{ArrayView2, ArrayViewMut2};
+
+    // --- the readable CS231n-style cell, kept as the oracle of the row kernels -----------
+
+    fn textbook_sigmoid(v: f64) -> f64 {
+        1.0 / (1.0 + (-v).exp())
+    }
+
+    /// The four (N, H) blocks i, f, o, g of an (N, 4H) array.
+    fn gate_views(a: ArrayView2<'_, f64>, h: usize) -> [ArrayView2<'_, f64>; 4] {
+        [
+            a.slice_move(s![.., ..h]),
+            a.slice_move(s![.., h..2 * h]),
+            a.slice_move(s![.., 2 * h..3 * h]),
+            a.slice_move(s![.., 3 * h..]),
+        ]
+    }
+
+    /// The forward cell as CS231n writes it, whole arrays at a time: gates in place in `a`
+    /// (N, 4H), then `c = f * prev_c + i * g`, `tanh_c = tanh(c)`, `next_h = o * tanh_c`.
+    fn reference_cell(
+        mut a: ArrayViewMut2<f64>,
+        prev_c: ArrayView2<f64>,
+        mut c: ArrayViewMut2<f64>,
+        mut tanh_c: ArrayViewMut2<f64>,
+        mut next_h: ArrayViewMut2<f64>,
+    ) {
+        let h = prev_c.ncols();
+        a.slice_mut(s![.., ..3 * h]).mapv_inplace(textbook_sigmoid);
+        a.slice_mut(s![.., 3 * h..]).mapv_inplace(f64::tanh);
+        let [i, f, o, g] = gate_views(a.view(), h);
+        Zip::from(&mut c).and(&prev_c).and(&i).and(&f).and(&g).for_each(|c, &pc, &i, &f, &g| *c = f * pc + i * g);
+        Zip::from(&mut tanh_c).and(&c).for_each(|tc, &c| *tc = c.tanh());
+        Zip::from(&mut next_h).and(&o).and(&tanh_c).for_each(|nh, &o, &tc| *nh = o * tc);
+    }
+
+    /// The backward cell as CS231n writes it (the formulas of `lstm_cell_backward_row`).
+    fn reference_cell_backward(
+        dnext_h: ArrayView2<f64>,
+        dnext_c: ArrayView2<f64>,
+        gates: ArrayView2<f64>,
+        prev_c: ArrayView2<f64>,
+        tanh_c: ArrayView2<f64>,
+        mut da: ArrayViewMut2<f64>,
+        mut dprev_c: ArrayViewMut2<f64>,
+    ) {
+        let h = prev_c.ncols();
+        let [i, f, o, g] = gate_views(gates, h);
+        let (mut da_i, mut da_f, mut da_o, mut da_g) =
+            da.multi_slice_mut((s![.., ..h], s![.., h..2 * h], s![.., 2 * h..3 * h], s![.., 3 * h..]));
+        // dprev_c first holds the total dc, then is scaled by f.
+        Zip::from(&mut dprev_c).and(&dnext_c).and(&dnext_h).and(&o).and(&tanh_c).for_each(|dc, &dnc, &dnh, &o, &tc| {
+            *dc = dnc + dnh * o * (1.0 - tc * tc);
+        });
+        Zip::from(&mut da_o)
+            .and(&dnext_h)
+            .and(&tanh_c)
+            .and(&o)
+            .for_each(|d, &dnh, &tc, &o| *d = dnh * tc * o * (1.0 - o));
+        Zip::from(&mut da_i).and(&dprev_c).and(&g).and(&i).for_each(|d, &dc, &g, &i| *d = dc * g * i * (1.0 - i));
+        Zip::from(&mut da_f)
+            .and(&dprev_c)
+            .and(&prev_c)
+            .and(&f)
+            .for_each(|d, &dc, &pc, &f| *d = dc * pc * f * (1.0 - f));
+        Zip::from(&mut da_g).and(&dprev_c).and(&i).and(&g).for_each(|d, &dc, &i, &g| *d = dc * i * (1.0 - g * g));
+        Zip::from(&mut dprev_c).and(&f).for_each(|dc, &f| *dc *= f);
+    }
+
+    fn close(a: &Array2<f64>, b: &Array2<f64>, what: &str) {
+        let e = rel_error(a, b);
+        assert!(e < 1e-13, "{what}: rel_error {e:e}");
+    }
+
+    /// The row kernels that training runs against the readable reference, in f64, on
+    /// pre-activations wide enough to reach the saturated tails (|a| up to ~12).
+    #[test]
+    fn row_kernels_match_the_reference_cell() {
+        let mut r = rng(30);
+        for &(n, h) in &[(1usize, 1usize), (3, 5), (4, 17)] {
+            let a: Array2<f64> = randn((n, 4 * h), 4.0, &mut r);
+            let prev_c: Array2<f64> = randn((n, h), 1.0, &mut r);
+            let (dnh, dnc): (Array2<f64>, Array2<f64>) = (randn((n, h), 1.0, &mut r), randn((n, h), 1.0, &mut r));
+            let zeros = || Array2::<f64>::zeros((n, h));
+            let (mut want_g, mut want_c, mut want_tc, mut want_h) = (a.clone(), zeros(), zeros(), zeros());
+            reference_cell(want_g.view_mut(), prev_c.view(), want_c.view_mut(), want_tc.view_mut(), want_h.view_mut());
+            let (mut got_g, mut got_c, mut got_tc, mut got_h) = (a.clone(), zeros(), zeros(), zeros());
+            for k in 0..n {
+                lstm_cell_row(
+                    got_g.row_mut(k).into_slice().unwrap(),
+                    Some(prev_c.row(k).to_slice().unwrap()),
+                    got_c.row_mut(k).into_slice().unwrap(),
+                    got_tc.row_mut(k).into_slice().unwrap(),
+                    got_h.row_mut(k).into_slice().unwrap(),
+                );
+            }
+            close(&got_g, &want_g, "gates");
+            close(&got_c, &want_c, "c");
+            close(&got_tc, &want_tc, "tanh_c");
+            close(&got_h, &want_h, "h");
+            // The zero cell (`None`) is `prev_c = 0`.
+            let mut zc = (a.clone(), zeros(), zeros(), zeros());
+            reference_cell(zc.0.view_mut(), zeros().view(), zc.1.view_mut(), zc.2.view_mut(), zc.3.view_mut());
+            let mut row = (a.row(0).to_vec(), vec![0.0; h], vec![0.0; h], vec![0.0; h]);
+            lstm_cell_row(&mut row.0, None, &mut row.1, &mut row.2, &mut row.3);
+            close(&Array2::from_shape_vec((1, h), row.3).unwrap(), &zc.3.slice(s![..1, ..]).to_owned(), "h from c0");
+            // Backward.
+            let (mut want_da, mut want_dpc) = (Array2::zeros((n, 4 * h)), zeros());
+            reference_cell_backward(
+                dnh.view(),
+                dnc.view(),
+                want_g.view(),
+                prev_c.view(),
+                want_tc.view(),
+                want_da.view_mut(),
+                want_dpc.view_mut(),
+            );
+            let (mut got_da, mut got_dpc) = (Array2::zeros((n, 4 * h)), zeros());
+            for k in 0..n {
+                lstm_cell_backward_row(
+                    dnh.row(k).to_slice().unwrap(),
+                    dnc.row(k).to_slice().unwrap(),
+                    got_g.row(k).to_slice().unwrap(),
+                    prev_c.row(k).to_slice().unwrap(),
+                    got_tc.row(k).to_slice().unwrap(),
+                    got_da.row_mut(k).into_slice().unwrap(),
+                    got_dpc.row_mut(k).into_slice().unwrap(),
+                );
+            }
+            close(&got_da, &want_da, "da");
+            close(&got_dpc, &want_dpc, "dprev_c");
+        }
+    }
+
+    /// In f32 the kernels run the fast sigmoid and tanh: within f32 rounding of the f64
+    /// reference.
+    #[test]
+    fn f32_row_kernels_are_close_to_the_f64_reference() {
+        let (n, h) = (3usize, 9usize);
+        let mut r = rng(31);
+        let a: Array2<f64> = randn((n, 4 * h), 3.0, &mut r);
+        let prev_c: Array2<f64> = randn((n, h), 1.0, &mut r);
+        let (mut g, mut c, mut tc, mut hh) =
+            (a.clone(), Array2::zeros((n, h)), Array2::zeros((n, h)), Array2::zeros((n, h)));
+        reference_cell(g.view_mut(), prev_c.view(), c.view_mut(), tc.view_mut(), hh.view_mut());
+        for k in 0..n {
+            let mut a32: Vec<f32> = a.row(k).iter().map(|&v| v as f32).collect();
+            let pc32: Vec<f32> = prev_c.row(k).iter().map(|&v| v as f32).collect();
+            let (mut c32, mut tc32, mut h32) = (vec![0f32; h], vec![0f32; h], vec![0f32; h]);
+            lstm_cell_row(&mut a32, Some(&pc32), &mut c32, &mut tc32, &mut h32);
+            for (got, want) in a32.iter().zip(g.row(k)).chain(h32.iter().zip(hh.row(k))) {
+                assert!((*got as f64 - want).abs() < 2e-6, "{got} vs {want}");
+            }
+        }
+    }
 
     #[test]
     fn lstm_step_gradients() {

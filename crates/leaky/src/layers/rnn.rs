@@ -30,6 +30,7 @@
 //! explodes with the spectral radius of `Wh` (see [`crate::nn::spectral`]). For the LSTM it
 //! does not include the separate gradient carried by the cell state `c_t`.
 
+use crate::layers::activation::tanh_backprop;
 use crate::tensor::{matmul, matmul_acc, Float, PackedRhs};
 use ndarray::{s, Array1, Array2, Array3, ArrayView2, ArrayViewMut2, Axis, CowArray, Zip};
 
@@ -141,7 +142,7 @@ pub fn step_forward<F: Float>(
     check_shapes("rnn step_forward", x.dim(), prev_h.dim(), wx, wh, b, 1);
     let mut next_h = Array2::zeros(prev_h.raw_dim());
     affine_into(x.view(), prev_h.view(), wx, wh, b, next_h.view_mut());
-    next_h.mapv_inplace(|v| v.tanh());
+    F::tanh_in_place(next_h.as_slice_mut().expect("standard layout"));
     (next_h.clone(), StepCache { x: x.clone(), prev_h: prev_h.clone(), next_h })
 }
 
@@ -157,7 +158,7 @@ pub fn step_backward<F: Float>(
     wh: &Array2<F>,
 ) -> StepGrads<F> {
     assert_eq!(dnext_h.dim(), cache.next_h.dim(), "rnn step_backward: dnext_h does not match next_h");
-    let da = Zip::from(dnext_h).and(&cache.next_h).map_collect(|&d, &h| d * (F::one() - h * h));
+    let da = Zip::from(dnext_h).and(&cache.next_h).map_collect(|&d, &h| tanh_backprop(d, h));
     let dx = matmul(da.view(), wx.t());
     let dprev_h = matmul(da.view(), wh.t());
     let mut g = WeightGrads::zeros(wx, wh);
@@ -262,11 +263,11 @@ pub fn backward_with_norms<F: Float>(
     ((dx, dnext, dwx, dwh, db), norms)
 }
 
-/// `da = (dnext + dh) * (1 - h^2)` over one row of H values; returns `sum((dnext + dh)^2)`,
-/// summed in eight lanes of `F` (so the loop vectorises) and widened to f64 at the end.
+/// `da = (dnext + dh) * (1 - h^2)` ([`tanh_backprop`]) over one row of H values; returns
+/// `sum((dnext + dh)^2)`, summed in eight lanes of `F` (so the loop vectorises) and widened to
+/// f64 at the end.
 fn tanh_grad_row<F: Float>(da: &mut [F], dnext: &[F], dh: &[F], h: &[F]) -> f64 {
     const LANES: usize = 8;
-    let one = F::one();
     let mut lanes = [F::zero(); LANES];
     let mut tail = 0.0f64;
     let whole = da.len() / LANES * LANES;
@@ -283,13 +284,13 @@ fn tanh_grad_row<F: Float>(da: &mut [F], dnext: &[F], dh: &[F], h: &[F]) -> f64 
         for l in 0..LANES {
             let total = dn[l] + d[l];
             lanes[l] += total * total;
-            a[l] = total * (one - ht[l] * ht[l]);
+            a[l] = tanh_backprop(total, ht[l]);
         }
     }
     for (k, a) in da_tail.iter_mut().enumerate() {
         let total = dnext[whole + k] + dh[whole + k];
         tail += total.to_f64c() * total.to_f64c();
-        *a = total * (one - h[whole + k] * h[whole + k]);
+        *a = tanh_backprop(total, h[whole + k]);
     }
     lanes.iter().map(|v| v.to_f64c()).sum::<f64>() + tail
 }
