@@ -56,6 +56,16 @@ fn cases() -> Vec<Case> {
     // The small end of the batch range (M = 32).
     v.push(Case::new("fwd1 x w1, batch 32", 32, 784, 512, false, false));
     v.push(Case::new("dx = dout1 w1^T, batch 32", 32, 512, 784, false, true));
+    // The LSTM of benches/steps.rs (N 32, T 50, D 64, H 128): input projection of all steps,
+    // one recurrent product forward (h Wh) and backward (da Wh^T), the fused weight gradient.
+    v.push(Case::new("lstm x Wx (N*T rows)", 1600, 64, 512, false, false));
+    v.push(Case::new("lstm h Wh", 32, 128, 512, false, false));
+    v.push(Case::new("lstm da Wh^T", 32, 512, 128, false, true));
+    v.push(Case::new("lstm [x,h]^T da", 192, 1600, 512, true, false));
+    // The conv workload's second layer, one image (F 16, K = 8*3*3, P = 28*28).
+    v.push(Case::new("conv2 W cols", 16, 72, 784, false, false));
+    v.push(Case::new("conv2 dW = dout cols^T", 16, 784, 72, false, true));
+    v.push(Case::new("conv2 dcols = W^T dout", 72, 16, 784, true, false));
     v
 }
 
@@ -267,6 +277,20 @@ fn main() {
         return;
     }
 
+    #[cfg(target_arch = "x86_64")]
+    {
+        let flags: Vec<&str> = [
+            ("avx2", is_x86_feature_detected!("avx2")),
+            ("fma", is_x86_feature_detected!("fma")),
+            ("avx512f", is_x86_feature_detected!("avx512f")),
+        ]
+        .iter()
+        .filter(|f| f.1)
+        .map(|f| f.0)
+        .collect();
+        println!("CPU features detected at run time: {}", flags.join(", "));
+    }
+    println!("MATMUL_NUM_THREADS={}", std::env::var("MATMUL_NUM_THREADS").unwrap_or_else(|_| "unset".into()));
     println!("f32 C = A B; per shape: warm-up, then {pairs} adjacent pairs (matrixmultiply, gemm None), order");
     println!("alternating, ~{} ms per side per pair; then {pairs} trials of gemm Rayon(2).", trial.as_millis());
     println!("ratio = time(matrixmultiply) / time(gemm None) per pair, median [min, max] over pairs;");

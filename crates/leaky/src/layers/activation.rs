@@ -27,8 +27,8 @@
 //!   [`tanh_backprop`]: `dout` times the local gradient, for one value.
 
 use crate::nn::{Activation, Layer, Mode};
+use crate::parallel;
 use crate::tensor::{Float, Tensor};
-use ndarray::Zip;
 
 /// The negative-side slope of [`Activation::LeakyRelu`] (PyTorch's default, 0.01).
 pub const LEAKY_RELU_SLOPE: f64 = 0.01;
@@ -106,17 +106,18 @@ pub fn tanh_backprop<F: Float>(dout: F, t: F) -> F {
 }
 
 /// Apply a slice kernel to every element of `x` in place (in memory order; arrays that are
-/// not contiguous go element by element through `one`).
-fn map_in_place<F: Float>(x: &mut Tensor<F>, slice: impl Fn(&mut [F]), one: impl Fn(F) -> F) {
+/// not contiguous go element by element through `one`). Large tensors are cut into chunks
+/// processed in parallel on the thread pool.
+fn map_in_place<F: Float>(x: &mut Tensor<F>, slice: impl Fn(&mut [F]) + Sync + Send, one: impl Fn(F) -> F) {
     match x.as_slice_memory_order_mut() {
-        Some(xs) => slice(xs),
+        Some(xs) => parallel::for_each_chunk(xs, slice),
         None => x.mapv_inplace(one),
     }
 }
 
 /// `dout[i] = backprop(dout[i], cached[i])` for every element (`dout` and `cached` of the
-/// same shape).
-fn backprop_in_place<F: Float>(dout: &mut Tensor<F>, cached: &Tensor<F>, backprop: impl Fn(F, F) -> F) {
+/// same shape); in parallel on large tensors.
+fn backprop_in_place<F: Float>(dout: &mut Tensor<F>, cached: &Tensor<F>, backprop: impl Fn(F, F) -> F + Sync + Send) {
     assert_eq!(
         dout.shape(),
         cached.shape(),
@@ -124,7 +125,7 @@ fn backprop_in_place<F: Float>(dout: &mut Tensor<F>, cached: &Tensor<F>, backpro
         dout.shape(),
         cached.shape()
     );
-    Zip::from(dout).and(cached).for_each(|d, &c| *d = backprop(*d, c));
+    parallel::zip_in_place(dout, cached, backprop);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -140,7 +141,7 @@ pub struct ReluCache<F> {
 
 /// ReLU forward: `out = max(0, x)` ([`relu`]). `x`: any shape.
 pub fn relu_forward<F: Float>(x: Tensor<F>) -> (Tensor<F>, ReluCache<F>) {
-    let out = x.mapv(relu);
+    let out = parallel::map(&x, relu);
     (out, ReluCache { x })
 }
 
@@ -158,7 +159,7 @@ pub fn relu_backward<F: Float>(dout: &Tensor<F>, cache: &ReluCache<F>) -> Tensor
 
 /// Leaky ReLU forward: `out = x` for x > 0, `alpha * x` otherwise ([`leaky_relu`]). `x`: any shape.
 pub fn leaky_relu_forward<F: Float>(x: Tensor<F>, alpha: F) -> (Tensor<F>, ReluCache<F>) {
-    let out = x.mapv(|v| leaky_relu(v, alpha));
+    let out = parallel::map(&x, |v| leaky_relu(v, alpha));
     (out, ReluCache { x })
 }
 

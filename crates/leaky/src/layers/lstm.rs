@@ -19,6 +19,7 @@ use crate::layers::rnn::{
 };
 use crate::tensor::{matmul, Float, PackedRhs};
 use ndarray::{s, Array1, Array2, Array3, Zip};
+use rayon::prelude::*;
 
 /// `(dx, dprev_h, dprev_c, dwx, dwh, db)` of one LSTM step: (N, D), (N, H), (N, H), (D, 4H),
 /// (H, 4H), (4H,).
@@ -247,6 +248,17 @@ pub fn lstm_forward<F: Float>(
     wh: &Array2<F>,
     b: &Array1<F>,
 ) -> (Array3<F>, LstmCache<F>) {
+    // Per step, the cell is shared out over the batch: run the whole pass in the pool.
+    crate::parallel::in_pool(|| lstm_forward_in_pool(x, h0, wx, wh, b))
+}
+
+fn lstm_forward_in_pool<F: Float>(
+    x: &Array3<F>,
+    h0: &Array2<F>,
+    wx: &Array2<F>,
+    wh: &Array2<F>,
+    b: &Array1<F>,
+) -> (Array3<F>, LstmCache<F>) {
     let (n, t_len, d) = x.dim();
     check_shapes("lstm_forward", (n, d), h0.dim(), wx, wh, b, 4);
     let hh = wh.nrows();
@@ -279,7 +291,7 @@ fn lstm_cell_rows<F: Float>(
     h: &mut Array3<F>,
     t: usize,
 ) {
-    let (_, t_len, hh) = c.dim();
+    let (n, t_len, hh) = c.dim();
     let gates = gates.as_slice_mut().expect("standard layout");
     let c = c.as_slice_mut().expect("standard layout");
     let tanh_c = tanh_c.as_slice_mut().expect("standard layout");
@@ -287,14 +299,40 @@ fn lstm_cell_rows<F: Float>(
     if hh == 0 || t_len == 0 {
         return;
     }
-    let sequences = gates
-        .chunks_exact_mut(t_len * 4 * hh)
-        .zip(c.chunks_exact_mut(t_len * hh))
-        .zip(tanh_c.chunks_exact_mut(t_len * hh))
-        .zip(h.chunks_exact_mut(t_len * hh));
-    for (((g, c), tc), h) in sequences {
-        cell_of_sequence(t, hh, g, c, tc, h);
+    let rows_per_task = rows_per_task(n, hh);
+    if rows_per_task < n {
+        gates
+            .par_chunks_mut(t_len * 4 * hh)
+            .zip(c.par_chunks_mut(t_len * hh))
+            .zip(tanh_c.par_chunks_mut(t_len * hh))
+            .zip(h.par_chunks_mut(t_len * hh))
+            .with_min_len(rows_per_task)
+            .for_each(|(((g, c), tc), h)| cell_of_sequence(t, hh, g, c, tc, h));
+    } else {
+        let sequences = gates
+            .chunks_exact_mut(t_len * 4 * hh)
+            .zip(c.chunks_exact_mut(t_len * hh))
+            .zip(tanh_c.chunks_exact_mut(t_len * hh))
+            .zip(h.chunks_exact_mut(t_len * hh));
+        for (((g, c), tc), h) in sequences {
+            cell_of_sequence(t, hh, g, c, tc, h);
+        }
     }
+}
+
+/// One row of the per-step backward pass: the row index, its `da` (T * 4H, the whole
+/// sequence), `dnext_h` and `dprev_c` (H each) and its squared norm.
+type BackwardRow<'a, F> = (usize, (((&'a mut [F], &'a mut [F]), &'a mut [F]), &'a mut f64));
+
+/// Gate values (4H per row) per task below which the per-step cell is not shared out.
+const CELL_SPLIT: usize = 4096;
+
+/// How many rows (sequences) of the batch one task of the per-step cell takes: all N (run on
+/// the calling thread) unless there are several threads and at least two tasks' worth of
+/// [`CELL_SPLIT`] gate values.
+fn rows_per_task(n: usize, hh: usize) -> usize {
+    let pieces = crate::parallel::pieces(n * 4 * hh, CELL_SPLIT);
+    n.div_ceil(pieces.max(1)).max(1)
 }
 
 /// [`lstm_cell_row`] at step `t` of one sequence: `g` (T, 4H) and `c`, `tc`, `h` (T, H), flat.
@@ -333,6 +371,15 @@ pub fn lstm_backward_with_norms<F: Float>(
     wx: &Array2<F>,
     wh: &Array2<F>,
 ) -> (SequenceGrads<F>, Vec<f64>) {
+    crate::parallel::in_pool(|| lstm_backward_in_pool(dh, cache, wx, wh))
+}
+
+fn lstm_backward_in_pool<F: Float>(
+    dh: &Array3<F>,
+    cache: &LstmCache<F>,
+    wx: &Array2<F>,
+    wh: &Array2<F>,
+) -> (SequenceGrads<F>, Vec<f64>) {
     let (n, t_len, h) = cache.h.dim();
     assert_eq!(dh.dim(), (n, t_len, h), "lstm backward: dh is {:?}, the output was {:?}", dh.dim(), cache.h.dim());
     let mut norms = vec![0.0; t_len];
@@ -353,17 +400,17 @@ pub fn lstm_backward_with_norms<F: Float>(
     let gates_all = gates_std.as_slice().expect("standard layout");
     let (c_all, tanh_c_all) =
         (c_std.as_slice().expect("standard layout"), tanh_c_std.as_slice().expect("standard layout"));
+    // Each row's squared norm of dL/dh_t, summed in row order afterwards (so the norm does
+    // not depend on how the rows were shared out over threads).
+    let mut row_sq = vec![0.0f64; n];
+    let rows_per_task = rows_per_task(n, h);
     for t in (0..t_len).rev() {
         // Per row, one pass: dL/dh_t += dh[:, t] with its squared norm, then the cell backward.
-        let da_all = da.as_slice_mut().expect("standard layout");
-        let dnh_all = dnext_h.as_slice_mut().expect("standard layout");
         let dnc_all = dnext_c.as_slice().expect("standard layout");
-        let dpc_all = dprev_c.as_slice_mut().expect("standard layout");
-        let mut sq = 0.0f64;
-        for row in 0..n {
-            let (at, at4) = ((row * t_len + t) * h, (row * t_len + t) * 4 * h);
-            let dnh = &mut dnh_all[row * h..(row + 1) * h];
-            sq += add_and_square(dnh, &dh_all[at..at + h]);
+        let per_row = |(row, (((da_row, dnh), dpc), sq)): BackwardRow<'_, F>| {
+            let at = (row * t_len + t) * h;
+            let at4 = at * 4;
+            *sq = add_and_square(dnh, &dh_all[at..at + h]);
             let prev_c = if t == 0 { &c0[..] } else { &c_all[at - h..at] };
             lstm_cell_backward_row(
                 dnh,
@@ -371,11 +418,32 @@ pub fn lstm_backward_with_norms<F: Float>(
                 &gates_all[at4..at4 + 4 * h],
                 prev_c,
                 &tanh_c_all[at..at + h],
-                &mut da_all[at4..at4 + 4 * h],
-                &mut dpc_all[row * h..(row + 1) * h],
+                &mut da_row[t * 4 * h..(t + 1) * 4 * h],
+                dpc,
             );
+        };
+        let (da_all, dnh_all) =
+            (da.as_slice_mut().expect("standard layout"), dnext_h.as_slice_mut().expect("standard layout"));
+        let dpc_all = dprev_c.as_slice_mut().expect("standard layout");
+        if rows_per_task < n {
+            da_all
+                .par_chunks_mut(t_len * 4 * h)
+                .zip(dnh_all.par_chunks_mut(h))
+                .zip(dpc_all.par_chunks_mut(h))
+                .zip(row_sq.par_iter_mut())
+                .with_min_len(rows_per_task)
+                .enumerate()
+                .for_each(per_row);
+        } else {
+            da_all
+                .chunks_mut(t_len * 4 * h)
+                .zip(dnh_all.chunks_mut(h))
+                .zip(dpc_all.chunks_mut(h))
+                .zip(row_sq.iter_mut())
+                .enumerate()
+                .for_each(per_row);
         }
-        norms[t] = sq.sqrt();
+        norms[t] = row_sq.iter().sum::<f64>().sqrt();
         wh_t_packed.mul_into(da.slice(s![.., t, ..]), F::zero(), dprev_h.view_mut());
         inputs.step(da.slice(s![.., t, ..]), t);
         std::mem::swap(&mut dnext_h, &mut dprev_h);
