@@ -40,14 +40,18 @@ def main():
     ap.add_argument("new")
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--old-threads", type=int, default=None,
+                    help="threads of the old side (default: --threads); e.g. the same binary twice with "
+                         "--old-threads 1 --threads 2 measures the 1 -> 2 thread speed-up (wall time)")
     ap.add_argument("workloads", nargs="+")
     args = ap.parse_args()
-    env = dict(os.environ, RAYON_NUM_THREADS=str(args.threads), MATMUL_NUM_THREADS=str(args.threads))
-    clock = "cpu" if args.threads == 1 else "wall"
+    old_threads = args.old_threads or args.threads
+    envs = [dict(os.environ, RAYON_NUM_THREADS=str(t), MATMUL_NUM_THREADS=str(t)) for t in (old_threads, args.threads)]
+    clock = "cpu" if args.threads == 1 and old_threads == 1 else "wall"
     up = lambda: subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-    print(f"load before: {up()}; threads {args.threads}, clock {clock}")
+    print(f"load before: {up()}; threads old {old_threads}, new {args.threads}; clock {clock}")
     servers = [subprocess.Popen([b, "--serve"], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                bufsize=1) for b in (args.old, args.new)]
+                                bufsize=1) for b, env in zip((args.old, args.new), envs)]
     old, new = servers
     print("| workload | old ms/step | new ms/step | ratio new/old, median [min, max] | speed-up |")
     print("|---|---:|---:|---:|---:|")
