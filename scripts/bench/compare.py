@@ -7,7 +7,7 @@
     python3 scripts/bench/compare.py --threads 1 --rounds 5 mlp rnn
 
 For each thread count it starts one leaky server (`cargo bench -p leaky --bench steps --
---serve`, MATMUL_NUM_THREADS=t) and one reference server (reference.py --serve --threads t),
+--serve`, RAYON_NUM_THREADS=t) and one reference server (reference.py --serve --threads t),
 then for each workload runs ROUNDS rounds of one trial per side (a trial = 3 warm-up steps,
 then 10 timed steps), alternating which side goes first. With 1 thread a trial's figure is
 the mean on-CPU time per step of the computing thread (time lost to other processes on the
@@ -83,8 +83,10 @@ def main():
         # One thread: on-CPU time of the computing thread (robust when other processes
         # share the cores); two threads: wall time (CPU time of one thread misses the other).
         clock = "cpu" if t == 1 else "wall"
-        env = dict(os.environ, MATMUL_NUM_THREADS=str(t), OMP_NUM_THREADS=str(t), MKL_NUM_THREADS=str(t),
-                   OPENBLAS_NUM_THREADS=str(t))
+        # RAYON_NUM_THREADS is leaky's one thread knob; MATMUL_NUM_THREADS is for binaries
+        # built before leaky moved to rayon (matrixmultiply's own pool), e.g. LEAKY_STEPS_BIN.
+        env = dict(os.environ, RAYON_NUM_THREADS=str(t), MATMUL_NUM_THREADS=str(t), OMP_NUM_THREADS=str(t),
+                   MKL_NUM_THREADS=str(t), OPENBLAS_NUM_THREADS=str(t))
         # LEAKY_STEPS_BIN=path runs an already built steps binary instead (e.g. a kept copy of
         # an older build, to measure before and after against the same reference run).
         steps_bin = os.environ.get("LEAKY_STEPS_BIN")

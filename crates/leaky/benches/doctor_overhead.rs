@@ -1,7 +1,7 @@
 //! The doctor's overhead: the same training run with `NoObserver` (A) and with `Doctor` at
 //! the default sampling (B), interleaved A B B A ...; prints the median of the pairwise time
 //! ratios B/A for wall time and for the calling thread's CPU time (the robust figure with
-//! `MATMUL_NUM_THREADS=1` on a shared machine).
+//! `RAYON_NUM_THREADS=1` on a shared machine).
 //!
 //! Workloads (arguments; all three by default):
 //! * `mlp`: the MLP digits run of `examples/digits.toml` (64-256-256-10 ReLU, He init, Adam
@@ -90,7 +90,7 @@ fn compare(name: &str, pairs: usize, every: usize, run: &mut dyn FnMut(bool)) {
     );
     let (lo, hi) = spread(&cpu_ratios);
     println!(
-        "{name}: thread CPU time ratio {:.3} (min {lo:.3}, max {hi:.3}) (all the work only with MATMUL_NUM_THREADS=1)",
+        "{name}: thread CPU time ratio {:.3} (min {lo:.3}, max {hi:.3}) (all the work only with RAYON_NUM_THREADS=1)",
         median(&cpu_ratios)
     );
 }

@@ -56,23 +56,44 @@ fn cases() -> Vec<Case> {
     // The small end of the batch range (M = 32).
     v.push(Case::new("fwd1 x w1, batch 32", 32, 784, 512, false, false));
     v.push(Case::new("dx = dout1 w1^T, batch 32", 32, 512, 784, false, true));
+    // The LSTM of benches/steps.rs (N 32, T 50, D 64, H 128): input projection of all steps,
+    // one recurrent product forward (h Wh) and backward (da Wh^T), the fused weight gradient.
+    v.push(Case::new("lstm x Wx (N*T rows)", 1600, 64, 512, false, false));
+    v.push(Case::new("lstm h Wh", 32, 128, 512, false, false));
+    v.push(Case::new("lstm da Wh^T", 32, 512, 128, false, true));
+    v.push(Case::new("lstm [x,h]^T da", 192, 1600, 512, true, false));
+    // The conv workload's second layer, one image (F 16, K = 8*3*3, P = 28*28).
+    v.push(Case::new("conv2 W cols", 16, 72, 784, false, false));
+    v.push(Case::new("conv2 dW = dout cols^T", 16, 784, 72, false, true));
+    v.push(Case::new("conv2 dcols = W^T dout", 72, 16, 784, true, false));
     v
 }
 
 #[derive(Clone, Copy, PartialEq)]
 enum Side {
+    /// matrixmultiply, one call on this thread (`Float::gemm_one_thread`).
     Mm,
+    /// The `gemm` crate, `Parallelism::None`.
     Gemm1,
+    /// The `gemm` crate, `Parallelism::Rayon(2)`.
     Gemm2,
+    /// leaky's `Float::gemm` on a 2-thread pool (matrixmultiply on blocks of C).
+    Mm2,
 }
 
 impl Side {
-    const ALL: [Side; 3] = [Side::Mm, Side::Gemm1, Side::Gemm2];
+    const ALL: [Side; 4] = [Side::Mm, Side::Gemm1, Side::Gemm2, Side::Mm2];
 }
 
-/// matrixmultiply through leaky's own entry point (`Float::gemm` = `matrixmultiply::sgemm`).
+/// matrixmultiply through leaky's own entry point, one thread (`matrixmultiply::sgemm`).
 fn run_mm(a: ArrayView2<f32>, b: ArrayView2<f32>, c: ArrayViewMut2<f32>) {
-    f32::gemm(1.0, a, b, 0.0, c);
+    f32::gemm_one_thread(1.0, a, b, 0.0, c);
+}
+
+/// A 2-thread pool for leaky's split product.
+fn pool2() -> &'static rayon::ThreadPool {
+    static POOL: std::sync::OnceLock<rayon::ThreadPool> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| rayon::ThreadPoolBuilder::new().num_threads(2).build().expect("a 2-thread pool"))
 }
 
 /// The `gemm` crate: `dst := alpha dst + beta lhs rhs`, with `read_dst = false` (C ignored).
@@ -117,6 +138,7 @@ fn run(side: Side, a: ArrayView2<f32>, b: ArrayView2<f32>, c: ArrayViewMut2<f32>
         Side::Mm => run_mm(a, b, c),
         Side::Gemm1 => run_gemm(a, b, c, Parallelism::None),
         Side::Gemm2 => run_gemm(a, b, c, Parallelism::Rayon(2)),
+        Side::Mm2 => pool2().install(|| f32::gemm(1.0, a, b, 0.0, c)),
     }
 }
 
@@ -172,6 +194,10 @@ fn check(case: &Case, ops: &Operands) -> (f64, f64, f64, f64) {
     run(Side::Mm, ops.a(), ops.b(), c_mm.view_mut());
     run(Side::Gemm1, ops.a(), ops.b(), c_g1.view_mut());
     run(Side::Gemm2, ops.a(), ops.b(), c_g2.view_mut());
+    // leaky's split product on 2 threads gives matrixmultiply's bits.
+    let mut c_m2 = Array2::<f32>::from_elem((case.m, case.n), f32::NAN);
+    run(Side::Mm2, ops.a(), ops.b(), c_m2.view_mut());
+    assert!(c_m2 == c_mm, "{}: the 2-thread product differs from the 1-thread one", case.name);
     let e_mm = max_abs_diff(&reference, &c_mm);
     let e_g1 = max_abs_diff(&reference, &c_g1);
     let e_g2 = max_abs_diff(&reference, &c_g2);
@@ -267,16 +293,29 @@ fn main() {
         return;
     }
 
+    #[cfg(target_arch = "x86_64")]
+    {
+        let flags: Vec<&str> = [
+            ("avx2", is_x86_feature_detected!("avx2")),
+            ("fma", is_x86_feature_detected!("fma")),
+            ("avx512f", is_x86_feature_detected!("avx512f")),
+        ]
+        .iter()
+        .filter(|f| f.1)
+        .map(|f| f.0)
+        .collect();
+        println!("CPU features detected at run time: {}", flags.join(", "));
+    }
     println!("f32 C = A B; per shape: warm-up, then {pairs} adjacent pairs (matrixmultiply, gemm None), order");
-    println!("alternating, ~{} ms per side per pair; then {pairs} trials of gemm Rayon(2).", trial.as_millis());
+    println!("alternating, ~{} ms per side per pair; then {pairs} pairs of gemm Rayon(2) and leaky's Float::gemm on 2 threads.", trial.as_millis());
     println!("ratio = time(matrixmultiply) / time(gemm None) per pair, median [min, max] over pairs;");
     println!("> 1 means gemm is faster. cpu = the thread's CPU time, wall = wall-clock time.");
-    println!("GFLOP/s = 2 m k n / median time (thread CPU time; wall time for Rayon(2)).\n");
+    println!("GFLOP/s = 2 m k n / median time (thread CPU time; wall time for the 2-thread columns).\n");
     println!(
         "| shape | m x k x n | matrixmultiply GFLOP/s | gemm None GFLOP/s | ratio cpu | ratio wall \
-         | gemm Rayon(2) GFLOP/s (wall) | max abs diff (max abs C) |"
+         | leaky 2 threads GFLOP/s (wall) | gemm Rayon(2) GFLOP/s (wall) | max abs diff (max abs C) |"
     );
-    println!("|---|---|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
     let mut all_ratios = Vec::new();
     for (i, case) in cases.iter().enumerate() {
         let ops = Operands::new(case, 1000 + i as u64);
@@ -293,7 +332,16 @@ fn main() {
                 mm.push(time_reps(Side::Mm, &ops, &mut c, reps[0]));
             }
         }
-        let g2: Vec<f64> = (0..pairs).map(|_| time_reps(Side::Gemm2, &ops, &mut c, reps[2]).wall).collect();
+        let (mut g2, mut m2) = (Vec::with_capacity(pairs), Vec::with_capacity(pairs));
+        for pair in 0..pairs {
+            if pair % 2 == 0 {
+                g2.push(time_reps(Side::Gemm2, &ops, &mut c, reps[2]).wall);
+                m2.push(time_reps(Side::Mm2, &ops, &mut c, reps[3]).wall);
+            } else {
+                m2.push(time_reps(Side::Mm2, &ops, &mut c, reps[3]).wall);
+                g2.push(time_reps(Side::Gemm2, &ops, &mut c, reps[2]).wall);
+            }
+        }
 
         let r_cpu: Vec<f64> = mm.iter().zip(&g1).map(|(a, b)| a.cpu / b.cpu).collect();
         let r_wall: Vec<f64> = mm.iter().zip(&g1).map(|(a, b)| a.wall / b.wall).collect();
@@ -302,12 +350,13 @@ fn main() {
         let g_mm = gf(&mm.iter().map(|s| s.cpu).collect::<Vec<_>>());
         let g_g1 = gf(&g1.iter().map(|s| s.cpu).collect::<Vec<_>>());
         let g_g2 = gf(&g2);
+        let g_m2 = gf(&m2);
         let lo = r_cpu.iter().cloned().fold(f64::INFINITY, f64::min);
         let hi = r_cpu.iter().cloned().fold(0.0, f64::max);
         let (rc, rw) = (median(&r_cpu), median(&r_wall));
         all_ratios.push(rc);
         println!(
-            "| {} | {}x{}x{} | {g_mm:.1} | {g_g1:.1} | {rc:.2} [{lo:.2}, {hi:.2}] | {rw:.2} | {g_g2:.1} \
+            "| {} | {}x{}x{} | {g_mm:.1} | {g_g1:.1} | {rc:.2} [{lo:.2}, {hi:.2}] | {rw:.2} | {g_m2:.1} | {g_g2:.1} \
              | {diff:.1e} ({scale:.0}) |",
             case.name, case.m, case.k, case.n
         );

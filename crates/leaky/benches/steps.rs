@@ -18,8 +18,8 @@
 //!
 //! Run:
 //! * `cargo bench -p leaky --bench steps` prints a table of every workload (`-- mlp rnn`
-//!   selects some). Threads: `MATMUL_NUM_THREADS=1` or `2` (matrixmultiply's thread pool,
-//!   read once at start; default = physical cores).
+//!   selects some). Threads: `RAYON_NUM_THREADS=1` or `2` (leaky's one thread pool, see
+//!   `leaky::parallel`; default = logical CPUs).
 //! * `cargo bench -p leaky --bench steps -- --serve` reads workload names on stdin and answers
 //!   each with one trial's median wall and mean CPU milliseconds: `scripts/bench/compare.py` drives it, A B A B
 //!   with the reference.
@@ -291,13 +291,24 @@ fn median(v: &mut [f64]) -> f64 {
     v[v.len() / 2]
 }
 
-/// On-CPU time of the calling thread in ns (`/proc/thread-self/schedstat`, first field),
-/// or 0 where that file does not exist.
+/// On-CPU time of the calling thread in ns (`CLOCK_THREAD_CPUTIME_ID`; nanosecond
+/// resolution, where `/proc/thread-self/schedstat` can be quantised to the scheduler tick).
+/// With one thread all of leaky's work runs on the calling thread (`leaky::parallel`).
+#[cfg(unix)]
 fn thread_cpu_ns() -> u64 {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
-        .unwrap_or(0)
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `clock_gettime` writes one `timespec` through the pointer, which points to a
+    // live, writable local of that type; CLOCK_THREAD_CPUTIME_ID is a valid clock id.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return 0;
+    }
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+#[cfg(not(unix))]
+fn thread_cpu_ns() -> u64 {
+    0
 }
 
 /// One trial: `WARMUP` untimed steps, then `REPS` timed steps. Returns the median wall
@@ -364,8 +375,8 @@ fn main() {
         return;
     }
     let chosen: Vec<&str> = args.iter().filter(|a| !a.starts_with("--")).map(|s| s.as_str()).collect();
-    let threads = std::env::var("MATMUL_NUM_THREADS").unwrap_or_else(|_| "default".into());
-    println!("leaky f32 training steps, MATMUL_NUM_THREADS={threads}: median over {TRIALS} trials of the median of {REPS} steps after {WARMUP} warm-up steps");
+    let threads = leaky::parallel::threads();
+    println!("leaky f32 training steps, {threads} threads (RAYON_NUM_THREADS): median over {TRIALS} trials of the median of {REPS} steps after {WARMUP} warm-up steps");
     println!("{:<16} {:>10} {:>10}", "workload", "ms/step", "GFLOP/s");
     for name in WORKLOADS.iter().filter(|n| chosen.is_empty() || chosen.contains(n)) {
         let mut s = make(name).expect("listed");

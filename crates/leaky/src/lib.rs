@@ -37,6 +37,7 @@ pub mod limits;
 pub mod losses;
 pub mod nn;
 pub mod optim;
+pub mod parallel;
 pub mod rl;
 pub mod tensor;
 pub mod train;

@@ -14,6 +14,7 @@
 
 use crate::tensor::{Float, Tensor};
 use ndarray::Zip;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// Which update rule.
@@ -87,22 +88,26 @@ impl<F: Float> Slots<F> {
 }
 
 /// Apply one update of `cfg.rule` to `w` in place. `w`, `dw` and the slots share a shape.
+///
+/// Elementwise: each parameter's new value depends on its own gradient and slots only, so
+/// large parameters are updated in chunks in parallel on the thread pool (the same
+/// operations per element, whatever the number of threads).
 pub fn update<F: Float>(w: &mut Tensor<F>, dw: &Tensor<F>, slots: &mut Slots<F>, cfg: &UpdateConfig) {
     assert_eq!(w.shape(), dw.shape(), "update: parameter {:?} and gradient {:?} differ", w.shape(), dw.shape());
     let lr = F::from_f64c(cfg.lr);
     let one = F::one();
     match cfg.rule {
-        Rule::Sgd => Zip::from(w).and(dw).for_each(|w, &g| *w -= lr * g),
+        Rule::Sgd => each2(w, dw, |w, g| *w -= lr * g),
         Rule::Momentum => {
             let mu = F::from_f64c(cfg.momentum);
-            Zip::from(w).and(dw).and(&mut slots.m).for_each(|w, &g, v| {
+            each3(w, dw, &mut slots.m, |w, g, v| {
                 *v = mu * *v - lr * g;
                 *w += *v;
             });
         }
         Rule::Rmsprop => {
             let (rho, eps) = (F::from_f64c(cfg.decay_rate), F::from_f64c(cfg.eps));
-            Zip::from(w).and(dw).and(&mut slots.v).for_each(|w, &g, c| {
+            each3(w, dw, &mut slots.v, |w, g, c| {
                 *c = rho * *c + (one - rho) * g * g;
                 *w -= lr * g / (c.sqrt() + eps);
             });
@@ -115,12 +120,73 @@ pub fn update<F: Float>(w: &mut Tensor<F>, dw: &Tensor<F>, slots: &mut Slots<F>,
             let t = i32::try_from(slots.t).unwrap_or(i32::MAX);
             let c1 = one - F::from_f64c(cfg.beta1.powi(t));
             let c2 = one - F::from_f64c(cfg.beta2.powi(t));
-            Zip::from(w).and(dw).and(&mut slots.m).and(&mut slots.v).for_each(|w, &g, m, v| {
+            let Slots { m, v, .. } = slots;
+            each4(w, dw, m, v, |w, g, m, v| {
                 *m = b1 * *m + (one - b1) * g;
                 *v = b2 * *v + (one - b2) * g * g;
                 *w -= lr * (*m / c1) / ((*v / c2).sqrt() + eps);
             });
         }
+    }
+}
+
+/// Elements per task of the parallel update.
+const UPDATE_CHUNK: usize = 1 << 14;
+
+/// Whether the update of these arrays (same shape) is cut into parallel chunks: all in
+/// standard layout and large enough.
+fn parallel_update<F: Float>(arrays: &[&Tensor<F>]) -> bool {
+    arrays.iter().all(|a| a.is_standard_layout() && a.shape() == arrays[0].shape())
+        && crate::parallel::split(arrays[0].len(), crate::parallel::ELEMENTWISE_SPLIT)
+}
+
+/// `f(w, g)` for every element.
+fn each2<F: Float>(w: &mut Tensor<F>, g: &Tensor<F>, f: impl Fn(&mut F, F) + Sync + Send) {
+    if parallel_update(&[w, g]) {
+        let (ws, gs) = (w.as_slice_mut().expect("standard layout"), g.as_slice().expect("standard layout"));
+        ws.par_chunks_mut(UPDATE_CHUNK).zip(gs.par_chunks(UPDATE_CHUNK)).for_each(|(w, g)| {
+            w.iter_mut().zip(g).for_each(|(w, &g)| f(w, g));
+        });
+    } else {
+        Zip::from(w).and(g).for_each(|w, &g| f(w, g));
+    }
+}
+
+/// `f(w, g, s)` for every element.
+fn each3<F: Float>(w: &mut Tensor<F>, g: &Tensor<F>, s: &mut Tensor<F>, f: impl Fn(&mut F, F, &mut F) + Sync + Send) {
+    if parallel_update(&[w, g, s]) {
+        let (ws, gs) = (w.as_slice_mut().expect("standard layout"), g.as_slice().expect("standard layout"));
+        let ss = s.as_slice_mut().expect("standard layout");
+        ws.par_chunks_mut(UPDATE_CHUNK).zip(gs.par_chunks(UPDATE_CHUNK)).zip(ss.par_chunks_mut(UPDATE_CHUNK)).for_each(
+            |((w, g), s)| {
+                w.iter_mut().zip(g).zip(s.iter_mut()).for_each(|((w, &g), s)| f(w, g, s));
+            },
+        );
+    } else {
+        Zip::from(w).and(g).and(s).for_each(|w, &g, s| f(w, g, s));
+    }
+}
+
+/// `f(w, g, m, v)` for every element.
+fn each4<F: Float>(
+    w: &mut Tensor<F>,
+    g: &Tensor<F>,
+    m: &mut Tensor<F>,
+    v: &mut Tensor<F>,
+    f: impl Fn(&mut F, F, &mut F, &mut F) + Sync + Send,
+) {
+    if parallel_update(&[w, g, m, v]) {
+        let (ws, gs) = (w.as_slice_mut().expect("standard layout"), g.as_slice().expect("standard layout"));
+        let (ms, vs) = (m.as_slice_mut().expect("standard layout"), v.as_slice_mut().expect("standard layout"));
+        ws.par_chunks_mut(UPDATE_CHUNK)
+            .zip(gs.par_chunks(UPDATE_CHUNK))
+            .zip(ms.par_chunks_mut(UPDATE_CHUNK))
+            .zip(vs.par_chunks_mut(UPDATE_CHUNK))
+            .for_each(|(((w, g), m), v)| {
+                w.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()).for_each(|(((w, &g), m), v)| f(w, g, m, v));
+            });
+    } else {
+        Zip::from(w).and(g).and(m).and(v).for_each(|w, &g, m, v| f(w, g, m, v));
     }
 }
 

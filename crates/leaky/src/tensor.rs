@@ -8,18 +8,23 @@
 //! Matrix multiplication goes through [`matrixmultiply`] (`sgemm`/`dgemm`). It takes
 //! arbitrary row and column strides, so `x.t()` and other transposed views multiply
 //! without a copy, it is the crate `ndarray` itself builds on (one GEMM in the binary,
-//! not two), it is pure Rust with runtime AVX/FMA dispatch, and on the sizes `leaky`
-//! trains (M = batch 32..256, K and N = 64..1024) the `gemm` crate (0.19, single-threaded)
-//! was no faster in `benches/gemm.rs` (see BENCHMARKS.md): on the f32 MLP forward and
-//! transposed-operand backward products the median time ratio matrixmultiply/gemm was
-//! 0.81..1.08 over four runs (geometric mean over all shapes 0.94..0.99; above 1 would favour
-//! gemm) on a 2-core AVX2+FMA AMD EPYC, while `gemm` adds 28 crates to the dependency tree
-//! and about two minutes of clean build time.
+//! not two), and it is pure Rust that picks its kernel at run time: AVX-512 (its default
+//! `avx512` feature, compiled with rustc 1.89 or newer), AVX2 + FMA, AVX, or SSE2.
+//! `benches/gemm.rs` compares it with the `gemm` crate (0.19 with its AVX-512 `x86-v4`
+//! feature) on the products `leaky` computes; on an AVX-512 Xeon, one thread each, the
+//! median time ratio matrixmultiply/gemm per shape was 0.62..1.63 (geometric mean 1.09,
+//! above 1 favours gemm): gemm ahead on untransposed operands, matrixmultiply on the
+//! `dout W^T`-shaped products of every backward pass (see BENCHMARKS.md). Not enough to add
+//! 28 crates and raise the minimum Rust version for AVX-512.
+//!
+//! Threads: [`Float::gemm`] cuts large products into blocks of C's rows or columns computed
+//! on the crate's one thread pool ([`crate::parallel`]); `matrixmultiply`'s own thread pool
+//! is not used.
 //!
 //! The one exception is [`PackedRhs`]: a right-hand operand packed once and multiplied many
 //! times (the recurrent products of `layers::rnn`), which `matrixmultiply` cannot do.
 
-use ndarray::{Array, Array1, Array2, ArrayView2, ArrayViewMut2, CowArray, Dimension, Ix2, IxDyn, ShapeBuilder};
+use ndarray::{Array, Array1, Array2, ArrayView2, ArrayViewMut2, Axis, CowArray, Dimension, Ix2, IxDyn, ShapeBuilder};
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
 
@@ -110,12 +115,105 @@ pub trait Float:
 
     /// `C <- alpha * A B + beta * C` for arbitrary strides. `a` is (M, K), `b` is (K, N),
     /// `c` is (M, N).
-    fn gemm(alpha: Self, a: ArrayView2<Self>, b: ArrayView2<Self>, beta: Self, c: ArrayViewMut2<Self>);
+    ///
+    /// Above [`crate::parallel::GEMM_SPLIT_FLOPS`] (and with more than one thread) the rows
+    /// of C, or its columns when N > M, are cut into blocks (multiples of 16) computed in
+    /// parallel on the crate's thread pool, one [`Float::gemm_one_thread`] call each. Every
+    /// element of C is computed by the same operations either way, so the result does not
+    /// depend on the number of threads.
+    fn gemm(alpha: Self, a: ArrayView2<Self>, b: ArrayView2<Self>, beta: Self, c: ArrayViewMut2<Self>) {
+        let (m, k) = a.dim();
+        let (k2, n) = b.dim();
+        assert_eq!(k, k2, "matmul: inner dimensions differ ({m}x{k} times {k2}x{n})");
+        assert_eq!(c.dim(), (m, n), "matmul: output is {:?}, expected ({m}, {n})", c.dim());
+        let flops = 2usize.saturating_mul(m).saturating_mul(k).saturating_mul(n);
+        // Blocks of at least 32 rows or columns, so each call keeps the kernel's tiles full.
+        let (by_rows, len) = if m >= n { (true, m) } else { (false, n) };
+        let pieces = crate::parallel::pieces(flops, crate::parallel::GEMM_SPLIT_FLOPS).min(len / 32).max(1);
+        gemm_pieces(alpha, a, b, beta, c, pieces, by_rows);
+    }
 
-    /// `tanh` of every element of `xs`, in place. `f64` calls `f64::tanh` (exact to the
-    /// last bit, for gradient checks); `f32` uses [`tanh_f32_fast`], a rational
+    /// `C <- alpha * A B + beta * C` as one `matrixmultiply` call on the calling thread
+    /// (`sgemm` / `dgemm`: AVX-512, AVX2 + FMA, AVX or SSE2 kernels chosen at run time).
+    /// Shapes as [`Float::gemm`], which checks them.
+    fn gemm_one_thread(alpha: Self, a: ArrayView2<Self>, b: ArrayView2<Self>, beta: Self, c: ArrayViewMut2<Self>);
+
+    /// `tanh` of every element of `xs`, in place: the one tanh kernel of the crate (the
+    /// activation layer, the RNN and the LSTM call it). `f64` calls `f64::tanh` (exact to
+    /// the last bit, for gradient checks); `f32` uses [`tanh_f32_fast`], a rational
     /// approximation the compiler vectorises, within 5e-7 of `tanh`.
     fn tanh_in_place(xs: &mut [Self]);
+
+    /// [`Float::tanh_in_place`] of one value.
+    fn tanh_value(x: Self) -> Self;
+
+    /// The logistic function `1 / (1 + exp(-x))` of one value, in the stable form
+    /// `e = exp(-|x|)`, `1 / (1 + e)` for x >= 0 and `e / (1 + e)` below (`exp` never
+    /// overflows; NaN stays NaN). `f64` uses `f64::exp`; `f32` uses [`sigmoid_f32_fast`]
+    /// (the same form with a vectorisable `exp`, within a few ulps).
+    fn sigmoid(x: Self) -> Self;
+
+    /// [`Float::sigmoid`] of every element of `xs`, in place: the one sigmoid kernel of the
+    /// crate (the activation layer and the LSTM gates call it).
+    fn sigmoid_in_place(xs: &mut [Self]);
+}
+
+/// `exp(x)` in f32 for `x <= 0`, without a library call so that loops over slices vectorise
+/// (Cephes' `expf`): `x = n ln 2 + r` with |r| <= ln(2)/2, a degree-7 polynomial for `e^r`,
+/// then `2^n` put into the exponent bits. `x` is clamped to [-87.3, 0], so results below
+/// 2^-126 (the smallest normal f32, 1.2e-38) come out as about 1.2e-38 instead of a
+/// subnormal or 0. NaN stays NaN. Measured against `f64::exp` in the tests below: relative
+/// error below 3e-7 (about 2 ulps) over [-87, 0].
+#[inline]
+pub fn exp_neg_f32_fast(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    // ln 2 in two parts, so that `n * LN2_HI` is exact for the n that occur.
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // 1.5 * 2^23: adding it rounds to the nearest integer, which lands in the low mantissa bits.
+    const ROUND: f32 = 12_582_912.0;
+    let x = x.clamp(-87.336_55, 0.0);
+    let shifted = x * LOG2E + ROUND;
+    let n = shifted - ROUND;
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let mut p = 1.987_569_1e-4f32;
+    p = p * r + 1.398_199_9e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 0.5;
+    let er = p * r * r + r + 1.0;
+    // The integer n in [-126, 0] from the low bits of `shifted`, as the exponent of 2^n.
+    let n_int = shifted.to_bits().wrapping_sub(ROUND.to_bits());
+    let two_n = f32::from_bits(n_int.wrapping_add(127) << 23);
+    er * two_n
+}
+
+/// The logistic function in f32, the stable form of [`Float::sigmoid`] with
+/// [`exp_neg_f32_fast`]: `e = exp(-|x|)`, then `1 / (1 + e)` for x >= 0 and `e / (1 + e)`
+/// below. No branches that block vectorisation (the two cases are a select). Measured
+/// against the f64 sigmoid in the tests below: relative error below 5e-7 over [-80, 80].
+#[inline]
+pub fn sigmoid_f32_fast(x: f32) -> f32 {
+    let e = exp_neg_f32_fast(-x.abs());
+    let s = 1.0 / (1.0 + e);
+    if x >= 0.0 {
+        s
+    } else {
+        e * s
+    }
+}
+
+/// [`Float::sigmoid`] in f64: the stable form with `f64::exp`.
+#[inline]
+fn sigmoid_f64(x: f64) -> f64 {
+    let e = (-x.abs()).exp();
+    let s = 1.0 / (1.0 + e);
+    if x >= 0.0 {
+        s
+    } else {
+        e * s
+    }
 }
 
 /// `tanh(x)` in f32 as Eigen computes it (`generic_fast_tanh_float`): the input clamped to
@@ -145,6 +243,41 @@ pub fn tanh_f32_fast(x: f32) -> f32 {
 fn tanh_slice_std(xs: &mut [f64]) {
     for v in xs {
         *v = v.tanh();
+    }
+}
+
+fn sigmoid_slice_f64(xs: &mut [f64]) {
+    for v in xs {
+        *v = sigmoid_f64(*v);
+    }
+}
+
+fn sigmoid_slice_fast(xs: &mut [f32]) {
+    for v in xs {
+        *v = sigmoid_f32_fast(*v);
+    }
+}
+
+/// [`sigmoid_slice_fast`] in 8-wide AVX2 + FMA vectors where the CPU has them.
+fn sigmoid_slice_fast_dispatch(xs: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            // SAFETY: `sigmoid_slice_fast_avx2` is safe Rust compiled with the `avx2` and
+            // `fma` target features; it is sound to call on a CPU that has both, which the
+            // two run-time checks just above established.
+            unsafe { sigmoid_slice_fast_avx2(xs) };
+            return;
+        }
+    }
+    sigmoid_slice_fast(xs);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn sigmoid_slice_fast_avx2(xs: &mut [f32]) {
+    for v in xs {
+        *v = sigmoid_f32_fast(*v);
     }
 }
 
@@ -179,13 +312,28 @@ unsafe fn tanh_slice_fast_avx2(xs: &mut [f32]) {
 }
 
 macro_rules! impl_float {
-    ($t:ty, $name:literal, $gemm:path, $tanh:path) => {
+    ($t:ty, $name:literal, $gemm:path, $tanh:path, $tanh1:path, $sigmoid:path, $sigmoid1:path) => {
         impl Float for $t {
             const NAME: &'static str = $name;
 
             #[inline]
             fn tanh_in_place(xs: &mut [Self]) {
                 $tanh(xs)
+            }
+
+            #[inline]
+            fn tanh_value(x: Self) -> Self {
+                $tanh1(x)
+            }
+
+            #[inline]
+            fn sigmoid(x: Self) -> Self {
+                $sigmoid1(x)
+            }
+
+            #[inline]
+            fn sigmoid_in_place(xs: &mut [Self]) {
+                $sigmoid(xs)
             }
 
             #[inline]
@@ -198,7 +346,13 @@ macro_rules! impl_float {
                 self as f64
             }
 
-            fn gemm(alpha: Self, a: ArrayView2<Self>, b: ArrayView2<Self>, beta: Self, mut c: ArrayViewMut2<Self>) {
+            fn gemm_one_thread(
+                alpha: Self,
+                a: ArrayView2<Self>,
+                b: ArrayView2<Self>,
+                beta: Self,
+                mut c: ArrayViewMut2<Self>,
+            ) {
                 let (m, k) = a.dim();
                 let (k2, n) = b.dim();
                 assert_eq!(k, k2, "matmul: inner dimensions differ ({m}x{k} times {k2}x{n})");
@@ -238,8 +392,51 @@ macro_rules! impl_float {
     };
 }
 
-impl_float!(f32, "f32", matrixmultiply::sgemm, tanh_slice_fast_dispatch);
-impl_float!(f64, "f64", matrixmultiply::dgemm, tanh_slice_std);
+impl_float!(
+    f32,
+    "f32",
+    matrixmultiply::sgemm,
+    tanh_slice_fast_dispatch,
+    tanh_f32_fast,
+    sigmoid_slice_fast_dispatch,
+    sigmoid_f32_fast
+);
+impl_float!(f64, "f64", matrixmultiply::dgemm, tanh_slice_std, f64::tanh, sigmoid_slice_f64, sigmoid_f64);
+
+/// [`Float::gemm`] cut into `pieces` blocks of C's rows (`by_rows`) or columns, halved
+/// recursively with `rayon::join` (no allocation); block boundaries are multiples of 16.
+fn gemm_pieces<F: Float>(
+    alpha: F,
+    a: ArrayView2<F>,
+    b: ArrayView2<F>,
+    beta: F,
+    c: ArrayViewMut2<F>,
+    pieces: usize,
+    by_rows: bool,
+) {
+    let len = if by_rows { c.nrows() } else { c.ncols() };
+    let left = pieces / 2;
+    let mid = (len * left / pieces.max(1)) / 16 * 16;
+    if pieces <= 1 || mid == 0 || mid >= len {
+        F::gemm_one_thread(alpha, a, b, beta, c);
+        return;
+    }
+    let axis = if by_rows { Axis(0) } else { Axis(1) };
+    let (c1, c2) = c.split_at(axis, mid);
+    if by_rows {
+        let (a1, a2) = a.split_at(Axis(0), mid);
+        rayon::join(
+            || gemm_pieces(alpha, a1, b, beta, c1, left, by_rows),
+            || gemm_pieces(alpha, a2, b, beta, c2, pieces - left, by_rows),
+        );
+    } else {
+        let (b1, b2) = b.split_at(Axis(1), mid);
+        rayon::join(
+            || gemm_pieces(alpha, a, b1, beta, c1, left, by_rows),
+            || gemm_pieces(alpha, a, b2, beta, c2, pieces - left, by_rows),
+        );
+    }
+}
 
 /// `a @ b`. `a`: (M, K), `b`: (K, N) -> (M, N). Transposed views (`x.t()`) are fine.
 pub fn matmul<F: Float>(a: ArrayView2<F>, b: ArrayView2<F>) -> Array2<F> {
@@ -409,6 +606,9 @@ impl<F: Float> PackedRhs<F> {
     /// contiguous in memory go through a copy). With `beta == 0` the old `c` is not read
     /// (NaN there does not propagate), as in BLAS.
     ///
+    /// Above [`crate::parallel::GEMM_SPLIT_FLOPS`] the column panels are shared out over the
+    /// crate's thread pool (each column of C is computed by the same operations either way).
+    ///
     /// Panics if the shapes do not fit.
     pub fn mul_into(&mut self, a: ArrayView2<F>, beta: F, mut c: ArrayViewMut2<F>) {
         let m = a.nrows();
@@ -433,12 +633,11 @@ impl<F: Float> PackedRhs<F> {
         } else {
             a.as_standard_layout().into_owned().into()
         };
-        let a_rows: Vec<&[F]> = a.rows().into_iter().map(|r| r.to_slice().expect("rows with unit stride")).collect();
         if rows_contiguous(c.ncols(), c.strides()[1]) {
-            self.mul_rows(&a_rows, c, beta);
+            self.mul_rows(a.view(), c, beta);
         } else {
             let mut tmp = Array2::zeros((m, n));
-            self.mul_rows(&a_rows, tmp.view_mut(), F::zero());
+            self.mul_rows(a.view(), tmp.view_mut(), F::zero());
             if beta == F::zero() {
                 c.assign(&tmp);
             } else {
@@ -447,78 +646,106 @@ impl<F: Float> PackedRhs<F> {
         }
     }
 
-    /// `c = a B + beta c` with the rows of A (each K long) and of `c` contiguous.
-    fn mul_rows(&self, a: &[&[F]], mut c: ArrayViewMut2<F>, beta: F) {
-        let mut rows: Vec<&mut [F]> =
-            c.rows_mut().into_iter().map(|r| r.into_slice().expect("rows with unit stride")).collect();
-        let job = PackedJob { a, zero_row: &self.zero_row, panels: &self.panels, k: self.k, n: self.n, beta };
-        if self.nr == 16 {
-            run_packed::<F, 16>(&job, &mut rows);
-        } else {
-            run_packed::<F, 8>(&job, &mut rows);
-        }
+    /// `c = a B + beta c` with the rows of `a` (M, K) and of `c` (M, N) contiguous.
+    fn mul_rows(&self, a: ArrayView2<F>, c: ArrayViewMut2<F>, beta: F) {
+        let (m, k, n, nr) = (a.nrows(), self.k, self.n, self.nr);
+        let flops = 2usize.saturating_mul(m).saturating_mul(k).saturating_mul(n);
+        let pieces = crate::parallel::pieces(flops, crate::parallel::GEMM_SPLIT_FLOPS).min(n.div_ceil(nr));
+        let job = PackedJob { a, zero_row: &self.zero_row, k, beta };
+        packed_pieces(&job, &self.panels, nr, c, pieces);
     }
 }
 
-/// The operands of one packed product.
+/// The left operand and scalars of one packed product.
 struct PackedJob<'a, F> {
-    /// The M rows of A, K values each.
-    a: &'a [&'a [F]],
-    /// K zeros.
+    /// A (M, K), rows contiguous.
+    a: ArrayView2<'a, F>,
+    /// K zeros: the rows of A past M in the last, partly filled, tile.
     zero_row: &'a [F],
-    panels: &'a [F],
     k: usize,
-    n: usize,
     beta: F,
 }
 
+/// The product over the column panels `panels` (each (K, NR)) into `c`, whose columns are
+/// those panels' columns; cut into `pieces` runs of whole panels computed in parallel
+/// (halved recursively with `rayon::join`, no allocation).
+fn packed_pieces<F: Float>(job: &PackedJob<F>, panels: &[F], nr: usize, c: ArrayViewMut2<F>, pieces: usize) {
+    let count = panels.len() / (job.k * nr);
+    if pieces <= 1 || count <= 1 {
+        if nr == 16 {
+            run_packed::<F, 16>(job, panels, c);
+        } else {
+            run_packed::<F, 8>(job, panels, c);
+        }
+        return;
+    }
+    let left_panels = count * (pieces / 2) / pieces;
+    let left_panels = left_panels.clamp(1, count - 1);
+    let (p1, p2) = panels.split_at(left_panels * job.k * nr);
+    let (c1, c2) = c.split_at(Axis(1), left_panels * nr);
+    rayon::join(|| packed_pieces(job, p1, nr, c1, pieces / 2), || packed_pieces(job, p2, nr, c2, pieces - pieces / 2));
+}
+
 /// Dispatch: the AVX2 + FMA build of the kernel where the CPU has both, else the baseline one.
-fn run_packed<F: Float, const NR: usize>(job: &PackedJob<F>, c: &mut [&mut [F]]) {
+fn run_packed<F: Float, const NR: usize>(job: &PackedJob<F>, panels: &[F], c: ArrayViewMut2<F>) {
     #[cfg(target_arch = "x86_64")]
     {
         if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
             // SAFETY: `packed_kernel_avx2` is safe Rust compiled with the `avx2` and `fma`
             // target features; its only requirement is that the CPU running it has them,
             // which the two run-time checks just above established.
-            unsafe { packed_kernel_avx2::<F, NR>(job, c) };
+            unsafe { packed_kernel_avx2::<F, NR>(job, panels, c) };
             return;
         }
     }
-    packed_kernel::<F, NR, false>(job, c);
+    packed_kernel::<F, NR, false>(job, panels, c);
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn packed_kernel_avx2<F: Float, const NR: usize>(job: &PackedJob<F>, c: &mut [&mut [F]]) {
-    packed_kernel::<F, NR, true>(job, c);
+unsafe fn packed_kernel_avx2<F: Float, const NR: usize>(job: &PackedJob<F>, panels: &[F], c: ArrayViewMut2<F>) {
+    packed_kernel::<F, NR, true>(job, panels, c);
 }
 
 /// For each panel of B, for each block of rows of A: one register tile
-/// `acc[r][j] = sum_k A[r, k] B[k, j]`, written to C. Panel-outer so that one (K, NR) panel
-/// stays in L1 while every row block streams past it. `FUSE` selects `mul_add` (one FMA
-/// instruction when compiled with `fma`; a slow library call without it).
+/// `acc[r][j] = sum_k A[r, k] B[k, j]`, written to C (whose column 0 is the first panel's
+/// column 0). Panel-outer so that one (K, NR) panel stays in L1 while every row block
+/// streams past it. `FUSE` selects `mul_add` (one FMA instruction when compiled with `fma`;
+/// a slow library call without it).
 #[inline(always)]
-fn packed_kernel<F: Float, const NR: usize, const FUSE: bool>(job: &PackedJob<F>, c: &mut [&mut [F]]) {
-    let (k, n, m) = (job.k, job.n, c.len());
-    let row = |i: usize| if i < m { &job.a[i][..k] } else { &job.zero_row[..k] };
-    for (p, panel) in job.panels.chunks_exact(k * NR).enumerate() {
+fn packed_kernel<F: Float, const NR: usize, const FUSE: bool>(
+    job: &PackedJob<F>,
+    panels: &[F],
+    mut c: ArrayViewMut2<F>,
+) {
+    let (k, n, m) = (job.k, c.ncols(), c.nrows());
+    let row = |i: usize| -> &[F] {
+        if i < m {
+            &job.a.row(i).to_slice().expect("rows with unit stride")[..k]
+        } else {
+            &job.zero_row[..k]
+        }
+    };
+    for (p, panel) in panels.chunks_exact(k * NR).enumerate() {
         let cols = (p * NR, NR.min(n - p * NR));
         let mut r0 = 0;
         while r0 + PACK_MR <= m {
             let a: [&[F]; PACK_MR] = std::array::from_fn(|r| row(r0 + r));
-            write_tile(&register_tile::<F, PACK_MR, NR, FUSE>(&a, panel), c, r0, cols, job.beta);
+            write_tile(&register_tile::<F, PACK_MR, NR, FUSE>(&a, panel), &mut c, r0, cols, job.beta);
             r0 += PACK_MR;
         }
         match tail_mr(m - r0) {
             0 => {}
-            2 => write_tile(&register_tile::<F, 2, NR, FUSE>(&[row(r0), row(r0 + 1)], panel), c, r0, cols, job.beta),
+            2 => {
+                write_tile(&register_tile::<F, 2, NR, FUSE>(&[row(r0), row(r0 + 1)], panel), &mut c, r0, cols, job.beta)
+            }
             4 => {
                 let a: [&[F]; 4] = std::array::from_fn(|r| row(r0 + r));
-                write_tile(&register_tile::<F, 4, NR, FUSE>(&a, panel), c, r0, cols, job.beta);
+                write_tile(&register_tile::<F, 4, NR, FUSE>(&a, panel), &mut c, r0, cols, job.beta);
             }
             _ => {
                 let a: [&[F]; PACK_MR] = std::array::from_fn(|r| row(r0 + r));
-                write_tile(&register_tile::<F, PACK_MR, NR, FUSE>(&a, panel), c, r0, cols, job.beta);
+                write_tile(&register_tile::<F, PACK_MR, NR, FUSE>(&a, panel), &mut c, r0, cols, job.beta);
             }
         }
     }
@@ -528,13 +755,15 @@ fn packed_kernel<F: Float, const NR: usize, const FUSE: bool>(job: &PackedJob<F>
 #[inline(always)]
 fn write_tile<F: Float, const MR: usize, const NR: usize>(
     acc: &[[F; NR]; MR],
-    c: &mut [&mut [F]],
+    c: &mut ArrayViewMut2<F>,
     r0: usize,
     (j0, width): (usize, usize),
     beta: F,
 ) {
-    for (acc_row, c_row) in acc.iter().zip(&mut c[r0..]) {
-        let out = &mut c_row[j0..j0 + width];
+    let rows = MR.min(c.nrows() - r0);
+    for (r, acc_row) in acc.iter().enumerate().take(rows) {
+        let mut c_row = c.row_mut(r0 + r);
+        let out = &mut c_row.as_slice_mut().expect("rows with unit stride")[j0..j0 + width];
         if beta == F::zero() {
             out.copy_from_slice(&acc_row[..width]);
         } else {
@@ -602,6 +831,33 @@ mod tests {
         assert!((&e - &d.t()).iter().all(|v| v.abs() < 1e-12));
     }
 
+    /// The product split over 2, 3 or 4 threads gives the bits of one call on one thread
+    /// (rows or columns of C in blocks; transposed operands; beta 0 and not).
+    #[test]
+    fn gemm_split_over_threads_gives_the_same_bits() {
+        fn check<F: Float>() {
+            let mut r = rng(9);
+            for &(m, k, n) in &[(300usize, 200usize, 100usize), (64, 500, 700), (33, 1000, 45)] {
+                let a: Array2<F> = randn((k, m), 1.0, &mut r);
+                let b: Array2<F> = randn((k, n), 1.0, &mut r);
+                let c0: Array2<F> = randn((m, n), 1.0, &mut r);
+                for beta in [F::zero(), F::from_f64c(0.7)] {
+                    let mut want = c0.clone();
+                    F::gemm_one_thread(F::from_f64c(0.5), a.t(), b.view(), beta, want.view_mut());
+                    for threads in [2, 3, 4] {
+                        let mut got = c0.clone();
+                        crate::parallel::tests::with_threads(threads, || {
+                            F::gemm(F::from_f64c(0.5), a.t(), b.view(), beta, got.view_mut())
+                        });
+                        assert_eq!(got, want, "{} ({m}, {k}, {n}) on {threads} threads", F::NAME);
+                    }
+                }
+            }
+        }
+        check::<f32>();
+        check::<f64>();
+    }
+
     #[test]
     fn matmul_small_literal() {
         let a = array![[1.0f32, 2.0], [3.0, 4.0]];
@@ -648,6 +904,52 @@ mod tests {
         assert_eq!(ys[0], 0.5f64.tanh());
     }
 
+    #[test]
+    fn fast_exp_and_sigmoid_are_within_a_few_ulps_and_keep_nan() {
+        let mut worst_exp = 0.0f64;
+        for i in 0..=870_000 {
+            let x = -(i as f32) * 1e-4;
+            let want = (x as f64).exp();
+            worst_exp = worst_exp.max(((exp_neg_f32_fast(x) as f64) - want).abs() / want);
+        }
+        assert!(worst_exp < 3e-7, "max relative |fast exp - exp| = {worst_exp:e}");
+        assert_eq!(exp_neg_f32_fast(0.0), 1.0);
+        assert!(exp_neg_f32_fast(-1000.0) > 0.0 && exp_neg_f32_fast(-1000.0) < 1.2e-38);
+        assert!(exp_neg_f32_fast(f32::NAN).is_nan());
+        let mut worst = 0.0f64;
+        for i in -800_000..=800_000 {
+            let x = i as f32 * 1e-4;
+            let want = sigmoid_f64(x as f64);
+            worst = worst.max(((sigmoid_f32_fast(x) as f64) - want).abs() / want);
+        }
+        assert!(worst < 5e-7, "max relative |fast sigmoid - sigmoid| = {worst:e}");
+        // Stable: no overflow to NaN at the ends, exact 0.5 at 0, NaN kept.
+        assert_eq!(sigmoid_f32_fast(1000.0), 1.0);
+        assert!(sigmoid_f32_fast(-1000.0) < 1.2e-38);
+        assert_eq!(sigmoid_f32_fast(0.0), 0.5);
+        assert!(sigmoid_f32_fast(f32::NAN).is_nan());
+        assert_eq!(sigmoid_f64(1000.0), 1.0);
+        assert_eq!(sigmoid_f64(-1000.0), 0.0);
+        assert!(sigmoid_f64(f64::NAN).is_nan());
+        // The f64 form against the textbook one where the latter is accurate.
+        for x in [-30.0f64, -3.0, -0.5, 0.0, 0.5, 3.0, 30.0] {
+            let textbook = 1.0 / (1.0 + (-x).exp());
+            assert!((sigmoid_f64(x) - textbook).abs() <= 3e-16 * textbook, "{x}: {} vs {textbook}", sigmoid_f64(x));
+        }
+        // The slice kernels are the scalar functions; the AVX2 build agrees with the baseline.
+        let grid: Vec<f32> = (-2000..2000).map(|i| i as f32 * 0.0123).collect();
+        let (mut fast, mut base) = (grid.clone(), grid.clone());
+        f32::sigmoid_in_place(&mut fast);
+        sigmoid_slice_fast(&mut base);
+        assert_eq!(fast, base);
+        assert!(fast.iter().zip(&grid).all(|(&z, &x)| z == f32::sigmoid(x)));
+        let mut ys = [-2.5f64, 0.25];
+        f64::sigmoid_in_place(&mut ys);
+        assert_eq!(ys, [sigmoid_f64(-2.5), sigmoid_f64(0.25)]);
+        assert_eq!(f32::tanh_value(0.3), tanh_f32_fast(0.3));
+        assert_eq!(f64::tanh_value(0.3), 0.3f64.tanh());
+    }
+
     /// `PackedRhs::mul_into` against `Float::gemm` (matrixmultiply) with beta 0 and 1, on
     /// shapes that are not multiples of the 4 x NR tile, with a transposed B, a strided A and
     /// a C whose rows are not contiguous.
@@ -688,16 +990,24 @@ mod tests {
             close(&ct.t().to_owned(), &want, "column-major C");
             // The baseline (non-AVX) build of the kernel, which this machine would not pick.
             let mut got = c0.clone();
-            let a_rows: Vec<&[F]> = a.rows().into_iter().map(|r| r.to_slice().unwrap()).collect();
-            let job =
-                PackedJob { a: &a_rows, zero_row: &packed.zero_row, panels: &packed.panels, k, n, beta: F::one() };
-            let mut rows: Vec<&mut [F]> = got.rows_mut().into_iter().map(|r| r.into_slice().unwrap()).collect();
+            let job = PackedJob { a: a.view(), zero_row: &packed.zero_row, k, beta: F::one() };
             if pack_nr::<F>() == 16 {
-                packed_kernel::<F, 16, false>(&job, &mut rows);
+                packed_kernel::<F, 16, false>(&job, &packed.panels, got.view_mut());
             } else {
-                packed_kernel::<F, 8, false>(&job, &mut rows);
+                packed_kernel::<F, 8, false>(&job, &packed.panels, got.view_mut());
             }
             close(&got, &want, "baseline kernel");
+            // Shared out over threads: the same bits.
+            let mut serial = c0.clone();
+            packed.mul_into(a.view(), F::one(), serial.view_mut());
+            for threads in [2, 3] {
+                let mut par = c0.clone();
+                let job = PackedJob { a: a.view(), zero_row: &packed.zero_row, k, beta: F::one() };
+                crate::parallel::tests::with_threads(threads, || {
+                    packed_pieces(&job, &packed.panels, pack_nr::<F>(), par.view_mut(), threads)
+                });
+                assert_eq!(par, serial, "{} ({m}, {k}, {n}) on {threads} threads", F::NAME);
+            }
         }
         // Re-packing a new B into the same buffers, and the empty inner dimension.
         let b: Array2<F> = randn((6, 10), 1.0, &mut r);

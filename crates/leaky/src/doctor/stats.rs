@@ -25,6 +25,7 @@
 //! | [`EpochStats`] | `Observer::on_epoch` | epoch |
 //! | [`RunInfo`] | the training configuration (loss, classes, lr, optimiser, planned epochs, ...) | run |
 
+use crate::layers::activation::{sigmoid_backprop, tanh_backprop};
 use crate::tensor::{Float, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -232,13 +233,13 @@ impl ActivationAccumulator {
                 if !(SIGMOID_SATURATION_MARGIN..=1.0 - SIGMOID_SATURATION_MARGIN).contains(&v) {
                     self.saturated += 1;
                 }
-                self.local_grad_sum += v * (1.0 - v);
+                self.local_grad_sum += sigmoid_backprop(1.0, v);
             }
             "tanh" => {
                 if v.abs() > TANH_SATURATION_LEVEL {
                     self.saturated += 1;
                 }
-                self.local_grad_sum += 1.0 - v * v;
+                self.local_grad_sum += tanh_backprop(1.0, v);
             }
             "relu" => {
                 if v == 0.0 {
@@ -295,9 +296,9 @@ impl ActivationAccumulator {
         match self.kind.as_str() {
             "sigmoid" => self.push_slice(s, |v| {
                 let sat = !(SIGMOID_SATURATION_MARGIN..=1.0 - SIGMOID_SATURATION_MARGIN).contains(&v);
-                (u64::from(sat), 0, v * (1.0 - v))
+                (u64::from(sat), 0, sigmoid_backprop(1.0, v))
             }),
-            "tanh" => self.push_slice(s, |v| (u64::from(v.abs() > TANH_SATURATION_LEVEL), 0, 1.0 - v * v)),
+            "tanh" => self.push_slice(s, |v| (u64::from(v.abs() > TANH_SATURATION_LEVEL), 0, tanh_backprop(1.0, v))),
             "relu" => self.push_slice(s, |v| {
                 if v == 0.0 {
                     (0, 1, 0.0)
@@ -1056,9 +1057,9 @@ impl SaturationCount {
     pub fn push(&mut self, v: f64, sigmoid: bool) {
         self.count += 1;
         let (sat, lg) = if sigmoid {
-            (!(SIGMOID_SATURATION_MARGIN..=1.0 - SIGMOID_SATURATION_MARGIN).contains(&v), v * (1.0 - v))
+            (!(SIGMOID_SATURATION_MARGIN..=1.0 - SIGMOID_SATURATION_MARGIN).contains(&v), sigmoid_backprop(1.0, v))
         } else {
-            (v.abs() > TANH_SATURATION_LEVEL, 1.0 - v * v)
+            (v.abs() > TANH_SATURATION_LEVEL, tanh_backprop(1.0, v))
         };
         self.saturated += u64::from(sat);
         self.local_grad_sum += lg;

@@ -43,6 +43,7 @@ pub mod expr;
 pub mod net;
 mod render;
 
+use crate::layers::activation;
 use crate::tensor::matmul;
 use ndarray::{Array, ArrayD, Axis, Dimension, Ix2, IxDyn, Zip};
 
@@ -439,17 +440,17 @@ impl Tape {
 
     /// `tanh(x)`.
     pub fn tanh(&mut self, x: NodeId) -> NodeId {
-        self.unary(x, Op::Tanh(x), f64::tanh)
+        self.unary(x, Op::Tanh(x), activation::tanh)
     }
 
     /// `1 / (1 + exp(-x))`.
     pub fn sigmoid(&mut self, x: NodeId) -> NodeId {
-        self.unary(x, Op::Sigmoid(x), crate::layers::activation::sigmoid)
+        self.unary(x, Op::Sigmoid(x), activation::sigmoid)
     }
 
     /// `max(0, x)`.
     pub fn relu(&mut self, x: NodeId) -> NodeId {
-        self.unary(x, Op::Relu(x), |v| if v > 0.0 { v } else { 0.0 })
+        self.unary(x, Op::Relu(x), activation::relu)
     }
 
     /// `min(max(x, lo), hi)`; panics unless `lo <= hi`.
@@ -561,10 +562,11 @@ impl Tape {
             // d exp(x) / dx = exp(x): the output again.
             Op::Exp(x) => vec![(x, g * out)],
             Op::Log(x) => vec![(x, g / val(x))],
-            // d tanh / dx = 1 - tanh^2; d sigmoid / dx = s (1 - s).
-            Op::Tanh(x) => vec![(x, Zip::from(g).and(out).map_collect(|&g, &t| g * (1.0 - t * t)))],
-            Op::Sigmoid(x) => vec![(x, Zip::from(g).and(out).map_collect(|&g, &s| g * s * (1.0 - s)))],
-            Op::Relu(x) => vec![(x, Zip::from(g).and(val(x)).map_collect(|&g, &v| if v > 0.0 { g } else { 0.0 }))],
+            // d tanh / dx = 1 - tanh^2; d sigmoid / dx = s (1 - s); d relu / dx = 1[x > 0]: the
+            // activation layers' own local gradients.
+            Op::Tanh(x) => vec![(x, Zip::from(g).and(out).map_collect(|&g, &t| activation::tanh_backprop(g, t)))],
+            Op::Sigmoid(x) => vec![(x, Zip::from(g).and(out).map_collect(|&g, &s| activation::sigmoid_backprop(g, s)))],
+            Op::Relu(x) => vec![(x, Zip::from(g).and(val(x)).map_collect(|&g, &v| activation::relu_backprop(g, v)))],
             Op::Clip(x, lo, hi) => {
                 vec![(x, Zip::from(g).and(val(x)).map_collect(|&g, &v| if (lo..=hi).contains(&v) { g } else { 0.0 }))]
             }

@@ -49,8 +49,10 @@
 //! Either backward accepts the cache of either forward.
 
 use crate::nn::{Layer, Mode, Param};
+use crate::parallel;
 use crate::tensor::{matmul_acc, randn, Float, Init, Tensor};
-use ndarray::{s, Array1, Array2, Array3, Array4, ArrayView1, ArrayView4, Ix4};
+use ndarray::{s, Array1, Array2, Array3, Array4, ArrayView1, ArrayView2, ArrayView4, ArrayViewMut2, Ix4};
+use rayon::prelude::*;
 use std::borrow::Cow;
 
 /// Stride and zero padding of a convolution (CS231n's `conv_param`).
@@ -306,39 +308,86 @@ fn geometry<F: Float>(x: (usize, usize, usize, usize), w: ArrayView4<F>, b_len: 
     Geometry { c, h, w: wd, hh, ww, ho, wo, stride: conv.stride, pad: conv.pad }
 }
 
-/// im2col of the whole batch: (N, C, H, W) -> (N, K, P).
-fn im2col_batch<F: Float>(x: &Array4<F>, g: &Geometry) -> Array3<F> {
-    let n = x.dim().0;
-    let x = x.as_standard_layout();
-    let xs = x.as_slice().expect("standard layout");
+/// im2col of the whole batch: (N, C, H, W) -> (N, K, P), one image per task on the thread
+/// pool. `cols` must hold zeros at the padding positions of this geometry: a fresh zero
+/// array, or the im2col matrix of an earlier pass with the same geometry (im2col never
+/// writes the padding entries, so they are still zero there).
+fn im2col_batch_into<F: Float>(x: &[F], g: &Geometry, cols: &mut Array3<F>) {
     let image = g.c * g.h * g.w;
-    let mut cols = Array3::zeros((n, g.c * g.hh * g.ww, g.ho * g.wo));
-    for (ni, mut col) in cols.outer_iter_mut().enumerate() {
-        g.im2col(&xs[ni * image..(ni + 1) * image], col.as_slice_mut().expect("standard layout"));
+    let (k, p) = (g.c * g.hh * g.ww, g.ho * g.wo);
+    if image == 0 || k * p == 0 {
+        return;
     }
+    let cols = cols.as_slice_mut().expect("standard layout");
+    let per_image = |(x_n, cols_n): (&[F], &mut [F])| g.im2col(x_n, cols_n);
+    if parallel::split(cols.len(), parallel::ELEMENTWISE_SPLIT) {
+        x.par_chunks_exact(image).zip(cols.par_chunks_exact_mut(k * p)).for_each(per_image);
+    } else {
+        x.chunks_exact(image).zip(cols.chunks_exact_mut(k * p)).for_each(per_image);
+    }
+}
+
+/// im2col of the whole batch into a new array: (N, C, H, W) -> (N, K, P).
+fn im2col_batch<F: Float>(x: &Array4<F>, g: &Geometry) -> Array3<F> {
+    let x = x.as_standard_layout();
+    let mut cols = Array3::zeros((x.dim().0, g.c * g.hh * g.ww, g.ho * g.wo));
+    im2col_batch_into(x.as_slice().expect("standard layout"), g, &mut cols);
     cols
 }
 
 /// [`forward_fast`] on an owned input (kept in the cache without a copy) and borrowed
-/// parameters, for [`Conv2d`].
+/// parameters, for [`Conv2d`]. `recycled`: the im2col matrix of the previous pass when its
+/// geometry is this one (the layer's own cache), reused instead of a new zeroed array.
+///
+/// Per image (in parallel on the thread pool when the batch is large enough): im2col, then
+/// `out[n] (F, P) = b + W (F, K) @ cols[n] (K, P)`. Each image's output is computed by the
+/// same operations whatever the number of threads.
 fn forward_fast_owned<F: Float>(
     x: Array4<F>,
     w: ArrayView4<F>,
     b: ArrayView1<F>,
     conv: ConvParam,
+    recycled: Option<Array3<F>>,
 ) -> (Array4<F>, ConvCache<F>) {
     let g = geometry(x.dim(), w, b.len(), conv);
     let (n, f, k, p) = (x.dim().0, w.dim().0, g.c * g.hh * g.ww, g.ho * g.wo);
     let w = w.as_standard_layout();
     let w_mat = w.view().into_shape_with_order((f, k)).expect("contiguous reshape");
-    let cols = im2col_batch(&x, &g);
+    let mut cols = match recycled {
+        Some(c) if c.dim() == (n, k, p) => c,
+        _ => Array3::zeros((n, k, p)),
+    };
     let mut out = Array4::zeros((n, f, g.ho, g.wo));
-    for (out_n, cols_n) in out.outer_iter_mut().zip(cols.outer_iter()) {
-        let mut out_n = out_n.into_shape_with_order((f, p)).expect("contiguous reshape");
-        for (mut row, &bf) in out_n.rows_mut().into_iter().zip(b.iter()) {
+    let xs = x.as_standard_layout();
+    let xs = xs.as_slice().expect("standard layout");
+    let image = g.c * g.h * g.w;
+    let b = b.to_vec();
+    let per_image = |(i, (cols_n, out_n)): (usize, (&mut [F], &mut [F]))| {
+        for (row, &bf) in out_n.chunks_exact_mut(p).zip(&b) {
             row.fill(bf);
         }
-        matmul_acc(w_mat, cols_n, out_n);
+        if k > 0 {
+            // (An image of no pixels, H = 0 or W = 0 with padding, has only padding entries.)
+            if image > 0 {
+                g.im2col(&xs[i * image..][..image], cols_n);
+            }
+            let cols_n = ArrayView2::from_shape((k, p), &*cols_n).expect("K * P values");
+            let out_n = ArrayViewMut2::from_shape((f, p), out_n).expect("F * P values");
+            matmul_acc(w_mat, cols_n, out_n);
+        }
+    };
+    if f * p > 0 {
+        // With K = 0 the im2col rows are empty: chunks of one (unused) value per image.
+        let kp = (k * p).max(1);
+        let mut no_cols = vec![F::zero(); if k * p == 0 { n } else { 0 }];
+        let cols_s = if k * p == 0 { &mut no_cols[..] } else { cols.as_slice_mut().expect("standard layout") };
+        let out_s = out.as_slice_mut().expect("standard layout");
+        let work = n * (2 * f * k * p + k * p);
+        if n > 1 && parallel::split(work, parallel::GEMM_SPLIT_FLOPS) {
+            cols_s.par_chunks_exact_mut(kp).zip(out_s.par_chunks_exact_mut(f * p)).enumerate().for_each(per_image);
+        } else {
+            cols_s.chunks_exact_mut(kp).zip(out_s.chunks_exact_mut(f * p)).enumerate().for_each(per_image);
+        }
     }
     (out, ConvCache { x, conv, cols: Some(cols) })
 }
@@ -361,15 +410,23 @@ pub fn forward_fast<F: Float>(
     b: &Array1<F>,
     conv: ConvParam,
 ) -> (Array4<F>, ConvCache<F>) {
-    forward_fast_owned(x.clone(), w.view(), b.view(), conv)
+    forward_fast_owned(x.clone(), w.view(), b.view(), conv, None)
 }
 
-/// [`backward_fast`] on borrowed arrays, for [`Conv2d`].
+/// [`backward_fast`] on borrowed arrays, for [`Conv2d`]; `dx` only when `want_dx`.
+///
+/// Three passes, each computing every value by the same operations in the same order as a
+/// single thread would:
+/// * `db[f] += sum_P dout[n, f]`, images in order;
+/// * `dW += dout[n] cols[n]^T`, images in order, with the columns of dW (the K axis) cut
+///   into blocks computed in parallel ([`weight_grad_columns`]);
+/// * per image, in parallel: `dx[n] = col2im(W^T dout[n])`.
 fn backward_fast_view<F: Float>(
     dout: ArrayView4<F>,
     cache: &ConvCache<F>,
     w: ArrayView4<F>,
-) -> (Array4<F>, Array4<F>, Array1<F>) {
+    want_dx: bool,
+) -> (Option<Array4<F>>, Array4<F>, Array1<F>) {
     let x = &cache.x;
     let g = geometry(x.dim(), w, w.dim().0, cache.conv);
     let (n, f, k, p) = (x.dim().0, w.dim().0, g.c * g.hh * g.ww, g.ho * g.wo);
@@ -384,21 +441,70 @@ fn backward_fast_view<F: Float>(
     let dout = dout.as_standard_layout();
 
     let mut dw = Array4::zeros(w.raw_dim());
-    let mut dw_mat = dw.view_mut().into_shape_with_order((f, k)).expect("contiguous reshape");
     let mut db = Array1::zeros(f);
-    let mut dx = Array4::zeros(x.raw_dim());
-    // One (K, P) buffer reused by every image: the GEMM overwrites it (beta = 0).
-    let mut dcols = Array2::zeros((k, p));
-    for ((dout_n, cols_n), mut dx_n) in dout.outer_iter().zip(cols.outer_iter()).zip(dx.outer_iter_mut()) {
-        let dout_n = dout_n.into_shape_with_order((f, p)).expect("contiguous reshape");
-        for (dbf, row) in db.iter_mut().zip(dout_n.rows()) {
-            *dbf += row.sum();
+    let mut dx = if want_dx { Some(Array4::zeros(x.raw_dim())) } else { None };
+    for image in dout.outer_iter() {
+        for (dbf, plane) in db.iter_mut().zip(image.outer_iter()) {
+            *dbf += plane.sum();
         }
-        matmul_acc(dout_n, cols_n.t(), dw_mat.view_mut());
-        F::gemm(F::one(), w_mat.t(), dout_n, F::zero(), dcols.view_mut());
-        g.col2im(dcols.as_slice().expect("standard layout"), dx_n.as_slice_mut().expect("standard layout"));
+    }
+    if n == 0 || f * k * p == 0 {
+        return (dx, dw, db);
+    }
+    let (dout_s, cols_s) = (dout.as_slice().expect("standard layout"), cols.as_slice().expect("standard layout"));
+    let dw_mat = dw.view_mut().into_shape_with_order((f, k)).expect("contiguous reshape");
+    let pieces = parallel::pieces(2 * n * f * k * p, parallel::GEMM_SPLIT_FLOPS).min(k / 16).max(1);
+    weight_grad_columns(dout_s, cols_s, (n, f, k, p), dw_mat, 0, pieces);
+    if let Some(dx) = dx.as_mut() {
+        let image = g.c * g.h * g.w;
+        let per_image = |dcols: &mut Array2<F>, (i, dx_n): (usize, &mut [F])| {
+            let dout_n = ArrayView2::from_shape((f, p), &dout_s[i * f * p..][..f * p]).expect("F * P values");
+            F::gemm(F::one(), w_mat.t(), dout_n, F::zero(), dcols.view_mut());
+            g.col2im(dcols.as_slice().expect("standard layout"), dx_n);
+        };
+        let dx_s = dx.as_slice_mut().expect("standard layout");
+        if image > 0 {
+            // One (K, P) buffer per task, overwritten by each product (beta = 0).
+            let scratch = || Array2::zeros((k, p));
+            if n > 1 && parallel::split(2 * n * f * k * p, parallel::GEMM_SPLIT_FLOPS) {
+                dx_s.par_chunks_exact_mut(image).enumerate().for_each_init(scratch, per_image);
+            } else {
+                let mut dcols = scratch();
+                dx_s.chunks_exact_mut(image).enumerate().for_each(|item| per_image(&mut dcols, item));
+            }
+        }
     }
     (dx, dw, db)
+}
+
+/// `dW[:, j0..] += sum_n dout[n] cols[n]^T[:, j0..]` for the columns of `dw` (F, K'), which
+/// are columns `j0..j0 + K'` of the whole dW, images in order; cut into `pieces` blocks of
+/// columns (multiples of 16) computed in parallel, halved recursively with `rayon::join`.
+/// `dout`: (N, F, P) and `cols`: (N, K, P), flat; `dims` = (N, F, K, P).
+fn weight_grad_columns<F: Float>(
+    dout: &[F],
+    cols: &[F],
+    dims: (usize, usize, usize, usize),
+    mut dw: ArrayViewMut2<F>,
+    j0: usize,
+    pieces: usize,
+) {
+    let (n, f, k, p) = dims;
+    let width = dw.ncols();
+    let mid = (width * (pieces / 2) / pieces.max(1)) / 16 * 16;
+    if pieces <= 1 || mid == 0 || mid >= width {
+        for i in 0..n {
+            let dout_n = ArrayView2::from_shape((f, p), &dout[i * f * p..][..f * p]).expect("F * P values");
+            let cols_n = ArrayView2::from_shape((k, p), &cols[i * k * p..][..k * p]).expect("K * P values");
+            matmul_acc(dout_n, cols_n.slice(s![j0..j0 + width, ..]).t(), dw.view_mut());
+        }
+        return;
+    }
+    let (left, right) = dw.split_at(ndarray::Axis(1), mid);
+    rayon::join(
+        || weight_grad_columns(dout, cols, dims, left, j0, pieces / 2),
+        || weight_grad_columns(dout, cols, dims, right, j0 + mid, pieces - pieces / 2),
+    );
 }
 
 /// Convolution backward with GEMM + col2im. Same contract as [`backward_naive`]:
@@ -416,7 +522,8 @@ pub fn backward_fast<F: Float>(
     cache: &ConvCache<F>,
     w: &Array4<F>,
 ) -> (Array4<F>, Array4<F>, Array1<F>) {
-    backward_fast_view(dout.view(), cache, w.view())
+    let (dx, dw, db) = backward_fast_view(dout.view(), cache, w.view(), true);
+    (dx.expect("dx was asked for"), dw, db)
 }
 
 /// A convolution layer ([`forward_fast`] / [`backward_fast`]): parameters `W` (F, C, HH, WW)
@@ -460,6 +567,19 @@ impl<F: Float> Conv2d<F> {
     pub fn bias(&self) -> ArrayView1<'_, F> {
         self.b.value.view().into_dimensionality().expect("1-D bias")
     }
+
+    /// The backward pass of [`Layer::backward`]: sets the parameter gradients and returns dx
+    /// when `want_dx`.
+    fn backward_maybe_dx(&mut self, dout: Tensor<F>, want_dx: bool) -> Option<Array4<F>> {
+        let cache = self.cache.as_ref().expect("conv: backward called before forward");
+        assert_eq!(dout.ndim(), 4, "conv: expected a 4-D dout (N, F, H', W'), got shape {:?}", dout.shape());
+        let dout = dout.view().into_dimensionality::<Ix4>().expect("checked 4-D");
+        let w = self.w.value.view().into_dimensionality::<Ix4>().expect("4-D weight");
+        let (dx, dw, db) = backward_fast_view(dout, cache, w, want_dx);
+        self.w.grad = dw.into_dyn();
+        self.b.grad = db.into_dyn();
+        dx
+    }
 }
 
 impl<F: Float> Layer<F> for Conv2d<F> {
@@ -475,19 +595,24 @@ impl<F: Float> Layer<F> for Conv2d<F> {
     fn forward(&mut self, x: Tensor<F>, _mode: Mode) -> Tensor<F> {
         assert_eq!(x.ndim(), 4, "conv: expected a 4-D input (N, C, H, W), got shape {:?}", x.shape());
         let x = x.into_dimensionality::<Ix4>().expect("checked 4-D");
-        let (out, cache) = forward_fast_owned(x, self.weight(), self.bias(), self.conv);
+        // The last pass's im2col matrix is reused when the input has the same shape (same
+        // layer, so same geometry: its padding entries are still zero).
+        let recycled = match self.cache.take() {
+            Some(old) if old.x.dim() == x.dim() && old.conv == self.conv => old.cols,
+            _ => None,
+        };
+        let (out, cache) = forward_fast_owned(x, self.weight(), self.bias(), self.conv, recycled);
         self.cache = Some(cache);
         out.into_dyn()
     }
 
     fn backward(&mut self, dout: Tensor<F>) -> Tensor<F> {
-        let cache = self.cache.as_ref().expect("conv: backward called before forward");
-        assert_eq!(dout.ndim(), 4, "conv: expected a 4-D dout (N, F, H', W'), got shape {:?}", dout.shape());
-        let dout = dout.view().into_dimensionality::<Ix4>().expect("checked 4-D");
-        let (dx, dw, db) = backward_fast_view(dout, cache, self.weight());
-        self.w.grad = dw.into_dyn();
-        self.b.grad = db.into_dyn();
-        dx.into_dyn()
+        self.backward_maybe_dx(dout, true).expect("dx was asked for").into_dyn()
+    }
+
+    /// As `backward`, without the input gradient (its product and col2im are skipped).
+    fn backward_params(&mut self, dout: Tensor<F>) {
+        self.backward_maybe_dx(dout, false);
     }
 
     fn params(&self) -> Vec<&Param<F>> {
@@ -666,5 +791,19 @@ mod tests {
         assert!(max_abs_diff(&layer.params()[1].grad, &db_ref.into_dyn()) < 1e-10);
         let names: Vec<_> = layer.params().iter().map(|p| (p.name, p.decay)).collect();
         assert_eq!(names, vec![("W", true), ("b", false)]);
+        // A second pass of the same shape reuses the im2col matrix of the first (whose
+        // padding entries are still zero): the same results as a fresh pass.
+        let x2: Array4<f64> = randn((2, 3, 5, 6), 1.0, &mut r);
+        let out2 = layer.forward(x2.clone().into_dyn(), Mode::Train);
+        layer.backward_params(dout.clone().into_dyn());
+        let (out2_ref, cache2) = forward_naive(&x2, &w, &b, conv);
+        let (_, dw2_ref, db2_ref) = backward_naive(&dout, &cache2, &w);
+        assert!(max_abs_diff(&out2, &out2_ref.into_dyn()) < 1e-10);
+        assert!(max_abs_diff(&layer.params()[0].grad, &dw2_ref.into_dyn()) < 1e-10);
+        assert!(max_abs_diff(&layer.params()[1].grad, &db2_ref.into_dyn()) < 1e-10);
+        // A different batch size gets a new matrix.
+        let x3: Array4<f64> = randn((3, 3, 5, 6), 1.0, &mut r);
+        let out3 = layer.forward(x3.clone().into_dyn(), Mode::Train);
+        assert!(max_abs_diff(&out3, &forward_naive(&x3, &w, &b, conv).0.into_dyn()) < 1e-10);
     }
 }

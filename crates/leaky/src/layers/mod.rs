@@ -21,11 +21,14 @@ pub mod batchnorm;
 pub mod clip;
 pub mod conv;
 pub mod dropout;
+pub mod embedding;
 pub mod flatten;
 pub mod gather;
 pub mod layernorm;
+pub mod lstm;
 pub mod pool;
 pub mod rnn;
+pub mod temporal;
 
 #[cfg(test)]
 pub(crate) mod testutil {

@@ -32,8 +32,10 @@
 //! agree exactly. Either backward accepts the cache of either forward.
 
 use crate::nn::{Layer, Mode};
+use crate::parallel;
 use crate::tensor::{Float, Tensor};
 use ndarray::{Array4, ArrayView4, Ix4};
+use rayon::prelude::*;
 
 /// Window size and stride of a max pool (CS231n's `pool_param`).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -144,42 +146,61 @@ pub fn backward_naive<F: Float>(dout: &Array4<F>, cache: &PoolCache<F>) -> Array
 }
 
 /// Max and argmax of every window of the contiguous input, plane by plane: (N, C, H', W')
-/// each.
+/// each. The (image, channel) planes are independent: they run in parallel on the thread
+/// pool when there are enough values.
 fn max_and_argmax<F: Float>(x: &Array4<F>, pool: PoolParam) -> (Array4<F>, Array4<usize>) {
     let (ho, wo) = output_hw(x.dim(), pool);
     let (n, c, h, w) = x.dim();
-    let PoolParam { height: ph, width: pw, stride: s } = pool;
     let x = x.as_standard_layout();
     let xs = x.as_slice().expect("standard layout");
     let mut out = Array4::zeros((n, c, ho, wo));
     let mut argmax = Array4::zeros((n, c, ho, wo));
+    if h * w == 0 || ho * wo == 0 {
+        return (out, argmax);
+    }
     let out_s = out.as_slice_mut().expect("standard layout");
     let arg_s = argmax.as_slice_mut().expect("standard layout");
-    for ((plane, out_p), arg_p) in
-        xs.chunks_exact(h * w).zip(out_s.chunks_exact_mut(ho * wo)).zip(arg_s.chunks_exact_mut(ho * wo))
-    {
-        for ((oh, out_r), arg_r) in out_p.chunks_exact_mut(wo).enumerate().zip(arg_p.chunks_exact_mut(wo)) {
-            // Rows of the windows outer and positions inner, so every pass reads one input
-            // row left to right; within each window (i, j) still run in row-major order, and
-            // the strict `>` keeps the first maximum.
-            for i in 0..ph {
-                let row = (oh * s + i) * w;
-                for ow in 0..wo {
-                    let start = row + ow * s;
-                    let (mut best, mut at) = if i == 0 { (plane[start], start) } else { (out_r[ow], arg_r[ow]) };
-                    for (j, &v) in plane[start..start + pw].iter().enumerate() {
-                        if v > best {
-                            best = v;
-                            at = start + j;
-                        }
-                    }
-                    out_r[ow] = best;
-                    arg_r[ow] = at;
+    let per_plane =
+        |((plane, out_p), arg_p): ((&[F], &mut [F]), &mut [usize])| pool_plane(plane, w, out_p, arg_p, wo, pool);
+    if parallel::split(xs.len(), parallel::ELEMENTWISE_SPLIT) {
+        xs.par_chunks_exact(h * w)
+            .zip(out_s.par_chunks_exact_mut(ho * wo))
+            .zip(arg_s.par_chunks_exact_mut(ho * wo))
+            .for_each(per_plane);
+    } else {
+        xs.chunks_exact(h * w)
+            .zip(out_s.chunks_exact_mut(ho * wo))
+            .zip(arg_s.chunks_exact_mut(ho * wo))
+            .for_each(per_plane);
+    }
+    (out, argmax)
+}
+
+/// Max and argmax of every window of one (H, W) plane (rows `w` long) into `out_p`,
+/// `arg_p` (H', W') (rows `wo` long).
+#[inline]
+fn pool_plane<F: Float>(plane: &[F], w: usize, out_p: &mut [F], arg_p: &mut [usize], wo: usize, pool: PoolParam) {
+    let PoolParam { height: ph, width: pw, stride: s } = pool;
+    for ((oh, out_r), arg_r) in out_p.chunks_exact_mut(wo).enumerate().zip(arg_p.chunks_exact_mut(wo)) {
+        // Rows of the windows outer and positions inner, so every pass reads one input
+        // row left to right; within each window (i, j) still run in row-major order, and
+        // the strict `>` keeps the first maximum. The updates are selects, not branches
+        // (which values win is data-dependent and mispredicts).
+        for i in 0..ph {
+            let row = (oh * s + i) * w;
+            for ow in 0..wo {
+                let start = row + ow * s;
+                let (mut best, mut at) = if i == 0 { (plane[start], start) } else { (out_r[ow], arg_r[ow]) };
+                for (j, &v) in plane[start..start + pw].iter().enumerate() {
+                    let better = v > best;
+                    best = if better { v } else { best };
+                    at = if better { start + j } else { at };
                 }
+                out_r[ow] = best;
+                arg_r[ow] = at;
             }
         }
     }
-    (out, argmax)
 }
 
 /// [`forward_fast`] on an owned input (kept in the cache without a copy), for [`MaxPool`].
@@ -219,14 +240,25 @@ fn backward_fast_view<F: Float>(dout: ArrayView4<F>, cache: &PoolCache<F>) -> Ar
     };
     let dout = dout.as_standard_layout();
     let mut dx = Array4::zeros(x.raw_dim());
+    if h * w == 0 || ho * wo == 0 {
+        return dx;
+    }
     let dx_s = dx.as_slice_mut().expect("standard layout");
     let d_s = dout.as_slice().expect("standard layout");
     let a_s = argmax.as_slice().expect("standard layout");
-    for ((dx_p, d_p), a_p) in dx_s.chunks_exact_mut(h * w).zip(d_s.chunks_exact(ho * wo)).zip(a_s.chunks_exact(ho * wo))
-    {
+    // One (H, W) plane per task: the scatter-add never leaves its plane.
+    let per_plane = |((dx_p, d_p), a_p): ((&mut [F], &[F]), &[usize])| {
         for (&d, &at) in d_p.iter().zip(a_p) {
             dx_p[at] += d;
         }
+    };
+    if parallel::split(dx_s.len(), parallel::ELEMENTWISE_SPLIT) {
+        dx_s.par_chunks_exact_mut(h * w)
+            .zip(d_s.par_chunks_exact(ho * wo))
+            .zip(a_s.par_chunks_exact(ho * wo))
+            .for_each(per_plane);
+    } else {
+        dx_s.chunks_exact_mut(h * w).zip(d_s.chunks_exact(ho * wo)).zip(a_s.chunks_exact(ho * wo)).for_each(per_plane);
     }
     dx
 }
