@@ -164,7 +164,7 @@ fn inspect_reports_render_in_a_browser() {
         "leaky inspect: moved.safetensors",
         "<code>batchnorm_stats</code> in layer 1 (spatial_batchnorm)",
         // The dead channels follow from it, indented under it.
-        "<article class=\"finding error consequence\"><div class=\"head\">F2 <span class=\"sev error\">error</span><code>dead_relu</code> in layer 2 (relu) (follows from F1)",
+        "<article class=\"finding error consequence\" style=\"margin-left: 2.0rem\"><div class=\"head\">F2 <span class=\"sev error\">error</span><code>dead_relu</code> in layer 2 (relu) (follows from F1)",
         "Gradient reaching each layer",
         "Dead share of each ReLU layer",
         "Layer 1 (spatial_batchnorm): mean shift per channel",
