@@ -105,6 +105,8 @@ fn main() -> ExitCode {
     // handler not install, outputs are still atomic, only an interrupted write's
     // `.NAME.tmp-*` file could stay.
     let _ = leaky::io::install_cleanup_handler();
+    // Training steps reuse freed buffers instead of page-faulting fresh ones.
+    leaky::parallel::keep_freed_memory();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(a) => train_cmd::run(a),

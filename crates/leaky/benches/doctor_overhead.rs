@@ -32,6 +32,8 @@ fn env(k: &str, d: usize) -> usize {
 }
 
 fn main() {
+    // As the `leaky` binary does: freed buffers are reused, not page-faulted in again.
+    leaky::parallel::keep_freed_memory();
     let quick = !std::env::args().any(|a| a == "--bench");
     let picked: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let every = env("LEAKY_SAMPLE_EVERY", DoctorConfig::default().sample_every);

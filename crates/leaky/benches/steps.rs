@@ -356,6 +356,8 @@ fn serve() {
 }
 
 fn main() {
+    // As the `leaky` binary does: freed buffers are reused, not page-faulted in again.
+    leaky::parallel::keep_freed_memory();
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--serve") {
         return serve();

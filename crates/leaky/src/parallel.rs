@@ -19,8 +19,9 @@
 //! * the LSTM's per-step cell, forward and backward, across the batch
 //!   ([`crate::layers::lstm`]).
 //!
-//! Each of these runs in parallel only when it is worth it: [`split`] keeps work below a
-//! threshold on the calling thread (a task costs a few microseconds to hand over).
+//! Each of these runs in parallel only when it is worth it: work below a threshold
+//! ([`GEMM_SPLIT_FLOPS`], [`ELEMENTWISE_SPLIT`]) stays on the calling thread (a task costs a
+//! few microseconds to hand over), and with one thread nothing is handed to the pool.
 //!
 //! # Determinism
 //! Results do not depend on the number of threads: every parallel pass writes disjoint
@@ -50,13 +51,13 @@ pub fn threads() -> usize {
 /// Whether `work` (in the caller's unit, compared with `min_work`) is worth handing to the
 /// pool: more than one thread, and at least `min_work`.
 #[inline]
-pub fn split(work: usize, min_work: usize) -> bool {
+pub(crate) fn split(work: usize, min_work: usize) -> bool {
     work >= min_work && threads() > 1
 }
 
 /// Into how many pieces to cut `work` so that each piece has at least `min_work` and there
 /// are at most `threads()` pieces (1: do not split).
-pub fn pieces(work: usize, min_work: usize) -> usize {
+pub(crate) fn pieces(work: usize, min_work: usize) -> usize {
     if work < min_work.saturating_mul(2) {
         return 1;
     }
@@ -78,12 +79,39 @@ pub fn in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     }
 }
 
+/// Ask the C allocator to keep freed memory for reuse (glibc on Linux; elsewhere nothing):
+/// blocks of up to 32 MiB come from the heap instead of their own `mmap`, and the heap is
+/// not shrunk below 256 MiB of free space.
+///
+/// For a process that trains: every step allocates and frees the same multi-megabyte arrays
+/// (an LSTM step about 15 MB). By default glibc serves blocks above a threshold that it
+/// adapts as the program runs with fresh `mmap`s, so depending on what ran before a step
+/// may page-fault all of its arrays in again: the same LSTM step measured 8.3 ms or 11.4 ms
+/// (9% of its time in page faults) in one process or another. The `leaky` binary and the
+/// benchmarks call this once at start; the library itself never does (the allocator is the
+/// program's choice). Returns whether the allocator took both settings.
+pub fn keep_freed_memory() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: `mallopt` only changes allocator parameters; it has no memory-safety
+        // preconditions, takes plain integers and is safe to call at any time from any thread.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20) == 1
+                && libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20) == 1
+        }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        false
+    }
+}
+
 /// Elements per task of the elementwise helpers below.
 const ELEMENTWISE_CHUNK: usize = 1 << 14;
 
 /// `f(chunk)` over consecutive chunks of `data`, in parallel above [`ELEMENTWISE_SPLIT`]
 /// elements (for kernels where each element depends on itself only).
-pub fn for_each_chunk<T: Send>(data: &mut [T], f: impl Fn(&mut [T]) + Sync + Send) {
+pub(crate) fn for_each_chunk<T: Send>(data: &mut [T], f: impl Fn(&mut [T]) + Sync + Send) {
     if split(data.len(), ELEMENTWISE_SPLIT) {
         data.par_chunks_mut(ELEMENTWISE_CHUNK).for_each(f);
     } else {
@@ -93,7 +121,7 @@ pub fn for_each_chunk<T: Send>(data: &mut [T], f: impl Fn(&mut [T]) + Sync + Sen
 
 /// `f(out_chunk, in_chunk)` over matching consecutive chunks of `out` and `input` (same
 /// length), in parallel above [`ELEMENTWISE_SPLIT`] elements.
-pub fn zip_chunks<T: Send, U: Sync>(out: &mut [T], input: &[U], f: impl Fn(&mut [T], &[U]) + Sync + Send) {
+pub(crate) fn zip_chunks<T: Send, U: Sync>(out: &mut [T], input: &[U], f: impl Fn(&mut [T], &[U]) + Sync + Send) {
     assert_eq!(out.len(), input.len(), "zip_chunks: lengths differ");
     if split(out.len(), ELEMENTWISE_SPLIT) {
         out.par_chunks_mut(ELEMENTWISE_CHUNK).zip(input.par_chunks(ELEMENTWISE_CHUNK)).for_each(|(o, i)| f(o, i));
@@ -104,7 +132,7 @@ pub fn zip_chunks<T: Send, U: Sync>(out: &mut [T], input: &[U], f: impl Fn(&mut 
 
 /// `x.mapv(f)`, written in parallel above [`ELEMENTWISE_SPLIT`] elements when `x` is in
 /// standard layout (the output is, too; no zero fill before the values are written).
-pub fn map<F: Float, D: Dimension>(x: &Array<F, D>, f: impl Fn(F) -> F + Sync + Send) -> Array<F, D> {
+pub(crate) fn map<F: Float, D: Dimension>(x: &Array<F, D>, f: impl Fn(F) -> F + Sync + Send) -> Array<F, D> {
     match x.as_slice() {
         Some(xs) if split(xs.len(), ELEMENTWISE_SPLIT) => {
             let mut out = Vec::with_capacity(xs.len());
@@ -117,7 +145,7 @@ pub fn map<F: Float, D: Dimension>(x: &Array<F, D>, f: impl Fn(F) -> F + Sync + 
 
 /// `out[i] = f(out[i], other[i])` for every element of two arrays of the same shape; in
 /// parallel above [`ELEMENTWISE_SPLIT`] elements when both are in standard layout.
-pub fn zip_in_place<F: Float, D: Dimension>(
+pub(crate) fn zip_in_place<F: Float, D: Dimension>(
     out: &mut Array<F, D>,
     other: &Array<F, D>,
     f: impl Fn(F, F) -> F + Sync + Send,

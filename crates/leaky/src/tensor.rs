@@ -252,64 +252,84 @@ fn sigmoid_slice_f64(xs: &mut [f64]) {
     }
 }
 
+#[inline(always)]
 fn sigmoid_slice_fast(xs: &mut [f32]) {
     for v in xs {
         *v = sigmoid_f32_fast(*v);
     }
 }
 
-/// [`sigmoid_slice_fast`] in 8-wide AVX2 + FMA vectors where the CPU has them.
-fn sigmoid_slice_fast_dispatch(xs: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            // SAFETY: `sigmoid_slice_fast_avx2` is safe Rust compiled with the `avx2` and
-            // `fma` target features; it is sound to call on a CPU that has both, which the
-            // two run-time checks just above established.
-            unsafe { sigmoid_slice_fast_avx2(xs) };
-            return;
-        }
-    }
-    sigmoid_slice_fast(xs);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn sigmoid_slice_fast_avx2(xs: &mut [f32]) {
-    for v in xs {
-        *v = sigmoid_f32_fast(*v);
-    }
-}
-
+#[inline(always)]
 fn tanh_slice_fast(xs: &mut [f32]) {
     for v in xs {
         *v = tanh_f32_fast(*v);
     }
 }
 
-/// [`tanh_slice_fast`] in 8-wide AVX2 + FMA vectors where the CPU has them (the baseline
-/// x86-64 build is 4-wide SSE2).
-fn tanh_slice_fast_dispatch(xs: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            // SAFETY: `tanh_slice_fast_avx2` is safe Rust compiled with the `avx2` and `fma`
-            // target features; it is sound to call on a CPU that has both, which the two
-            // run-time checks just above established.
-            unsafe { tanh_slice_fast_avx2(xs) };
-            return;
-        }
-    }
-    tanh_slice_fast(xs);
+/// The widest vector instructions of this CPU that the crate's own kernels (the f32 tanh and
+/// sigmoid slices, [`PackedRhs`]) are built for, detected at run time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Simd {
+    /// AVX-512F (with AVX2 and FMA): 16 f32 per vector. Only when the crate was compiled by
+    /// rustc 1.89 or newer (earlier compilers cannot build AVX-512 code).
+    Avx512,
+    /// AVX2 and FMA: 8 f32 per vector.
+    Avx2Fma,
+    /// The target's baseline (SSE2 on x86-64).
+    Baseline,
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn tanh_slice_fast_avx2(xs: &mut [f32]) {
-    for v in xs {
-        *v = tanh_f32_fast(*v);
+/// The [`Simd`] level of this CPU (and build).
+pub fn simd() -> Simd {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let avx2_fma = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+        #[cfg(leaky_avx512)]
+        if avx2_fma && is_x86_feature_detected!("avx512f") {
+            return Simd::Avx512;
+        }
+        if avx2_fma {
+            return Simd::Avx2Fma;
+        }
     }
+    Simd::Baseline
 }
+
+/// `$name(xs)`: the slice loop `$baseline(xs)`, in the build for the CPU's
+/// [`simd`] level (the same operations in each, no fused multiply-adds in the kernels, so the
+/// same bits; tested).
+macro_rules! dispatch_slice_kernel {
+    ($name:ident, $baseline:ident) => {
+        fn $name(xs: &mut [f32]) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn avx2(xs: &mut [f32]) {
+                    $baseline(xs)
+                }
+                #[cfg(leaky_avx512)]
+                #[target_feature(enable = "avx512f,avx2,fma")]
+                unsafe fn avx512(xs: &mut [f32]) {
+                    $baseline(xs)
+                }
+                match simd() {
+                    // SAFETY: `avx512` is safe Rust compiled with the `avx512f`, `avx2` and
+                    // `fma` target features; `simd()` returns `Avx512` only after run-time
+                    // checks found all three on this CPU.
+                    #[cfg(leaky_avx512)]
+                    Simd::Avx512 => return unsafe { avx512(xs) },
+                    // SAFETY: as above, for `avx2` and `fma`, which `simd()` checked.
+                    Simd::Avx2Fma => return unsafe { avx2(xs) },
+                    _ => {}
+                }
+            }
+            $baseline(xs)
+        }
+    };
+}
+
+dispatch_slice_kernel!(tanh_slice_fast_dispatch, tanh_slice_fast);
+dispatch_slice_kernel!(sigmoid_slice_fast_dispatch, sigmoid_slice_fast);
 
 macro_rules! impl_float {
     ($t:ty, $name:literal, $gemm:path, $tanh:path, $tanh1:path, $sigmoid:path, $sigmoid1:path) => {
@@ -536,11 +556,13 @@ fn tail_mr(rem: usize) -> usize {
     }
 }
 
-/// Columns of the register tile for element type `F`: two 256-bit vectors per row (16 f32
-/// or 8 f64), so a 6-row tile keeps twelve AVX accumulators in registers (enough independent
-/// FMA chains to cover the FMA latency), plus two for B and one broadcast of A.
-fn pack_nr<F>() -> usize {
-    64 / std::mem::size_of::<F>()
+/// Columns of the register tile for element type `F`: two vectors per row (with AVX-512,
+/// 32 f32 or 16 f64; else two 256-bit vectors, 16 f32 or 8 f64), so a 6-row tile keeps twelve
+/// vector accumulators in registers (enough independent FMA chains to cover the FMA
+/// latency), plus two for B and one broadcast of A.
+fn pack_nr<F>(simd: Simd) -> usize {
+    let bytes = if simd == Simd::Avx512 { 128 } else { 64 };
+    bytes / std::mem::size_of::<F>()
 }
 
 /// A right-hand matrix B (K, N) arranged once for many products `C = A B + beta C` with
@@ -552,13 +574,16 @@ fn pack_nr<F>() -> usize {
 /// once per training step as column panels of `NR` columns (zero-padded to a whole panel),
 /// each panel K rows of `NR` contiguous values, and [`PackedRhs::mul_into`] runs a small
 /// register-tiled kernel (6 rows x `NR` columns, K accumulated in registers) over it. The
-/// kernel is plain Rust that LLVM vectorises; on x86-64 with AVX2 and FMA detected at run
-/// time the same code is compiled for those features, elsewhere for the baseline target.
+/// kernel is plain Rust that LLVM vectorises; on x86-64 the same code is compiled for
+/// AVX-512, for AVX2 + FMA and for the baseline target, and [`simd`] picks the build (and the
+/// panel width) at run time.
 #[derive(Clone, Debug)]
 pub struct PackedRhs<F> {
     k: usize,
     n: usize,
     nr: usize,
+    /// The kernel build the panels are laid out for.
+    simd: Simd,
     /// `ceil(N / NR)` panels of (K, NR), row-major inside a panel.
     panels: Vec<F>,
     /// K zeros: the rows of A past M in the last, partly filled, tile.
@@ -568,7 +593,12 @@ pub struct PackedRhs<F> {
 impl<F: Float> PackedRhs<F> {
     /// Pack `b`: (K, N), any strides (`w.t()` packs the transpose).
     pub fn new(b: ArrayView2<F>) -> Self {
-        let mut p = PackedRhs { k: 0, n: 0, nr: pack_nr::<F>(), panels: Vec::new(), zero_row: Vec::new() };
+        Self::for_simd(b, simd())
+    }
+
+    /// [`PackedRhs::new`] for the kernel build `simd` (which this CPU must support).
+    fn for_simd(b: ArrayView2<F>, simd: Simd) -> Self {
+        let mut p = PackedRhs { k: 0, n: 0, nr: pack_nr::<F>(simd), simd, panels: Vec::new(), zero_row: Vec::new() };
         p.pack(b);
         p
     }
@@ -651,7 +681,7 @@ impl<F: Float> PackedRhs<F> {
         let (m, k, n, nr) = (a.nrows(), self.k, self.n, self.nr);
         let flops = 2usize.saturating_mul(m).saturating_mul(k).saturating_mul(n);
         let pieces = crate::parallel::pieces(flops, crate::parallel::GEMM_SPLIT_FLOPS).min(n.div_ceil(nr));
-        let job = PackedJob { a, zero_row: &self.zero_row, k, beta };
+        let job = PackedJob { a, zero_row: &self.zero_row, k, beta, simd: self.simd };
         packed_pieces(&job, &self.panels, nr, c, pieces);
     }
 }
@@ -664,6 +694,8 @@ struct PackedJob<'a, F> {
     zero_row: &'a [F],
     k: usize,
     beta: F,
+    /// The kernel build to run (the one the panels were packed for).
+    simd: Simd,
 }
 
 /// The product over the column panels `panels` (each (K, NR)) into `c`, whose columns are
@@ -672,10 +704,10 @@ struct PackedJob<'a, F> {
 fn packed_pieces<F: Float>(job: &PackedJob<F>, panels: &[F], nr: usize, c: ArrayViewMut2<F>, pieces: usize) {
     let count = panels.len() / (job.k * nr);
     if pieces <= 1 || count <= 1 {
-        if nr == 16 {
-            run_packed::<F, 16>(job, panels, c);
-        } else {
-            run_packed::<F, 8>(job, panels, c);
+        match nr {
+            32 => run_packed::<F, 32>(job, panels, c),
+            16 => run_packed::<F, 16>(job, panels, c),
+            _ => run_packed::<F, 8>(job, panels, c),
         }
         return;
     }
@@ -686,25 +718,31 @@ fn packed_pieces<F: Float>(job: &PackedJob<F>, panels: &[F], nr: usize, c: Array
     rayon::join(|| packed_pieces(job, p1, nr, c1, pieces / 2), || packed_pieces(job, p2, nr, c2, pieces - pieces / 2));
 }
 
-/// Dispatch: the AVX2 + FMA build of the kernel where the CPU has both, else the baseline one.
+/// Dispatch: the build of the kernel for `job.simd` (AVX-512, AVX2 + FMA, or baseline).
 fn run_packed<F: Float, const NR: usize>(job: &PackedJob<F>, panels: &[F], c: ArrayViewMut2<F>) {
     #[cfg(target_arch = "x86_64")]
     {
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            // SAFETY: `packed_kernel_avx2` is safe Rust compiled with the `avx2` and `fma`
-            // target features; its only requirement is that the CPU running it has them,
-            // which the two run-time checks just above established.
-            unsafe { packed_kernel_avx2::<F, NR>(job, panels, c) };
-            return;
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2<F: Float, const NR: usize>(job: &PackedJob<F>, panels: &[F], c: ArrayViewMut2<F>) {
+            packed_kernel::<F, NR, true>(job, panels, c);
+        }
+        #[cfg(leaky_avx512)]
+        #[target_feature(enable = "avx512f,avx2,fma")]
+        unsafe fn avx512<F: Float, const NR: usize>(job: &PackedJob<F>, panels: &[F], c: ArrayViewMut2<F>) {
+            packed_kernel::<F, NR, true>(job, panels, c);
+        }
+        match job.simd {
+            // SAFETY: `avx512` is safe Rust compiled with the `avx512f`, `avx2` and `fma`
+            // target features; `job.simd` is `Avx512` only when `simd()` found all three on
+            // this CPU at run time.
+            #[cfg(leaky_avx512)]
+            Simd::Avx512 => return unsafe { avx512::<F, NR>(job, panels, c) },
+            // SAFETY: as above, for `avx2` and `fma`, which `simd()` checked.
+            Simd::Avx2Fma => return unsafe { avx2::<F, NR>(job, panels, c) },
+            _ => {}
         }
     }
     packed_kernel::<F, NR, false>(job, panels, c);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn packed_kernel_avx2<F: Float, const NR: usize>(job: &PackedJob<F>, panels: &[F], c: ArrayViewMut2<F>) {
-    packed_kernel::<F, NR, true>(job, panels, c);
 }
 
 /// For each panel of B, for each block of rows of A: one register tile
@@ -990,11 +1028,11 @@ mod tests {
             close(&ct.t().to_owned(), &want, "column-major C");
             // The baseline (non-AVX) build of the kernel, which this machine would not pick.
             let mut got = c0.clone();
-            let job = PackedJob { a: a.view(), zero_row: &packed.zero_row, k, beta: F::one() };
-            if pack_nr::<F>() == 16 {
-                packed_kernel::<F, 16, false>(&job, &packed.panels, got.view_mut());
-            } else {
-                packed_kernel::<F, 8, false>(&job, &packed.panels, got.view_mut());
+            let job = PackedJob { a: a.view(), zero_row: &packed.zero_row, k, beta: F::one(), simd: packed.simd };
+            match packed.nr {
+                32 => packed_kernel::<F, 32, false>(&job, &packed.panels, got.view_mut()),
+                16 => packed_kernel::<F, 16, false>(&job, &packed.panels, got.view_mut()),
+                _ => packed_kernel::<F, 8, false>(&job, &packed.panels, got.view_mut()),
             }
             close(&got, &want, "baseline kernel");
             // Shared out over threads: the same bits.
@@ -1002,9 +1040,9 @@ mod tests {
             packed.mul_into(a.view(), F::one(), serial.view_mut());
             for threads in [2, 3] {
                 let mut par = c0.clone();
-                let job = PackedJob { a: a.view(), zero_row: &packed.zero_row, k, beta: F::one() };
+                let job = PackedJob { a: a.view(), zero_row: &packed.zero_row, k, beta: F::one(), simd: packed.simd };
                 crate::parallel::tests::with_threads(threads, || {
-                    packed_pieces(&job, &packed.panels, pack_nr::<F>(), par.view_mut(), threads)
+                    packed_pieces(&job, &packed.panels, packed.nr, par.view_mut(), threads)
                 });
                 assert_eq!(par, serial, "{} ({m}, {k}, {n}) on {threads} threads", F::NAME);
             }
@@ -1022,6 +1060,40 @@ mod tests {
         let mut c = Array2::from_elem((2, 3), F::nan());
         empty.mul_into(Array2::<F>::zeros((2, 0)).view(), F::zero(), c.view_mut());
         assert!(c.iter().all(|&v| v == F::zero()));
+    }
+
+    /// Every kernel build this CPU can run (AVX-512, AVX2 + FMA, baseline), each with its own
+    /// panel width, against `Float::gemm`.
+    fn check_every_build<F: Float>(tol: f64) {
+        let mut levels = vec![Simd::Baseline];
+        if simd() != Simd::Baseline {
+            levels.push(Simd::Avx2Fma);
+        }
+        if simd() == Simd::Avx512 {
+            levels.push(Simd::Avx512);
+        }
+        println!("{}: kernel builds checked: {levels:?}", F::NAME);
+        let mut r = rng(17);
+        for &(m, k, n) in &[(1usize, 3usize, 5usize), (7, 33, 41), (32, 128, 100), (13, 9, 70)] {
+            let a: Array2<F> = randn((m, k), 1.0, &mut r);
+            let b: Array2<F> = randn((k, n), 1.0, &mut r);
+            let want = matmul(a.view(), b.view());
+            let scale = want.iter().fold(1.0f64, |s, v| s.max(v.to_f64c().abs()));
+            for &level in &levels {
+                let mut packed = PackedRhs::for_simd(b.view(), level);
+                assert_eq!(packed.nr * std::mem::size_of::<F>(), if level == Simd::Avx512 { 128 } else { 64 });
+                let mut got = Array2::from_elem((m, n), F::nan());
+                packed.mul_into(a.view(), F::zero(), got.view_mut());
+                let worst = got.iter().zip(&want).fold(0.0f64, |w, (g, e)| w.max((g.to_f64c() - e.to_f64c()).abs()));
+                assert!(worst <= tol * scale, "{} {level:?} ({m}, {k}, {n}): {worst:e}", F::NAME);
+            }
+        }
+    }
+
+    #[test]
+    fn packed_rhs_every_kernel_build_matches_gemm() {
+        check_every_build::<f32>(1e-5);
+        check_every_build::<f64>(1e-13);
     }
 
     #[test]
