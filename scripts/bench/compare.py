@@ -10,8 +10,10 @@ For each thread count it starts one leaky server (`cargo bench -p leaky --bench 
 --serve`, RAYON_NUM_THREADS=t) and one reference server (reference.py --serve --threads t),
 then for each workload runs ROUNDS rounds of one trial per side (a trial = 3 warm-up steps,
 then 10 timed steps), alternating which side goes first. With 1 thread a trial's figure is
-the mean on-CPU time per step of the computing thread (time lost to other processes on the
-shared cores does not count); with 2 threads the median wall time per step. Each round gives the
+the median wall time per step (default, `--clock wall`: for a quiet machine) or, with
+`--clock cpu` at 1 thread, the mean on-CPU time per step of the computing thread
+(CLOCK_THREAD_CPUTIME_ID; time lost to other processes on shared cores does not count, so it
+suits a loaded machine; it misses a second thread's work, so 2 threads always use wall time). Each round gives the
 pairwise ratios t(leaky) / t(reference); the table reports their median with [min, max],
 and the median times. A ratio below 1 means leaky is faster; speed-up = 1 / ratio.
 The machine's load (`uptime`) is printed before and after.
@@ -70,6 +72,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, nargs="*", default=[1, 2])
     ap.add_argument("--rounds", type=int, default=9)
+    ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                    help="1-thread clock: wall (quiet machine) or thread CPU time (loaded machine)")
     ap.add_argument("workloads", nargs="*")
     args = ap.parse_args()
     names = args.workloads or list(PAIRS)
@@ -80,9 +84,8 @@ def main():
     print(f"load before: {uptime()}")
     rows = []
     for t in args.threads:
-        # One thread: on-CPU time of the computing thread (robust when other processes
-        # share the cores); two threads: wall time (CPU time of one thread misses the other).
-        clock = "cpu" if t == 1 else "wall"
+        # Two threads: wall time (the CPU time of one thread misses the other's work).
+        clock = args.clock if t == 1 else "wall"
         # RAYON_NUM_THREADS is leaky's one thread knob; MATMUL_NUM_THREADS is for binaries
         # built before leaky moved to rayon (matrixmultiply's own pool), e.g. LEAKY_STEPS_BIN.
         env = dict(os.environ, RAYON_NUM_THREADS=str(t), MATMUL_NUM_THREADS=str(t), OMP_NUM_THREADS=str(t),
