@@ -59,6 +59,10 @@ fn page_renders(dir: &Path, name: &str, min_figures: usize) -> (String, usize) {
     for bad in ["<img", "<link", "<iframe", " src=", "@import", "url(", "@font-face"] {
         assert!(!html.contains(bad), "{bad} in the page");
     }
+    // Every in-page link (contents, findings' "Seen in") reaches an element of the page.
+    for target in html.split("href=\"#").skip(1).map(|t| &t[..t.find('"').unwrap()]) {
+        assert!(html.contains(&format!("id=\"{target}\"")), "a link to #{target}, which is not in the page");
+    }
     let urls = html.matches("http://").count() + html.matches("https://").count();
     assert_eq!(
         urls,
@@ -105,6 +109,19 @@ fn sigmoid_report_renders_in_a_browser() {
     ] {
         assert!(html.contains(part), "missing {part}");
     }
+    // The saturation finding links to the charts that show it, by figure number.
+    let article = html.split("<article").find(|a| a.contains("<code>saturation</code>")).unwrap();
+    let article = &article[..article.find("</article>").unwrap()];
+    let figure_of = |title: &str| {
+        let at = html.find(&format!("</a>: {title}</li>")).unwrap_or_else(|| panic!("{title} not in the contents"));
+        let head = &html[..at];
+        head[head.rfind("#fig-").unwrap() + 1..].split('"').next().unwrap().to_string()
+    };
+    for title in ["Activations of layer 1 (sigmoid)", "Saturated share of sigmoid/tanh outputs"] {
+        let id = figure_of(title);
+        assert!(article.contains(&format!("href=\"#{id}\"")), "the saturation finding does not link to {title} ({id})");
+    }
+    assert!(!article.contains(&format!("href=\"#{}\"", figure_of("Training loss"))));
 }
 
 #[test]

@@ -46,6 +46,7 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
         tables: vec![tbl.clone()],
         findings: Vec::new(),
         charts: vec![Chart {
+            shows: Vec::new(),
             title: "Staged batch norm on the tape".into(),
             x_label: String::new(),
             y_label: String::new(),

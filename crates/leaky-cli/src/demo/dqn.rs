@@ -372,6 +372,7 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
             .collect()
     };
     let returns_chart = Chart {
+        shows: Vec::new(),
         title: "Return per episode".into(),
         x_label: "episode".into(),
         y_label: "return (10-episode average)".into(),
@@ -384,6 +385,7 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
     };
     let window = if opts.quick { 50 } else { 100 };
     let zero_chart = Chart {
+        shows: vec![Code::ZeroGradient],
         title: "Samples with exactly zero gradient".into(),
         x_label: "update".into(),
         y_label: "zero-gradient share".into(),
@@ -392,6 +394,7 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
     };
     let labels: Vec<String> = b.scales.iter().map(|s| format!("reward x{s}")).collect();
     let scale_zero_chart = Chart {
+        shows: vec![Code::ZeroGradient],
         title: "Zero-gradient share by reward scale".into(),
         x_label: "reward scale".into(),
         y_label: "zero-gradient share".into(),
@@ -400,6 +403,7 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
         kind: ChartKind::Bars { labels: labels.clone(), groups: zero_bars, log_y: false },
     };
     let scale_return_chart = Chart {
+        shows: Vec::new(),
         title: "Mean return by reward scale".into(),
         x_label: "reward scale".into(),
         y_label: format!("return (last {})", b.last),

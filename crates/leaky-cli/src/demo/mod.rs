@@ -273,6 +273,7 @@ pub fn table(caption: &str, header: &[&str], rows: Vec<Vec<String>>) -> Table {
 /// A line chart.
 pub fn lines(title: &str, x: &str, y: &str, caption: &str, series: Vec<Series>, log_y: bool) -> Chart {
     Chart {
+        shows: Vec::new(),
         title: title.into(),
         x_label: x.into(),
         y_label: y.into(),

@@ -6,6 +6,7 @@
 //! The doctor counts dead units over a full pass of the training set (not one batch).
 
 use super::*;
+use leaky::doctor::Code;
 
 /// Broken: plain SGD with a learning rate 4x too large.
 pub const BROKEN_LR: &str = include_str!("../../../../examples/demo/relu-broken.toml");
@@ -103,6 +104,7 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
                 .collect::<Vec<_>>()
         };
         Chart {
+            shows: vec![Code::DeadRelu],
             title: "Dead ReLU units over a full pass of the training set".into(),
             x_label: "variant".into(),
             y_label: "fraction of units dead".into(),
@@ -126,7 +128,7 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
             "On a batch, about half of healthy ReLU outputs are zero. A share near 1 means almost no gradient passes layer 1.",
             zero,
             false,
-        ),
+        ).showing(&[Code::DeadRelu]),
         lines(
             "Training loss",
             "step",
@@ -134,7 +136,7 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
             "Dead units are lost capacity: they never fire again, whatever the loss says.",
             loss,
             false,
-        ),
+        ).showing(&[Code::DivergingLoss, Code::NonFinite, Code::NotLearning, Code::BadInitLoss]),
     ];
     let section = Section {
         title: "ReLU: dead units".into(),

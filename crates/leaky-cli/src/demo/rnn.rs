@@ -155,7 +155,7 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
             "The loss sits at the last step. Going back, radius 0.5 shrinks the gradient by a constant factor per step (a straight line down on a log scale); radius 3 grows it (less than 3x per step: tanh's local gradient 1 - h^2 is below 1). The LSTM's cell path keeps it nearly flat.",
             per_t,
             true,
-        ),
+        ).showing(&[Code::VanishingGradient, Code::ExplodingGradient]),
         lines(
             "How much gradient reaches the first step, over training",
             "step",
@@ -163,7 +163,7 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
             "Sampled every 10 steps. Clipping rescales the whole gradient, so it does not change this ratio; it bounds the step size instead.",
             ratio_over_time,
             true,
-        ),
+        ).showing(&[Code::VanishingGradient, Code::ExplodingGradient]),
         lines(
             "Training loss (MSE)",
             "step",
@@ -171,7 +171,7 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
             "Non-finite losses are not drawn: a line that stops is a run that diverged.",
             runs.iter().map(|(n, _, _, r)| loss_series(n, &r.doctor.losses)).collect(),
             true,
-        ),
+        ).showing(&[Code::DivergingLoss, Code::NonFinite, Code::NotLearning, Code::BadInitLoss]),
     ];
     let section = Section {
         title: "RNN: vanishing and exploding through time".into(),

@@ -9,6 +9,7 @@
 
 use super::*;
 use leaky::doctor::detectors::{depth_samples, update_ratio, DepthSample};
+use leaky::doctor::Code;
 
 /// Broken: raw pixels (0..16) into sigmoid units with N(0, 1) weights.
 pub const BROKEN: &str = include_str!("../../../../examples/demo/sigmoid-broken.toml");
@@ -182,9 +183,10 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
         ),
         vec![loss_series("broken", &broken.doctor.losses), loss_series("fixed", &fixed.doctor.losses)],
         false,
-    )];
+    ).showing(&[Code::DivergingLoss, Code::NonFinite, Code::NotLearning, Code::BadInitLoss])];
     if let (Some((edges, hb)), Some((_, hf))) = (last_histogram(&broken.doctor, 1), last_histogram(&fixed.doctor, 1)) {
         charts.push(Chart {
+            shows: vec![Code::Saturation],
             title: "Layer 1 sigmoid outputs (last sampled step)".into(),
             x_label: "activation z".into(),
             y_label: "fraction of activations".into(),
@@ -208,13 +210,14 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
             layer_series(&fixed.doctor, 1, "fixed", |s| s.saturated_fraction),
         ],
         false,
-    ));
+    ).showing(&[Code::Saturation]));
     let labels: Vec<String> = deep_rms.iter().map(|(i, kind, _)| format!("{i} {}", short(kind))).collect();
     let bars = |name: &str, layers: &[(usize, String, f64)]| Series {
         name: name.into(),
         points: layers.iter().enumerate().map(|(k, l)| (k as f64, l.2)).collect(),
     };
     charts.push(Chart {
+        shows: vec![Code::VanishingGradient, Code::ExplodingGradient],
         title: format!("Gradient reaching each layer at step {depth_step} (deep nets)"),
         x_label: "layer (input side first)".into(),
         y_label: "RMS of dL/dx into the layer".into(),
@@ -230,14 +233,17 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
             log_y: true,
         },
     });
-    charts.push(lines(
-        "Training loss: deep sigmoid vs deep ReLU",
-        "step",
-        "softmax loss",
-        "The deep sigmoid stack learns slowly: its first layers get a tiny share of the gradient.",
-        vec![loss_series("8 sigmoid", &deep.doctor.losses), loss_series("8 ReLU", &deep_relu.doctor.losses)],
-        false,
-    ));
+    charts.push(
+        lines(
+            "Training loss: deep sigmoid vs deep ReLU",
+            "step",
+            "softmax loss",
+            "The deep sigmoid stack learns slowly: its first layers get a tiny share of the gradient.",
+            vec![loss_series("8 sigmoid", &deep.doctor.losses), loss_series("8 ReLU", &deep_relu.doctor.losses)],
+            false,
+        )
+        .showing(&[Code::DivergingLoss, Code::NonFinite, Code::NotLearning, Code::BadInitLoss]),
+    );
     let section = Section {
         title: "Sigmoid: saturation and depth".into(),
         text: vec![

@@ -688,7 +688,14 @@ mod tests {
     use super::*;
 
     fn chart(kind: ChartKind) -> Chart {
-        Chart { title: "T <&>".into(), x_label: "x".into(), y_label: "y".into(), caption: "c".into(), kind }
+        Chart {
+            title: "T <&>".into(),
+            x_label: "x".into(),
+            y_label: "y".into(),
+            caption: "c".into(),
+            kind,
+            shows: Vec::new(),
+        }
     }
 
     fn series(name: &str, points: &[(f64, f64)]) -> Series {

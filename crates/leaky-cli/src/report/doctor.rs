@@ -4,7 +4,7 @@
 
 use super::{Chart, ChartKind, HistSeries, Report, Section, Series, Table};
 use leaky::doctor::stats::{LayerStats, RecordedStats, SIGMOID_SATURATION_MARGIN, TANH_SATURATION_LEVEL};
-use leaky::doctor::{Finding, Severity};
+use leaky::doctor::{Code, Finding, Severity};
 use leaky::experiment::{Experiment, ModelKind};
 use leaky::train::TrainReport;
 use std::collections::BTreeMap;
@@ -158,6 +158,7 @@ fn loss_section(run: &DoctorRun) -> Option<Section> {
     Some(Section {
         title: "Loss".into(),
         charts: vec![Chart {
+            shows: vec![Code::DivergingLoss, Code::NotLearning, Code::BadInitLoss, Code::NonFinite],
             title: "Training loss".into(),
             x_label: "step".into(),
             y_label: "loss".into(),
@@ -247,6 +248,7 @@ fn histogram_chart(records: &[&LayerStats]) -> Option<Chart> {
         caption.push_str(&format!(" Outside [{}, {}] and not drawn: {}.", h.lo, h.hi, outside.join(", ")));
     }
     Some(Chart {
+        shows: vec![Code::Saturation, Code::DeadRelu],
         title: format!("Activations of {}", layer_name(last)),
         x_label: "output value".into(),
         y_label: "share of outputs".into(),
@@ -287,6 +289,7 @@ fn activation_section(stats: &RecordedStats) -> Option<Section> {
     let saturated = over_steps(|l| l.saturated_fraction);
     if !saturated.is_empty() {
         charts.push(Chart {
+            shows: vec![Code::Saturation],
             title: "Saturated share of sigmoid/tanh outputs".into(),
             x_label: "step".into(),
             y_label: "share saturated".into(),
@@ -301,6 +304,7 @@ fn activation_section(stats: &RecordedStats) -> Option<Section> {
     let zeros = over_steps(|l| l.zero_fraction);
     if !zeros.is_empty() {
         charts.push(Chart {
+            shows: vec![Code::DeadRelu],
             title: "Share of ReLU outputs that are exactly 0".into(),
             x_label: "step".into(),
             y_label: "share of zeros".into(),
@@ -394,6 +398,7 @@ fn gradient_section(stats: &RecordedStats) -> Option<Section> {
             })
             .collect();
         charts.push(Chart {
+            shows: vec![Code::VanishingGradient, Code::ExplodingGradient],
             title: "Gradient reaching each layer".into(),
             x_label: "layer (index and kind)".into(),
             y_label: "||dL/dx|| into the layer".into(),
@@ -429,6 +434,7 @@ fn gradient_section(stats: &RecordedStats) -> Option<Section> {
             caption.push_str(&format!(" Growth per step back in time: {}.", super::html::number(g)));
         }
         charts.push(Chart {
+            shows: vec![Code::VanishingGradient, Code::ExplodingGradient],
             title: format!("Gradient through time, layer {layer} ({})", last.kind),
             x_label: "time step t".into(),
             y_label: "||dL/dh_t||".into(),
@@ -454,6 +460,7 @@ fn gradient_section(stats: &RecordedStats) -> Option<Section> {
             .collect();
         series.push(Series::reference("1: all of the gradient zeroed", 1.0, x0, x1.max(x0 + 1.0)));
         charts.push(Chart {
+            shows: vec![Code::ZeroGradient],
             title: "Zero-gradient share of ops with flat regions".into(),
             x_label: "step".into(),
             y_label: "share of gradient zeroed".into(),
@@ -494,6 +501,7 @@ fn update_section(stats: &RecordedStats) -> Option<Section> {
         title: "Updates".into(),
         text: vec!["How far each optimiser step moves the weights, relative to their size.".into()],
         charts: vec![Chart {
+            shows: vec![Code::UpdateRatio],
             title: "Update-to-weight ratio per weight matrix".into(),
             x_label: "step".into(),
             y_label: "|update| / |W|".into(),

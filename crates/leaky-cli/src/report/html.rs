@@ -4,7 +4,7 @@
 
 use super::chart::{self, Rendered};
 use super::{Chart, Report, Section, Table};
-use leaky::doctor::finding::Finding;
+use leaky::doctor::finding::{Code, Finding};
 use serde_json::Value;
 use std::fmt::Write;
 
@@ -84,6 +84,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .finding.info { border-left-color: var(--info); }
 .finding .head { font-weight: 600; }
 .finding.consequence { border-left-style: dashed; background: var(--soft); }
+p.shown { margin: .3rem 0 0; font-size: .93rem; }
 p.repeat { margin: -.4rem 0 .8rem 1rem; color: var(--muted); font-size: .93rem; }
 .sev { display: inline-block; min-width: 4.6em; text-align: center; color: #fff; border-radius: 4px; padding: 0 .4em; margin-right: .4em; font-size: .85rem; text-transform: uppercase; letter-spacing: .03em; }
 .sev.error { background: var(--error); } .sev.warning { background: var(--warning); } .sev.info { background: var(--info); }
@@ -133,8 +134,16 @@ const CHECK_SCRIPT: &str = r#"
 })();
 "#;
 
-/// One finding; `depth` > 0 marks a consequence, indented under its cause.
-fn finding(out: &mut String, variant: &str, f: &Finding, depth: usize) {
+/// A figure of the page: its number, title and the finding codes it shows.
+struct FigureRef<'a> {
+    number: usize,
+    title: &'a str,
+    shows: &'a [Code],
+}
+
+/// One finding; `depth` > 0 marks a consequence, indented under its cause; `figures` are
+/// the figures its findings may link to (those that show its code get a link).
+fn finding(out: &mut String, variant: &str, f: &Finding, depth: usize, figures: &[FigureRef]) {
     let sev = f.severity.as_str();
     let nested = if depth > 0 {
         format!(" consequence\" style=\"margin-left: {:.1}rem", 2.0 * depth.min(4) as f64)
@@ -174,6 +183,14 @@ fn finding(out: &mut String, variant: &str, f: &Finding, depth: usize) {
             let _ = write!(out, "<li>{}</li>", escape(&fix.to_string()));
         }
         out.push_str("</ol></div>\n");
+    }
+    let shown: Vec<String> = figures
+        .iter()
+        .filter(|g| g.shows.contains(&f.code))
+        .map(|g| format!("<a href=\"#fig-{n}\">Figure {n}</a> ({})", escape(g.title), n = g.number))
+        .collect();
+    if !shown.is_empty() {
+        let _ = writeln!(out, "<p class=\"shown\"><span class=\"label\">Seen in:</span> {}</p>", shown.join(", "));
     }
     out.push_str("</article>\n");
 }
@@ -316,7 +333,13 @@ fn run_label(f: &Finding) -> String {
     }
 }
 
-fn section(out: &mut String, index: usize, s: &Section, first_figure: usize) -> anyhow::Result<()> {
+fn section(
+    out: &mut String,
+    index: usize,
+    s: &Section,
+    first_figure: usize,
+    figures: &[FigureRef],
+) -> anyhow::Result<()> {
     let _ = writeln!(out, "<section id=\"sec-{index}\"><h2>{index}. {}</h2>", escape(&s.title));
     for p in &s.text {
         let _ = writeln!(out, "<p>{}</p>", escape(p));
@@ -329,7 +352,7 @@ fn section(out: &mut String, index: usize, s: &Section, first_figure: usize) -> 
     for (i, ((variant, f), &depth)) in s.findings.iter().zip(&depths).enumerate() {
         match &groups[i] {
             Repeat::Shown(others) => {
-                finding(out, variant, f, depth);
+                finding(out, variant, f, depth, figures);
                 if !others.is_empty() {
                     let runs: Vec<String> = others.iter().map(|&k| run_label(&s.findings[k].1)).collect();
                     let _ = writeln!(
@@ -352,6 +375,28 @@ fn section(out: &mut String, index: usize, s: &Section, first_figure: usize) -> 
     }
     out.push_str("</section>\n");
     Ok(())
+}
+
+/// The figures the findings of section `i` link to: its own charts when it has any (a demo:
+/// findings and charts together); else the charts of the sections after it, up to the next
+/// section with findings of its own (a doctor or inspect report: one "Findings" section,
+/// then sections of charts). `first_figure[k]` is the number of section k's first figure.
+fn link_scope<'a>(r: &'a Report, i: usize, first_figure: &[usize]) -> Vec<FigureRef<'a>> {
+    let sections = if r.sections[i].charts.is_empty() {
+        let end = (i + 1..r.sections.len()).find(|&k| !r.sections[k].findings.is_empty()).unwrap_or(r.sections.len());
+        i + 1..end
+    } else {
+        i..i + 1
+    };
+    sections
+        .flat_map(|k| {
+            r.sections[k].charts.iter().enumerate().map(move |(j, c)| FigureRef {
+                number: first_figure[k] + j,
+                title: &c.title,
+                shows: &c.shows,
+            })
+        })
+        .collect()
 }
 
 /// The whole page.
@@ -386,10 +431,15 @@ pub fn page(r: &Report) -> anyhow::Result<String> {
         }
         out.push_str("</ol></nav>\n");
     }
+    let mut first_figure = Vec::with_capacity(r.sections.len());
     let mut fig = 1;
-    for (i, s) in r.sections.iter().enumerate() {
-        section(&mut out, i + 1, s, fig)?;
+    for s in &r.sections {
+        first_figure.push(fig);
         fig += s.charts.len();
+    }
+    for (i, s) in r.sections.iter().enumerate() {
+        let figures = link_scope(r, i, &first_figure);
+        section(&mut out, i + 1, s, first_figure[i], &figures)?;
     }
     let _ = write!(
         out,
@@ -443,6 +493,7 @@ mod tests {
                 }],
                 findings: vec![("broken <v>".into(), f)],
                 charts: vec![Chart {
+                    shows: Vec::new(),
                     title: "chart <t>".into(),
                     x_label: "x".into(),
                     y_label: "y".into(),
@@ -453,6 +504,70 @@ mod tests {
                     },
                 }],
             }],
+        }
+    }
+
+    /// The links of each finding in `page`, in order: the figure numbers its "Seen in" names.
+    fn links_per_finding(page: &str) -> Vec<Vec<usize>> {
+        page.split("<article class=\"finding")
+            .skip(1)
+            .map(|a| {
+                let a = &a[..a.find("</article>").unwrap()];
+                a.split("href=\"#fig-").skip(1).map(|t| t[..t.find('"').unwrap()].parse().unwrap()).collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn findings_link_to_the_figures_that_show_their_code() {
+        let chart = |title: &str, shows: &[Code]| Chart {
+            shows: shows.to_vec(),
+            title: title.into(),
+            x_label: "x".into(),
+            y_label: "y".into(),
+            caption: "c".into(),
+            kind: ChartKind::Lines { series: vec![Series::new("s", vec![(0.0, 1.0), (1.0, 2.0)])], log_y: false },
+        };
+        let finding = |code: Code| ("".to_string(), Finding::new(code, Severity::Warning, "layer 1 (relu)", None, "w"));
+        // A doctor-shaped report: findings first, charts in the sections after it, then a
+        // second findings section whose charts are its own.
+        let r = Report {
+            title: "t".into(),
+            intro: vec![],
+            sections: vec![
+                Section {
+                    title: "Findings".into(),
+                    findings: vec![finding(Code::DeadRelu), finding(Code::UpdateRatio), finding(Code::NonFinite)],
+                    ..Default::default()
+                },
+                Section { title: "Loss".into(), charts: vec![chart("loss", &[Code::NonFinite])], ..Default::default() },
+                Section {
+                    title: "Activations".into(),
+                    charts: vec![chart("dead", &[Code::DeadRelu]), chart("other", &[])],
+                    ..Default::default()
+                },
+                Section {
+                    title: "A demo".into(),
+                    findings: vec![finding(Code::DeadRelu)],
+                    charts: vec![chart("demo dead", &[Code::DeadRelu, Code::Saturation])],
+                    ..Default::default()
+                },
+                Section {
+                    title: "Later".into(),
+                    charts: vec![chart("late dead", &[Code::DeadRelu])],
+                    ..Default::default()
+                },
+            ],
+        };
+        let page = page(&r).unwrap();
+        // Figures: 1 loss, 2 dead, 3 other, 4 demo dead, 5 late dead. The first section's
+        // findings reach figures 1-3 (up to the next section with findings); the demo's
+        // finding reaches only its own figure 4, not the later figure 5.
+        assert_eq!(links_per_finding(&page), vec![vec![2], vec![], vec![1], vec![4]]);
+        assert!(page.contains("<a href=\"#fig-2\">Figure 2</a> (dead)"));
+        // Every link target exists.
+        for n in 1..=5 {
+            assert!(page.contains(&format!("id=\"fig-{n}\"")));
         }
     }
 

@@ -10,7 +10,7 @@
 use super::html::number;
 use super::{Chart, ChartKind, Report, Section, Series, Table};
 use leaky::doctor::stats::{BatchNormStats, LayerStats, SIGMOID_SATURATION_MARGIN, TANH_SATURATION_LEVEL};
-use leaky::doctor::{Finding, Severity};
+use leaky::doctor::{Code, Finding, Severity};
 use leaky::experiment::inspect::{Inspection, PROBE_BATCHES};
 use std::collections::BTreeMap;
 
@@ -212,6 +212,7 @@ fn layers_section(f: &Inspection) -> Option<Section> {
             .collect();
         let pts = with_grad.iter().enumerate().map(|(k, &i)| (k as f64, grad(i).unwrap_or(f64::NAN))).collect();
         charts.push(Chart {
+            shows: vec![Code::VanishingGradient, Code::ExplodingGradient],
             title: "Gradient reaching each layer".into(),
             x_label: "layer (index and kind)".into(),
             y_label: "RMS of dL/dx into the layer".into(),
@@ -235,6 +236,7 @@ fn layers_section(f: &Inspection) -> Option<Section> {
         let pts = relu.iter().enumerate().map(|(k, i)| (k as f64, dead[i].dead_fraction())).collect();
         groups.push(Series::new("at the checkpoint", pts));
         charts.push(Chart {
+            shows: vec![Code::DeadRelu],
             title: "Dead share of each ReLU layer".into(),
             x_label: "layer".into(),
             y_label: "share of units dead".into(),
@@ -314,6 +316,7 @@ fn batchnorm_section(bns: &[BatchNormStats]) -> Option<Section> {
         let shift =
             Series::new("data mean − running_mean, in data std", (0..d).map(|j| (j as f64, b.mean_shift(j))).collect());
         charts.push(Chart {
+            shows: vec![Code::BatchnormStats],
             title: format!("Layer {} ({}): mean shift per {what}", b.layer, b.kind),
             x_label: what.to_string(),
             y_label: "(mean − running_mean) / std".into(),
@@ -325,6 +328,7 @@ fn batchnorm_section(bns: &[BatchNormStats]) -> Option<Section> {
         });
         let ratio = Series::new("data variance / running_var", (0..d).map(|j| (j as f64, b.var_ratio(j))).collect());
         charts.push(Chart {
+            shows: vec![Code::BatchnormStats],
             title: format!("Layer {} ({}): variance ratio per {what}", b.layer, b.kind),
             x_label: what.to_string(),
             y_label: "variance / running_var".into(),
@@ -453,6 +457,7 @@ fn recurrent_section(f: &Inspection) -> Option<Section> {
         caption.push_str(&format!(" Whh's spectral radius: {}.", number(r)));
     }
     let charts = vec![Chart {
+        shows: vec![Code::VanishingGradient, Code::ExplodingGradient],
         title: format!("Gradient through time, layer {layer} ({kind})"),
         x_label: "time step t".into(),
         y_label: "||dL/dh_t||".into(),
@@ -479,6 +484,7 @@ fn before_section(f: &Inspection) -> Option<Section> {
         title: "Since the earlier checkpoint".into(),
         text: vec!["How far each weight tensor moved between the --before checkpoint and this one, relative to its size: |W - W0| / |W| (Frobenius norms). It sums every update in between, so it has no fixed healthy value; compare the layers: one that barely moved while the others did is not learning, one that moved far more has taken large steps. The layer table above gives the dead units at both checkpoints.".into()],
         charts: vec![Chart {
+            shows: vec![Code::UpdateRatio],
             title: "Relative change of each weight tensor since --before".into(),
             x_label: "layer and tensor".into(),
             y_label: "|W - W0| / |W|".into(),

@@ -12,7 +12,7 @@ pub mod html;
 pub mod inspect;
 
 use anyhow::Context;
-use leaky::doctor::finding::Finding;
+use leaky::doctor::finding::{Code, Finding};
 use std::path::{Path, PathBuf};
 
 /// A whole report: one page.
@@ -65,6 +65,17 @@ pub struct Chart {
     pub caption: String,
     /// What to draw.
     pub kind: ChartKind,
+    /// The finding codes whose evidence this chart draws: a finding with one of these codes
+    /// links to the chart in the page (see [`html`]'s linking rule).
+    pub shows: Vec<Code>,
+}
+
+impl Chart {
+    /// The same chart, declared to show the evidence of findings with `codes`.
+    pub fn showing(mut self, codes: &[Code]) -> Self {
+        self.shows = codes.to_vec();
+        self
+    }
 }
 
 /// What a chart draws.
@@ -190,6 +201,7 @@ mod tests {
         let curve =
             |name: &str, f: fn(f64) -> f64| Series::new(name, (0..200).map(|i| (i as f64, f(i as f64))).collect());
         let chart = |title: &str, kind: ChartKind| Chart {
+            shows: Vec::new(),
             title: title.into(),
             x_label: "step".into(),
             y_label: "value".into(),

@@ -61,6 +61,10 @@
 //! * A consequence's advice is to fix its cause: its one fix points at the cause's id (its
 //!   own fixes would treat the symptom: raising the learning rate for layers whose gradient
 //!   vanished, or "use fewer layers" for a gradient that is zero because the run diverged).
+//! * One learning rate for layers that step too far and layers that step too little: a
+//!   root `update_ratio` finding that is `too_large` in a run that also has `too_small` ones
+//!   first says to fix the root cause of the slow layers (or, when they are roots themselves,
+//!   that a lower rate slows them further), and keeps its learning-rate cut as the next step.
 //! * A fix whose settings are all already in effect (the run's current values,
 //!   `RunInfo::settings`) is dropped; fixes are never split (a fix is applied whole).
 //! * A suggested `train.lr` stays within [lr/100, lr*10] of the current one.
@@ -356,6 +360,7 @@ fn same_value(a: &Value, b: &Value) -> bool {
 /// rules of the module docs.
 pub fn reconcile(findings: &mut [Finding], run: &RunInfo) {
     let codes: BTreeMap<String, Code> = findings.iter().map(|f| (f.id.clone(), f.code)).collect();
+    one_learning_rate(findings);
     for f in findings.iter_mut() {
         // A consequence: fix the cause.
         if let Some(cause) = &f.caused_by {
@@ -406,6 +411,57 @@ pub fn reconcile(findings: &mut [Finding], run: &RunInfo) {
                 x.set.clear();
                 x.text = format!("{} (not set: {all}; {})", x.text, notes.join("; "));
             }
+        }
+    }
+}
+
+/// The root of `id`'s cause chain (itself when it has no cause; stops on a cycle).
+fn root_id<'a>(findings: &'a [Finding], id: &'a str) -> &'a str {
+    let mut cur = id;
+    for _ in 0..findings.len() {
+        match findings.iter().find(|f| f.id == cur).and_then(|f| f.caused_by.as_deref()) {
+            Some(next) => cur = next,
+            None => break,
+        }
+    }
+    cur
+}
+
+/// A too-large update ratio next to too-small ones: the learning rate is shared, so cutting
+/// it for the fast layer slows the slow ones further. The fast finding's advice starts with
+/// what makes the others slow.
+fn one_learning_rate(findings: &mut [Finding]) {
+    let direction = |f: &Finding, d: &str| f.code == Code::UpdateRatio && f.text("direction") == Some(d);
+    let slow: Vec<(String, Option<usize>)> =
+        findings.iter().filter(|f| direction(f, "too_small")).map(|f| (f.id.clone(), f.layer)).collect();
+    if slow.is_empty() {
+        return;
+    }
+    let ids: Vec<&str> = slow.iter().map(|(id, _)| id.as_str()).collect();
+    let mut layers: Vec<String> = slow.iter().filter_map(|(_, l)| l.map(|l| l.to_string())).collect();
+    layers.dedup();
+    let which = if layers.is_empty() { "other weights".to_string() } else { format!("layer(s) {}", layers.join(", ")) };
+    let root = root_id(findings, ids[0]).to_string();
+    let root_code = findings.iter().find(|f| f.id == root).map(|f| f.code);
+    let first = match root_code {
+        Some(code) if !ids.contains(&root.as_str()) => Fix::text(format!(
+            "fix {code} ({root}) first: {which} step too little ({}), and one learning rate serves every layer, so a \
+             lower one slows them further",
+            ids.join(", ")
+        )),
+        _ => Fix::text(format!(
+            "balance the layers before cutting the learning rate: {which} step too little ({}), and one learning rate \
+             serves every layer, so a lower one slows them further (normalise the layers: batch norm, or Adam's \
+             per-weight steps)",
+            ids.join(", ")
+        )),
+    };
+    for f in findings.iter_mut() {
+        if f.caused_by.is_none() && direction(f, "too_large") {
+            for x in f.fix.iter_mut().filter(|x| x.set.contains_key("train.lr")) {
+                x.text = format!("then, if this layer still steps too far, {}", x.text);
+            }
+            f.fix.insert(0, first.clone());
         }
     }
 }
@@ -512,9 +568,17 @@ mod tests {
             .get("train.lr")
             .and_then(Value::as_f64)
             .is_none_or(|v| v <= 0.5))));
+        // The top layer steps too far while layer 0 steps too little: one learning rate for
+        // both, so its advice starts with the root of the slow layer (saturation, behind the
+        // vanishing gradient), and the
+        // learning-rate cut comes after it.
         let fast = f.iter().find(|x| x.code == Code::UpdateRatio && x.layer == Some(8)).unwrap();
-        let lr = fast.fix[0].set["train.lr"].as_f64().unwrap();
+        assert!(fast.is_root());
+        assert!(fast.fix[0].set.is_empty() && fast.fix[0].text.contains(&format!("({})", sat.id)), "{:?}", fast.fix);
+        assert!(fast.fix[0].text.contains(&slow.id), "{:?}", fast.fix);
+        let lr = fast.fix[1].set["train.lr"].as_f64().unwrap();
         assert!((0.005..=5.0).contains(&lr), "{lr}");
+        assert!(fast.fix[1].text.starts_with("then, if this layer still steps too far"), "{:?}", fast.fix);
     }
 
     /// The exploding RNN: the gradient explodes through time at step 0, the loss diverges,

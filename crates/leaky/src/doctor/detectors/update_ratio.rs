@@ -113,7 +113,16 @@ pub fn detect(params: &[ParamStats], norms: &[GlobalNormSample], run: &RunInfo) 
             (
                 format!(
                     "Each step moves {name} by {ratio:.1e} of its own size (about 1e-3 is healthy): steps this large \
-                     overshoot, and can push ReLU units negative for every example, where their gradient is 0 forever."
+                     overshoot{}",
+                    match run.settings.get("model.activation").and_then(|v| v.as_str()) {
+                        Some(a) if a.contains("relu") => {
+                            ", and can push ReLU units negative for every example, where their gradient is 0 forever."
+                        }
+                        Some("sigmoid" | "tanh") => {
+                            ", and can drive sigmoid/tanh units into their flat tails, where almost no gradient passes."
+                        }
+                        _ => ": the loss jumps around its minimum instead of settling into it.",
+                    }
                 ),
                 if clipping_on || run.clipping() { vec![lower()] } else { vec![lower(), clip()] },
             )
