@@ -286,28 +286,35 @@ enum Repeat {
     Folded,
 }
 
-/// Fold repeated root findings: a root cause without consequences whose variant, code,
-/// severity and place match an earlier such finding (the same warning from each seed of a
-/// multi-seed demo) is listed under the first one instead of in full.
+/// Fold repeated finding trees: a root cause, with the consequences listed under it, whose
+/// variant, code, severity and place, and whose consequences' codes, severities and places,
+/// match an earlier root's (the same diagnosis from each seed of a multi-seed demo) is listed
+/// under the first one instead of in full. A tree is a root and the consequences (depth > 0)
+/// that follow it in the listing, which puts each root's consequences right after it.
 fn repeat_groups(findings: &[(String, Finding)], depths: &[usize]) -> Vec<Repeat> {
-    let has_consequence = |i: usize| {
-        let (v, f) = &findings[i];
-        !f.id.is_empty() && findings.iter().any(|(w, g)| w == v && g.caused_by.as_deref() == Some(f.id.as_str()))
+    let n = findings.len();
+    let tree_end = |i: usize| (i + 1..n).find(|&k| depths[k] == 0 || findings[k].0 != findings[i].0).unwrap_or(n);
+    let signature = |i: usize| -> Vec<(&str, Code, &str, &str)> {
+        (i..tree_end(i))
+            .map(|k| {
+                let (v, f) = &findings[k];
+                (v.as_str(), f.code, f.severity.as_str(), f.where_.as_str())
+            })
+            .collect()
     };
-    let foldable: Vec<bool> = (0..findings.len()).map(|i| depths[i] == 0 && !has_consequence(i)).collect();
-    let mut out: Vec<Repeat> = (0..findings.len()).map(|_| Repeat::Shown(Vec::new())).collect();
-    for i in 0..findings.len() {
-        if !foldable[i] || matches!(out[i], Repeat::Folded) {
+    let mut out: Vec<Repeat> = (0..n).map(|_| Repeat::Shown(Vec::new())).collect();
+    for i in 0..n {
+        if depths[i] != 0 || matches!(out[i], Repeat::Folded) {
             continue;
         }
-        let (v, f) = &findings[i];
-        let same = |k: usize| {
-            let (w, g) = &findings[k];
-            w == v && g.code == f.code && g.severity == f.severity && g.where_ == f.where_
-        };
-        let repeats: Vec<usize> = (i + 1..findings.len()).filter(|&k| foldable[k] && same(k)).collect();
+        let mine = signature(i);
+        let repeats: Vec<usize> = (i + 1..n)
+            .filter(|&k| depths[k] == 0 && !matches!(out[k], Repeat::Folded) && signature(k) == mine)
+            .collect();
         for &k in &repeats {
-            out[k] = Repeat::Folded;
+            for slot in &mut out[k..tree_end(k)] {
+                *slot = Repeat::Folded;
+            }
         }
         out[i] = Repeat::Shown(repeats);
     }
@@ -355,9 +362,17 @@ fn section(
                 finding(out, variant, f, depth, figures);
                 if !others.is_empty() {
                     let runs: Vec<String> = others.iter().map(|&k| run_label(&s.findings[k].1)).collect();
+                    // The consequences listed under this root (its tree), for the note.
+                    let tree =
+                        (i + 1..s.findings.len()).take_while(|&k| depths[k] > 0 && s.findings[k].0 == *variant).count();
+                    let with = match tree {
+                        0 => String::new(),
+                        1 => " and the consequence under it".to_string(),
+                        t => format!(" and the {t} consequences under it"),
+                    };
                     let _ = writeln!(
                         out,
-                        "<p class=\"repeat\">The same finding ({} {} in {}) also came from {} more run(s) of {}: {}.</p>",
+                        "<p class=\"repeat\">The same finding ({} {} in {}){with} also came from {} more run(s) of {}: {}.</p>",
                         escape(f.severity.as_str()),
                         escape(f.code.as_str()),
                         escape(&f.where_),
@@ -624,6 +639,21 @@ mod tests {
             vec![("v".into(), f("F1", 0, None)), ("v".into(), f("F2", 1, None)), ("v".into(), f("F3", 1, Some("F2")))];
         let html = page(&r).unwrap();
         assert_eq!(html.matches("<article class=\"finding").count(), 3, "{html}");
+        // The same tree (a root and its consequence) from two seeds is shown once; a third
+        // seed whose root has no consequence is a different diagnosis and stays.
+        r.sections[0].findings = vec![
+            ("v".into(), f("F1", 0, None)),
+            ("v".into(), f("F2", 0, Some("F1"))),
+            ("v".into(), f("F1", 1, None)),
+            ("v".into(), f("F2", 1, Some("F1"))),
+            ("v".into(), f("F1", 2, None)),
+        ];
+        let html = page(&r).unwrap();
+        assert_eq!(html.matches("<article class=\"finding").count(), 3, "{html}");
+        assert!(
+            html.contains("and the consequence under it also came from 1 more run(s) of v: seed 1, step 0."),
+            "{html}"
+        );
     }
 
     #[test]

@@ -64,6 +64,26 @@ pub fn median_ratio(params: &[ParamStats], layer: usize, name: &str) -> Option<f
     Some(median(samples.iter().map(|p| p.update_ratio()).collect()))
 }
 
+/// What overshooting steps do to this run's units, for the "too large" explanation: a
+/// recurrent model's units are its cell's tanh (and an LSTM's gates), whatever
+/// `model.activation` says (that key is for feed-forward layers).
+fn overshoot_consequence(run: &RunInfo) -> &'static str {
+    let setting = |k: &str| run.settings.get(k).and_then(|v| v.as_str());
+    if matches!(setting("model.kind"), Some("rnn" | "lstm")) {
+        return ", and can drive the recurrent cell's tanh units into their flat tails, where almost no gradient \
+                passes back through time.";
+    }
+    match setting("model.activation") {
+        Some(a) if a.contains("relu") => {
+            ", and can push ReLU units negative for every example, where their gradient is 0 forever."
+        }
+        Some("sigmoid" | "tanh") => {
+            ", and can drive sigmoid/tanh units into their flat tails, where almost no gradient passes."
+        }
+        _ => ": the loss jumps around its minimum instead of settling into it.",
+    }
+}
+
 /// Findings, one per weight whose median ratio is out of the band.
 ///
 /// `norms` (the global gradient norm before and after clipping, per sampled step) tells
@@ -114,15 +134,7 @@ pub fn detect(params: &[ParamStats], norms: &[GlobalNormSample], run: &RunInfo) 
                 format!(
                     "Each step moves {name} by {ratio:.1e} of its own size (about 1e-3 is healthy): steps this large \
                      overshoot{}",
-                    match run.settings.get("model.activation").and_then(|v| v.as_str()) {
-                        Some(a) if a.contains("relu") => {
-                            ", and can push ReLU units negative for every example, where their gradient is 0 forever."
-                        }
-                        Some("sigmoid" | "tanh") => {
-                            ", and can drive sigmoid/tanh units into their flat tails, where almost no gradient passes."
-                        }
-                        _ => ": the loss jumps around its minimum instead of settling into it.",
-                    }
+                    overshoot_consequence(&run)
                 ),
                 if clipping_on || run.clipping() { vec![lower()] } else { vec![lower(), clip()] },
             )
@@ -179,6 +191,23 @@ pub fn detect(params: &[ParamStats], norms: &[GlobalNormSample], run: &RunInfo) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_overshoot_explanation_names_the_units_the_model_has() {
+        let with = |kv: &[(&str, &str)]| {
+            let mut r = RunInfo::default();
+            for (k, v) in kv {
+                r.settings.insert(k.to_string(), (*v).into());
+            }
+            overshoot_consequence(&r)
+        };
+        assert!(with(&[("model.kind", "mlp"), ("model.activation", "relu")]).contains("ReLU"));
+        assert!(with(&[("model.kind", "mlp"), ("model.activation", "leaky_relu")]).contains("ReLU"));
+        assert!(with(&[("model.kind", "mlp"), ("model.activation", "sigmoid")]).contains("flat tails"));
+        // An RNN's default `model.activation` (relu) is not what its cell uses.
+        assert!(with(&[("model.kind", "rnn"), ("model.activation", "relu")]).contains("recurrent cell's tanh"));
+        assert!(with(&[]).contains("jumps around"));
+    }
 
     /// A weight whose ratio is `r` (lr 1e-2, |W| = 10, |dW| = r * 1000).
     fn w(step: usize, r: f64) -> ParamStats {
