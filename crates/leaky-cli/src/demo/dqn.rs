@@ -398,7 +398,7 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
         title: "Zero-gradient share by reward scale".into(),
         x_label: "reward scale".into(),
         y_label: "zero-gradient share".into(),
-        caption: "with larger rewards every TD error starts beyond the clip: clipped_delta gets no gradient at all"
+        caption: "With larger rewards every TD error starts beyond the clip: clipped_delta gets no gradient at all."
             .into(),
         kind: ChartKind::Bars { labels: labels.clone(), groups: zero_bars, log_y: false },
     };

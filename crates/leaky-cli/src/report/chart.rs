@@ -72,6 +72,9 @@ pub fn colour_of(name: &str, i: usize) -> RGBColor {
     if name.is_empty() {
         return colour(i);
     }
+    // Series drawn as one line because they were identical ("huber = grad_clip") keep the
+    // colour of the first name.
+    let name = name.split(" = ").next().unwrap_or(name);
     NAMES.with(|n| {
         let mut n = n.borrow_mut();
         let k = n.iter().position(|x| x == name).unwrap_or_else(|| {
@@ -580,12 +583,16 @@ fn histograms(chart: &Chart, edges: &[f64], series: &[HistSeries]) -> anyhow::Re
             }
             let c = colour_of(&s.name, i);
             let count = |k: usize| if s.counts[k].is_finite() { s.counts[k].max(0.0) } else { 0.0 };
-            // Translucent bars so that overlapping series stay visible, plus the outline as a
-            // step line in the full colour.
-            ctx.draw_series(
-                (0..bins).map(|k| Rectangle::new([(edges[k], 0.0), (edges[k + 1], count(k))], c.mix(0.22).filled())),
-            )
-            .map_err(err)?;
+            // The first series is filled lightly; the others are outlines only (two
+            // translucent fills of different colours mix into a third, brown one where they
+            // overlap). Each gets its outline as a step line in the full colour.
+            if i == 0 {
+                ctx.draw_series(
+                    (0..bins)
+                        .map(|k| Rectangle::new([(edges[k], 0.0), (edges[k + 1], count(k))], c.mix(0.18).filled())),
+                )
+                .map_err(err)?;
+            }
             let mut step = vec![(edges[0], 0.0)];
             for k in 0..bins {
                 step.push((edges[k], count(k)));
@@ -776,6 +783,8 @@ mod tests {
         // Another chart lists them in the other order: the colours follow the names.
         assert_eq!(colour_of("fixed", 0), fixed);
         assert_eq!(colour_of("broken", 1), first);
+        // Identical runs drawn as one line keep the first name's colour.
+        assert_eq!(colour_of("fixed = other", 0), fixed);
         reset_colours();
         assert_eq!(colour_of("fixed", 0), colour(0));
     }

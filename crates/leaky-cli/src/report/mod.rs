@@ -89,7 +89,8 @@ pub enum ChartKind {
         /// Log-scale y axis.
         log_y: bool,
     },
-    /// Histograms over shared bin edges, drawn as outlined/translucent bars or steps.
+    /// Histograms over shared bin edges, drawn as step outlines (the first series also filled
+    /// lightly).
     Histograms {
         /// Bin edges, `bins + 1` increasing values shared by every series.
         edges: Vec<f64>,
