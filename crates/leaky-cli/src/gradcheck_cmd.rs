@@ -57,11 +57,11 @@ pub fn run(args: GradcheckArgs) -> Result<(), Failure> {
     for c in &checks {
         let shape = format!("{:?}", c.shape);
         println!(
-            "{:<wl$} {:<wi$} {:<ws$} {:>11.2e} {:>6}  {}",
+            "{:<wl$} {:<wi$} {:<ws$} {:>11} {:>6}  {}",
             c.layer,
             c.input,
             shape,
-            c.report.max_rel_error,
+            sci(c.report.max_rel_error),
             c.report.kinks,
             c.report.verdict.label()
         );
@@ -71,9 +71,9 @@ pub fn run(args: GradcheckArgs) -> Result<(), Failure> {
     let max = checks.iter().map(|c| c.report.max_rel_error).fold(0.0, f64::max);
     let kinks: usize = checks.iter().map(|c| c.report.kinks).sum();
     println!(
-        "{} checks, worst rel_error {:.2e}, {} kink element(s) reported separately; {} above {:.0e}",
+        "{} checks, worst rel_error {}, {} kink element(s) reported separately; {} above {:.0e}",
         checks.len(),
-        max,
+        sci(max),
         kinks,
         bad,
         GOOD
@@ -99,4 +99,28 @@ pub fn run(args: GradcheckArgs) -> Result<(), Failure> {
         return Err(Failure::Run(anyhow!("{bad} gradient check(s) failed")));
     }
     Ok(())
+}
+
+/// `x` in scientific notation with a two-digit signed exponent (`4.14e-12`, `2.66e-09`,
+/// `0.00e+00`), so that a right-aligned column of them lines up digit for digit.
+fn sci(x: f64) -> String {
+    if !x.is_finite() {
+        return format!("{x}");
+    }
+    let text = format!("{x:.2e}");
+    let (mantissa, exp) = text.split_once('e').expect("{:e} has an exponent");
+    let exp: i32 = exp.parse().expect("{:e}'s exponent is an integer");
+    format!("{mantissa}e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sci_pads_the_exponent() {
+        assert_eq!(super::sci(4.14e-12), "4.14e-12");
+        assert_eq!(super::sci(2.66e-9), "2.66e-09");
+        assert_eq!(super::sci(0.0), "0.00e+00");
+        assert_eq!(super::sci(1234.0), "1.23e+03");
+        assert_eq!(super::sci(f64::NAN), "NaN");
+    }
 }
