@@ -117,14 +117,48 @@ pub fn print_finding_at(style: &Style, f: &Finding, depth: usize) {
             _ => format!("{k}={v}"),
         })
         .collect();
-    println!("{pad}        evidence: {}", ev.join(", "));
-    println!("{pad}        why: {}", f.why);
+    let width = crate::demo::terminal_width();
+    print!("{}", wrapped(&format!("{pad}        evidence: "), &ev.join(", "), width));
+    print!("{}", wrapped(&format!("{pad}        why: "), &f.why, width));
     for (i, fix) in f.fix.iter().enumerate() {
-        if fix.set.is_empty() {
-            println!("{pad}        fix {}: {}", i + 1, fix.text);
-        } else {
-            println!("{pad}        fix {}: {} ({})", i + 1, fix.text, fix.settings_line());
-        }
+        let text =
+            if fix.set.is_empty() { fix.text.clone() } else { format!("{} ({})", fix.text, fix.settings_line()) };
+        print!("{}", wrapped(&format!("{pad}        fix {}: ", i + 1), &text, width));
+    }
+}
+
+/// `head` then `text`, as one line when `width` is `None` (a pipe: one line per item, for
+/// grep), else wrapped at spaces to `width` columns with the continuation lines indented
+/// under the text (at least 40 columns for the text). Ends with a newline.
+fn wrapped(head: &str, text: &str, width: Option<u16>) -> String {
+    let Some(width) = width else { return format!("{head}{text}\n") };
+    let indent = " ".repeat(head.chars().count());
+    let width = (width as usize).max(indent.len() + 40);
+    let options = textwrap::Options::new(width).initial_indent(head).subsequent_indent(&indent);
+    let mut out = textwrap::fill(text, options);
+    out.push('\n');
+    out
+}
+
+#[cfg(test)]
+mod wrap_tests {
+    use super::wrapped;
+
+    #[test]
+    fn finding_lines_wrap_under_their_text_only_for_a_width() {
+        let text = "sigmoid's local gradient z(1-z) is at most 0.25 and nearly 0 in its flat tails";
+        assert_eq!(wrapped("    why: ", text, None), format!("    why: {text}\n"));
+        let out = wrapped("    why: ", text, Some(50));
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(lines.len() >= 2, "{out}");
+        assert!(lines.iter().all(|l| l.chars().count() <= 50), "{out}");
+        assert!(lines[0].starts_with("    why: sigmoid's"));
+        assert!(lines[1..].iter().all(|l| l.starts_with("         ") && !l[9..].starts_with(' ')), "{out}");
+        // The words are all there, in order.
+        let words: Vec<&str> = out.split_whitespace().skip(1).collect();
+        assert_eq!(words.join(" "), text);
+        // A very narrow terminal still leaves 40 columns for the text.
+        assert!(wrapped("    why: ", text, Some(10)).lines().all(|l| l.chars().count() <= 49));
     }
 }
 
