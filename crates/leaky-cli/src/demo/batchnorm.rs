@@ -47,6 +47,7 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
         findings: Vec::new(),
         charts: vec![Chart {
             shows: Vec::new(),
+            layer: None,
             title: "Staged batch norm on the tape".into(),
             x_label: String::new(),
             y_label: String::new(),

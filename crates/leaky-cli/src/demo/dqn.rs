@@ -373,6 +373,7 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
     };
     let returns_chart = Chart {
         shows: Vec::new(),
+        layer: None,
         title: "Return per episode".into(),
         x_label: "episode".into(),
         y_label: "return (10-episode average)".into(),
@@ -386,6 +387,7 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
     let window = if opts.quick { 50 } else { 100 };
     let zero_chart = Chart {
         shows: vec![Code::ZeroGradient],
+        layer: None,
         title: "Samples with exactly zero gradient".into(),
         x_label: "update".into(),
         y_label: "zero-gradient share".into(),
@@ -395,6 +397,7 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
     let labels: Vec<String> = b.scales.iter().map(|s| format!("reward x{s}")).collect();
     let scale_zero_chart = Chart {
         shows: vec![Code::ZeroGradient],
+        layer: None,
         title: "Zero-gradient share by reward scale".into(),
         x_label: "reward scale".into(),
         y_label: "zero-gradient share".into(),
@@ -404,6 +407,7 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
     };
     let scale_return_chart = Chart {
         shows: Vec::new(),
+        layer: None,
         title: "Mean return by reward scale".into(),
         x_label: "reward scale".into(),
         y_label: format!("return (last {})", b.last),

@@ -274,6 +274,7 @@ pub fn table(caption: &str, header: &[&str], rows: Vec<Vec<String>>) -> Table {
 pub fn lines(title: &str, x: &str, y: &str, caption: &str, series: Vec<Series>, log_y: bool) -> Chart {
     Chart {
         shows: Vec::new(),
+        layer: None,
         title: title.into(),
         x_label: x.into(),
         y_label: y.into(),

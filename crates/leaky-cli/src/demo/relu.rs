@@ -105,6 +105,7 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
         };
         Chart {
             shows: vec![Code::DeadRelu],
+            layer: None,
             title: "Dead ReLU units over a full pass of the training set".into(),
             x_label: "variant".into(),
             y_label: "fraction of units dead".into(),

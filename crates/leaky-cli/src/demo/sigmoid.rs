@@ -187,6 +187,7 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
     if let (Some((edges, hb)), Some((_, hf))) = (last_histogram(&broken.doctor, 1), last_histogram(&fixed.doctor, 1)) {
         charts.push(Chart {
             shows: vec![Code::Saturation],
+            layer: None,
             title: "Layer 1 sigmoid outputs (last sampled step)".into(),
             x_label: "activation z".into(),
             y_label: "fraction of activations".into(),
@@ -218,6 +219,7 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
     };
     charts.push(Chart {
         shows: vec![Code::VanishingGradient, Code::ExplodingGradient],
+        layer: None,
         title: format!("Gradient reaching each layer at step {depth_step} (deep nets)"),
         x_label: "layer (input side first)".into(),
         y_label: "RMS of dL/dx into the layer".into(),

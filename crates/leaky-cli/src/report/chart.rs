@@ -702,6 +702,7 @@ mod tests {
             caption: "c".into(),
             kind,
             shows: Vec::new(),
+            layer: None,
         }
     }
 

@@ -159,6 +159,7 @@ fn loss_section(run: &DoctorRun) -> Option<Section> {
         title: "Loss".into(),
         charts: vec![Chart {
             shows: vec![Code::DivergingLoss, Code::NotLearning, Code::BadInitLoss, Code::NonFinite],
+            layer: None,
             title: "Training loss".into(),
             x_label: "step".into(),
             y_label: "loss".into(),
@@ -249,6 +250,7 @@ fn histogram_chart(records: &[&LayerStats]) -> Option<Chart> {
     }
     Some(Chart {
         shows: vec![Code::Saturation, Code::DeadRelu],
+        layer: Some(last.index),
         title: format!("Activations of {}", layer_name(last)),
         x_label: "output value".into(),
         y_label: "share of outputs".into(),
@@ -290,6 +292,7 @@ fn activation_section(stats: &RecordedStats) -> Option<Section> {
     if !saturated.is_empty() {
         charts.push(Chart {
             shows: vec![Code::Saturation],
+            layer: None,
             title: "Saturated share of sigmoid/tanh outputs".into(),
             x_label: "step".into(),
             y_label: "share saturated".into(),
@@ -305,6 +308,7 @@ fn activation_section(stats: &RecordedStats) -> Option<Section> {
     if !zeros.is_empty() {
         charts.push(Chart {
             shows: vec![Code::DeadRelu],
+            layer: None,
             title: "Share of ReLU outputs that are exactly 0".into(),
             x_label: "step".into(),
             y_label: "share of zeros".into(),
@@ -399,6 +403,7 @@ fn gradient_section(stats: &RecordedStats) -> Option<Section> {
             .collect();
         charts.push(Chart {
             shows: vec![Code::VanishingGradient, Code::ExplodingGradient],
+            layer: None,
             title: "Gradient reaching each layer".into(),
             x_label: "layer (index and kind)".into(),
             y_label: "||dL/dx|| into the layer".into(),
@@ -435,6 +440,7 @@ fn gradient_section(stats: &RecordedStats) -> Option<Section> {
         }
         charts.push(Chart {
             shows: vec![Code::VanishingGradient, Code::ExplodingGradient],
+            layer: Some(layer),
             title: format!("Gradient through time, layer {layer} ({})", last.kind),
             x_label: "time step t".into(),
             y_label: "||dL/dh_t||".into(),
@@ -461,6 +467,7 @@ fn gradient_section(stats: &RecordedStats) -> Option<Section> {
         series.push(Series::reference("1: all of the gradient zeroed", 1.0, x0, x1.max(x0 + 1.0)));
         charts.push(Chart {
             shows: vec![Code::ZeroGradient],
+            layer: None,
             title: "Zero-gradient share of ops with flat regions".into(),
             x_label: "step".into(),
             y_label: "share of gradient zeroed".into(),
@@ -502,6 +509,7 @@ fn update_section(stats: &RecordedStats) -> Option<Section> {
         text: vec!["How far each optimiser step moves the weights, relative to their size.".into()],
         charts: vec![Chart {
             shows: vec![Code::UpdateRatio],
+            layer: None,
             title: "Update-to-weight ratio per weight matrix".into(),
             x_label: "step".into(),
             y_label: "|update| / |W|".into(),

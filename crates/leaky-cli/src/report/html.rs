@@ -134,11 +134,10 @@ const CHECK_SCRIPT: &str = r#"
 })();
 "#;
 
-/// A figure of the page: its number, title and the finding codes it shows.
+/// A figure of the page: its number and its chart.
 struct FigureRef<'a> {
     number: usize,
-    title: &'a str,
-    shows: &'a [Code],
+    chart: &'a Chart,
 }
 
 /// One finding; `depth` > 0 marks a consequence, indented under its cause; `figures` are
@@ -186,8 +185,8 @@ fn finding(out: &mut String, variant: &str, f: &Finding, depth: usize, figures: 
     }
     let shown: Vec<String> = figures
         .iter()
-        .filter(|g| g.shows.contains(&f.code))
-        .map(|g| format!("<a href=\"#fig-{n}\">Figure {n}</a> ({})", escape(g.title), n = g.number))
+        .filter(|g| g.chart.shows_finding(f))
+        .map(|g| format!("<a href=\"#fig-{n}\">Figure {n}</a> ({})", escape(&g.chart.title), n = g.number))
         .collect();
     if !shown.is_empty() {
         let _ = writeln!(out, "<p class=\"shown\"><span class=\"label\">Seen in:</span> {}</p>", shown.join(", "));
@@ -405,11 +404,11 @@ fn link_scope<'a>(r: &'a Report, i: usize, first_figure: &[usize]) -> Vec<Figure
     };
     sections
         .flat_map(|k| {
-            r.sections[k].charts.iter().enumerate().map(move |(j, c)| FigureRef {
-                number: first_figure[k] + j,
-                title: &c.title,
-                shows: &c.shows,
-            })
+            r.sections[k]
+                .charts
+                .iter()
+                .enumerate()
+                .map(move |(j, c)| FigureRef { number: first_figure[k] + j, chart: c })
         })
         .collect()
 }
@@ -509,6 +508,7 @@ mod tests {
                 findings: vec![("broken <v>".into(), f)],
                 charts: vec![Chart {
                     shows: Vec::new(),
+                    layer: None,
                     title: "chart <t>".into(),
                     x_label: "x".into(),
                     y_label: "y".into(),
@@ -537,13 +537,16 @@ mod tests {
     fn findings_link_to_the_figures_that_show_their_code() {
         let chart = |title: &str, shows: &[Code]| Chart {
             shows: shows.to_vec(),
+            layer: None,
             title: title.into(),
             x_label: "x".into(),
             y_label: "y".into(),
             caption: "c".into(),
             kind: ChartKind::Lines { series: vec![Series::new("s", vec![(0.0, 1.0), (1.0, 2.0)])], log_y: false },
         };
-        let finding = |code: Code| ("".to_string(), Finding::new(code, Severity::Warning, "layer 1 (relu)", None, "w"));
+        let finding = |code: Code| {
+            ("".to_string(), Finding::new(code, Severity::Warning, "layer 1 (relu)", None, "w").at_layer(1))
+        };
         // A doctor-shaped report: findings first, charts in the sections after it, then a
         // second findings section whose charts are its own.
         let r = Report {
@@ -558,7 +561,13 @@ mod tests {
                 Section { title: "Loss".into(), charts: vec![chart("loss", &[Code::NonFinite])], ..Default::default() },
                 Section {
                     title: "Activations".into(),
-                    charts: vec![chart("dead", &[Code::DeadRelu]), chart("other", &[])],
+                    // "dead 3" is about layer 3: the layer-1 finding does not link to it.
+                    charts: vec![
+                        chart("dead", &[Code::DeadRelu]),
+                        chart("other", &[]),
+                        Chart { layer: Some(3), ..chart("dead 3", &[Code::DeadRelu]) },
+                        Chart { layer: Some(1), ..chart("dead 1", &[Code::DeadRelu]) },
+                    ],
                     ..Default::default()
                 },
                 Section {
@@ -575,13 +584,13 @@ mod tests {
             ],
         };
         let page = page(&r).unwrap();
-        // Figures: 1 loss, 2 dead, 3 other, 4 demo dead, 5 late dead. The first section's
-        // findings reach figures 1-3 (up to the next section with findings); the demo's
-        // finding reaches only its own figure 4, not the later figure 5.
-        assert_eq!(links_per_finding(&page), vec![vec![2], vec![], vec![1], vec![4]]);
+        // Figures: 1 loss, 2 dead, 3 other, 4 dead 3, 5 dead 1, 6 demo dead, 7 late dead. The
+        // first section's findings reach figures 1-5 (up to the next section with findings);
+        // the demo's finding reaches only its own figure 6, not the later figure 7.
+        assert_eq!(links_per_finding(&page), vec![vec![2, 5], vec![], vec![1], vec![6]]);
         assert!(page.contains("<a href=\"#fig-2\">Figure 2</a> (dead)"));
         // Every link target exists.
-        for n in 1..=5 {
+        for n in 1..=7 {
             assert!(page.contains(&format!("id=\"fig-{n}\"")));
         }
     }

@@ -213,6 +213,7 @@ fn layers_section(f: &Inspection) -> Option<Section> {
         let pts = with_grad.iter().enumerate().map(|(k, &i)| (k as f64, grad(i).unwrap_or(f64::NAN))).collect();
         charts.push(Chart {
             shows: vec![Code::VanishingGradient, Code::ExplodingGradient],
+            layer: None,
             title: "Gradient reaching each layer".into(),
             x_label: "layer (index and kind)".into(),
             y_label: "RMS of dL/dx into the layer".into(),
@@ -237,6 +238,7 @@ fn layers_section(f: &Inspection) -> Option<Section> {
         groups.push(Series::new("at the checkpoint", pts));
         charts.push(Chart {
             shows: vec![Code::DeadRelu],
+            layer: None,
             title: "Dead share of each ReLU layer".into(),
             x_label: "layer".into(),
             y_label: "share of units dead".into(),
@@ -317,6 +319,7 @@ fn batchnorm_section(bns: &[BatchNormStats]) -> Option<Section> {
             Series::new("data mean − running_mean, in data std", (0..d).map(|j| (j as f64, b.mean_shift(j))).collect());
         charts.push(Chart {
             shows: vec![Code::BatchnormStats],
+            layer: Some(b.layer),
             title: format!("Layer {} ({}): mean shift per {what}", b.layer, b.kind),
             x_label: what.to_string(),
             y_label: "(mean − running_mean) / std".into(),
@@ -329,6 +332,7 @@ fn batchnorm_section(bns: &[BatchNormStats]) -> Option<Section> {
         let ratio = Series::new("data variance / running_var", (0..d).map(|j| (j as f64, b.var_ratio(j))).collect());
         charts.push(Chart {
             shows: vec![Code::BatchnormStats],
+            layer: Some(b.layer),
             title: format!("Layer {} ({}): variance ratio per {what}", b.layer, b.kind),
             x_label: what.to_string(),
             y_label: "variance / running_var".into(),
@@ -458,6 +462,7 @@ fn recurrent_section(f: &Inspection) -> Option<Section> {
     }
     let charts = vec![Chart {
         shows: vec![Code::VanishingGradient, Code::ExplodingGradient],
+        layer: Some(layer),
         title: format!("Gradient through time, layer {layer} ({kind})"),
         x_label: "time step t".into(),
         y_label: "||dL/dh_t||".into(),
@@ -485,6 +490,7 @@ fn before_section(f: &Inspection) -> Option<Section> {
         text: vec!["How far each weight tensor moved between the --before checkpoint and this one, relative to its size: |W - W0| / |W| (Frobenius norms). It sums every update in between, so it has no fixed healthy value; compare the layers: one that barely moved while the others did is not learning, one that moved far more has taken large steps. The layer table above gives the dead units at both checkpoints.".into()],
         charts: vec![Chart {
             shows: vec![Code::UpdateRatio],
+            layer: None,
             title: "Relative change of each weight tensor since --before".into(),
             x_label: "layer and tensor".into(),
             y_label: "|W - W0| / |W|".into(),

@@ -68,6 +68,9 @@ pub struct Chart {
     /// The finding codes whose evidence this chart draws: a finding with one of these codes
     /// links to the chart in the page (see [`html`]'s linking rule).
     pub shows: Vec<Code>,
+    /// The layer (index in the model listing) this chart is about, when it is about one: a
+    /// finding placed at another layer does not link to it.
+    pub layer: Option<usize>,
 }
 
 impl Chart {
@@ -75,6 +78,12 @@ impl Chart {
     pub fn showing(mut self, codes: &[Code]) -> Self {
         self.shows = codes.to_vec();
         self
+    }
+
+    /// Whether a finding links to this chart: it shows the finding's code, and it is about
+    /// the finding's layer or about no single layer.
+    pub fn shows_finding(&self, f: &Finding) -> bool {
+        self.shows.contains(&f.code) && (self.layer.is_none() || f.layer.is_none() || self.layer == f.layer)
     }
 }
 
@@ -203,6 +212,7 @@ mod tests {
             |name: &str, f: fn(f64) -> f64| Series::new(name, (0..200).map(|i| (i as f64, f(i as f64))).collect());
         let chart = |title: &str, kind: ChartKind| Chart {
             shows: Vec::new(),
+            layer: None,
             title: title.into(),
             x_label: "step".into(),
             y_label: "value".into(),
