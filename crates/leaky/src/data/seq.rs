@@ -447,7 +447,7 @@ pub(crate) fn load_seq_from(spec: &str, seq_len: usize, seed: u64, src: &SeqSour
         None => (spec, None),
     };
     let known = matches!((kind, arg), ("adding" | "memory" | "copy" | "chars", None) | ("text", _));
-    if matches!(kind, "digits" | "spiral" | "csv" | "npy" | "idx") {
+    if matches!(kind, "digits" | "spiral" | "csv" | "npy" | "npz" | "idx") {
         return Err(DataError::Spec(format!(
             "`{spec}` is not sequence data: use it with model.kind = \"mlp\" (sequence data sets: {VALID_SEQ_SPECS})"
         )));
@@ -751,6 +751,10 @@ mod tests {
             "{e}"
         );
         assert!(spec_err("adding:5", 20).contains("unknown sequence data set"));
+        // Every feed-forward data set is named as such, .npz included.
+        for spec in ["digits", "spiral:100,3", "csv:a.csv", "npy:x.npy,y.npy", "npz:d.npz", "idx:a,b"] {
+            assert!(spec_err(spec, 20).contains("is not sequence data"), "{spec}: {}", spec_err(spec, 20));
+        }
         for spec in ["digits", "spiral", "spiral:10,2", "csv:a.csv", "npy:x.npy,y.npy", "idx:a,b"] {
             let e = spec_err(spec, 20);
             assert!(e.contains("is not sequence data") && e.contains("mlp") && e.contains("text:PATH"), "{spec}: {e}");
