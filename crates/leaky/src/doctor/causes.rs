@@ -67,7 +67,12 @@
 //!   that a lower rate slows them further), and keeps its learning-rate cut as the next step.
 //! * A fix whose settings are all already in effect (the run's current values,
 //!   `RunInfo::settings`) is dropped; fixes are never split (a fix is applied whole).
-//! * A suggested `train.lr` stays within [lr/100, lr*10] of the current one.
+//! * A suggested `train.lr` stays within [lr/100, lr*10] of the current one, except that a
+//!   cut that reached lr/100 goes as deep as the largest too-large update ratio measured in
+//!   the run calls for (to `UPDATE_RATIO_LOWER_TO`), and a raise that reached lr*10 goes as
+//!   high as the largest too-small ratio of a root cause calls for (to
+//!   `UPDATE_RATIO_TARGET`): measured steps a thousand times off are not a symptom of
+//!   something else.
 //! * One value per setting: in listing order, the first fix to set a key claims it; a later
 //!   fix that sets it to another value loses its settings (all of them: a fix is applied
 //!   whole or not at all), and its text says so ("not set: train.loss = "huber"; train.loss
@@ -361,6 +366,28 @@ fn same_value(a: &Value, b: &Value) -> bool {
 pub fn reconcile(findings: &mut [Finding], run: &RunInfo) {
     let codes: BTreeMap<String, Code> = findings.iter().map(|f| (f.id.clone(), f.code)).collect();
     one_learning_rate(findings);
+    // The factor on the learning rate that brings the largest too-large update ratio measured
+    // in this run to UPDATE_RATIO_LOWER_TO (1 when none was measured).
+    let largest_ratio = findings
+        .iter()
+        .filter(|f| f.code == Code::UpdateRatio && f.text("direction") == Some("too_large"))
+        .filter_map(|f| f.number("ratio"))
+        .filter(|r| r.is_finite())
+        .fold(0.0, f64::max);
+    let measured_cut = (super::detectors::update_ratio::UPDATE_RATIO_LOWER_TO / largest_ratio).min(1.0);
+    // The factor that brings the largest too-small ratio of a root cause (not one explained
+    // by a blocked or vanishing gradient) to UPDATE_RATIO_TARGET (1 when none).
+    let largest_small = findings
+        .iter()
+        .filter(|f| f.caused_by.is_none() && f.code == Code::UpdateRatio && f.text("direction") == Some("too_small"))
+        .filter_map(|f| f.number("ratio"))
+        .filter(|r| r.is_finite() && *r > 0.0)
+        .fold(0.0, f64::max);
+    let measured_raise = if largest_small > 0.0 {
+        (super::detectors::update_ratio::UPDATE_RATIO_TARGET / largest_small).max(1.0)
+    } else {
+        1.0
+    };
     for f in findings.iter_mut() {
         // A consequence: fix the cause.
         if let Some(cause) = &f.caused_by {
@@ -369,7 +396,8 @@ pub fn reconcile(findings: &mut [Finding], run: &RunInfo) {
             continue;
         }
         // A fix whose settings are all in effect says nothing new (a fix with some keys
-        // already set keeps them all: it is applied whole); learning rates stay within bounds.
+        // already set keeps them all: it is applied whole); learning rates stay within bounds,
+        // and a cut goes at least as deep as the measured update ratios call for.
         f.fix.retain_mut(|x| {
             let had = !x.set.is_empty();
             if x.set.iter().all(|(k, v)| run.settings.get(k).is_some_and(|cur| same_value(cur, v))) {
@@ -377,7 +405,20 @@ pub fn reconcile(findings: &mut [Finding], run: &RunInfo) {
             }
             if let (Some(lr), Some(v)) = (run.lr(), x.set.get_mut("train.lr")) {
                 if let Some(s) = v.as_f64() {
-                    let bounded = s.clamp(lr * super::detectors::LR_MIN_FACTOR, lr * super::detectors::LR_MAX_FACTOR);
+                    let deeper = lr * measured_cut;
+                    // Only a cut already at the lr/100 bound goes deeper: within the bounds the
+                    // detector's own estimate stands (on examples/sick/relu-dead-lr.toml the
+                    // divergence's cut to 0.5 reached 94.7%, the update ratio's to 0.02 76.3%).
+                    let at_bound = s <= lr * super::detectors::LR_MIN_FACTOR * (1.0 + 1e-9);
+                    let cut = if at_bound && deeper < s { super::detectors::round_sig1(deeper) } else { s };
+                    // The same for a raise at the lr*10 bound and a measured too-small ratio.
+                    let higher = lr * measured_raise;
+                    let at_top = cut >= lr * super::detectors::LR_MAX_FACTOR * (1.0 - 1e-9);
+                    let cut = if at_top && higher > cut { super::detectors::round_sig1(higher) } else { cut };
+                    // (half and twice: room for the rounding to one significant digit)
+                    let min_factor = super::detectors::LR_MIN_FACTOR.min(measured_cut * 0.5);
+                    let max_factor = super::detectors::LR_MAX_FACTOR.max(measured_raise * 2.0);
+                    let bounded = cut.clamp(lr * min_factor, lr * max_factor);
                     if bounded != s {
                         *v = bounded.into();
                     }
@@ -579,6 +620,31 @@ mod tests {
         let lr = fast.fix[1].set["train.lr"].as_f64().unwrap();
         assert!((0.005..=5.0).contains(&lr), "{lr}");
         assert!(fast.fix[1].text.starts_with("then, if this layer still steps too far"), "{:?}", fast.fix);
+    }
+
+    /// Learning-rate bounds: [lr/100, lr*10] unless the update ratio was measured far
+    /// outside them. lr 0.5 throughout.
+    #[test]
+    fn lr_bounds_widen_only_as_far_as_measured_ratios_call_for() {
+        let lr_of = |ratio: f64| {
+            let mut s = RecordedStats { run: run(0.5, 10), ..Default::default() };
+            for step in [0, 10, 20] {
+                s.params.push(param(0, step, ratio, 1.0));
+            }
+            let f = diagnose(&s);
+            let u = find(&f, Code::UpdateRatio);
+            u.fix[0].set["train.lr"].as_f64().unwrap()
+        };
+        // Steps 5,000 times the weight: lr/100 = 0.005 is not enough; the cut brings the
+        // ratio to 1e-2: 0.5 * 1e-2 / 5000 = 1e-6.
+        assert_eq!(lr_of(5000.0), 1e-6);
+        // A ratio of 0.1 needs a cut of 10: within the bounds, the detector's own value.
+        assert_eq!(lr_of(0.1), 0.05);
+        // Steps a millionth of the weight (a root cause: nothing blocks the gradient): lr*10
+        // is not enough; the raise brings the ratio to 1e-3: 0.5 * 1e-3 / 1e-6 = 500.
+        assert_eq!(lr_of(1e-6), 500.0);
+        // 1e-5.5 needs a raise of ~316: beyond lr*10 as well.
+        assert_eq!(lr_of(10f64.powf(-5.5)), 200.0);
     }
 
     /// The exploding RNN: the gradient explodes through time at step 0, the loss diverges,
