@@ -266,8 +266,18 @@ impl Geometry {
     }
 
     /// im2col of one image: `x` (C, H, W) into `cols` (K, P), which must be zero on entry
-    /// (the padding entries are not written).
+    /// or hold an earlier image's im2col of this geometry (the padding entries are left as
+    /// they are or set to zero).
     fn im2col<F: Float>(&self, x: &[F], cols: &mut [F]) {
+        if self.stride == 1 && self.wo == self.w && self.pad < self.w {
+            self.im2col_same(x, cols);
+        } else {
+            self.im2col_segments(x, cols);
+        }
+    }
+
+    /// [`Geometry::im2col`] one row segment at a time (any stride and padding).
+    fn im2col_segments<F: Float>(&self, x: &[F], cols: &mut [F]) {
         let (p, wo, s) = (self.ho * self.wo, self.wo, self.stride);
         self.for_each_segment(|k, oh, ows, first| {
             let dst = &mut cols[k * p + oh * wo..][ows.clone()];
@@ -279,6 +289,43 @@ impl Geometry {
                 }
             }
         });
+    }
+
+    /// [`Geometry::im2col`] for stride 1 and W' = W ("same" width: 2 pad = WW - 1), where
+    /// output row `oh` of window element (c, i, j) is input row `oh + i - pad` shifted by
+    /// `j - pad` columns: the rows of the valid range of `oh` are one run of the input plane,
+    /// copied at once (instead of one short copy per output row), after which the columns
+    /// that the shift carried over from the neighbouring row are set to zero (they are
+    /// padding). Writes the same values as the general path.
+    fn im2col_same<F: Float>(&self, x: &[F], cols: &mut [F]) {
+        let (h, w, p) = (self.h, self.w, self.ho * self.wo);
+        let pad = self.pad as isize;
+        for c in 0..self.c {
+            let plane = &x[c * h * w..][..h * w];
+            for i in 0..self.hh {
+                let (oh_lo, oh_hi) = self.valid(self.ho, h, i as isize - pad);
+                for j in 0..self.ww {
+                    let k = (c * self.hh + i) * self.ww + j;
+                    let shift = j as isize - pad;
+                    let dst = &mut cols[k * p + oh_lo * w..k * p + oh_hi * w];
+                    // dst[t] = plane[start + t] where that lies in the plane, else zero.
+                    let start = ((oh_lo + i) as isize - pad) * w as isize + shift;
+                    let lo = (-start).clamp(0, dst.len() as isize) as usize;
+                    let hi = ((plane.len() as isize - start).clamp(lo as isize, dst.len() as isize)) as usize;
+                    dst[..lo].fill(F::zero());
+                    let from = (start + lo as isize) as usize;
+                    dst[lo..hi].copy_from_slice(&plane[from..from + (hi - lo)]);
+                    dst[hi..].fill(F::zero());
+                    // The columns shifted in from the neighbouring input row are padding.
+                    let (z0, z1) = if shift < 0 { (0, (-shift) as usize) } else { (w - shift as usize, w) };
+                    for col in z0..z1 {
+                        for v in dst.iter_mut().skip(col).step_by(w) {
+                            *v = F::zero();
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// col2im of one image, the adjoint of [`Geometry::im2col`]: `dx` (C, H, W) += the
@@ -736,6 +783,28 @@ mod tests {
             assert!(diffs.iter().all(|&d| d < 1e-10), "{shape:?}: {diffs:?}");
             let three = with_threads(3, run);
             assert!(one == three, "{shape:?}: results differ on 3 threads");
+        }
+    }
+
+    /// The "same width" im2col against the row-segment one, on a buffer reused for several
+    /// images (as the fast passes reuse it).
+    #[test]
+    fn same_width_im2col_matches_the_segment_path() {
+        let mut r = rng(41);
+        for (c, h, w, hh, ww, pad) in [(2, 5, 5, 3, 3, 1), (3, 4, 6, 3, 1, 0), (2, 6, 5, 2, 3, 1), (1, 3, 2, 5, 5, 2), (2, 7, 9, 5, 5, 2)] {
+            let conv = ConvParam { stride: 1, pad };
+            let (ho, wo) = conv.output_size((h, w), (hh, ww)).unwrap();
+            assert_eq!(wo, w);
+            let g = Geometry { c, h, w, hh, ww, ho, wo, stride: 1, pad };
+            let (k, p) = (c * hh * ww, ho * wo);
+            let mut fast = vec![0.0; k * p];
+            for _ in 0..3 {
+                let x: Vec<f64> = randn(c * h * w, 1.0, &mut r).to_vec();
+                let mut want = vec![0.0; k * p];
+                g.im2col_segments(&x, &mut want);
+                g.im2col(&x, &mut fast);
+                assert_eq!(fast, want, "{:?}", (c, h, w, hh, ww, pad));
+            }
         }
     }
 
