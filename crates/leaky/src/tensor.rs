@@ -907,7 +907,8 @@ struct RowsJob<'a, F> {
     accumulate: bool,
 }
 
-/// Dispatch: the build of [`rows_kernel`] for `simd`.
+/// Dispatch: the build of [`rows_kernel`] for `simd`; tiles of 8 rows with AVX-512 (16 of
+/// its 32 vector registers hold the sums), 6 otherwise (12 of 16).
 fn run_rows<F: Float, const NR: usize>(simd: Simd, job: &RowsJob<F>, c: &mut [F]) {
     #[cfg(target_arch = "x86_64")]
     {
@@ -918,7 +919,7 @@ fn run_rows<F: Float, const NR: usize>(simd: Simd, job: &RowsJob<F>, c: &mut [F]
         #[cfg(leaky_avx512)]
         #[target_feature(enable = "avx512f,avx2,fma")]
         unsafe fn avx512<F: Float, const NR: usize>(job: &RowsJob<F>, c: &mut [F]) {
-            rows_kernel::<F, NR, PACK_MR, true>(job, c);
+            rows_kernel::<F, NR, 8, true>(job, c);
         }
         match simd {
             // SAFETY: `avx512` is safe Rust compiled with the `avx512f`, `avx2` and `fma`
@@ -946,10 +947,7 @@ fn rows_kernel<F: Float, const NR: usize, const MR: usize, const FUSE: bool>(job
     let mut j0 = 0;
     while j0 < n {
         let width = NR.min(n - j0);
-        for (kk, t) in panel.chunks_exact_mut(NR).enumerate() {
-            t[..width].copy_from_slice(&b[kk * ldb + j0..][..width]);
-            t[width..].fill(F::zero());
-        }
+        copy_strip::<F, NR>(&mut panel, b, ldb, j0, width);
         let mut r0 = 0;
         while r0 < m {
             let rows = MR.min(m - r0);
@@ -965,15 +963,31 @@ fn rows_kernel<F: Float, const NR: usize, const MR: usize, const FUSE: bool>(job
                     }
                 }
             };
-            // Rows past M in the last tile repeat row M - 1 and are not written.
-            match tail_mr(rows) {
-                2 => put(&register_tile::<F, 2, NR, FUSE>(&std::array::from_fn(|r| row(r0 + r)), &panel), c),
-                4 => put(&register_tile::<F, 4, NR, FUSE>(&std::array::from_fn(|r| row(r0 + r)), &panel), c),
-                _ => put(&register_tile::<F, MR, NR, FUSE>(&std::array::from_fn(|r| row(r0 + r)), &panel), c),
-            }
+            // Rows past M in the last tile repeat row M - 1 and are not written. (One tile
+            // size: with smaller tiles for the last rows in the same function, LLVM left
+            // some of the tiles unvectorised, a different one in each build.)
+            put(&register_tile::<F, MR, NR, FUSE>(&std::array::from_fn(|r| row(r0 + r)), &panel), c);
             r0 += rows;
         }
         j0 += NR;
+    }
+}
+
+/// `panel` (K, NR) = columns `j0..j0 + width` of `b` (rows `ldb` apart), zero-padded to NR.
+/// Full strips are copied as arrays of a fixed size (moves, not a `memcpy` call per row,
+/// which cost as much as the products). Not inlined into the kernel builds: inlined, this
+/// copy changed how LLVM compiled the register tile (B re-loaded from memory).
+#[inline(never)]
+fn copy_strip<F: Float, const NR: usize>(panel: &mut [F], b: &[F], ldb: usize, j0: usize, width: usize) {
+    for (kk, t) in panel.chunks_exact_mut(NR).enumerate() {
+        let src = &b[kk * ldb + j0..][..width];
+        if width == NR {
+            let t: &mut [F; NR] = t.try_into().expect("NR values");
+            *t = *<&[F; NR]>::try_from(src).expect("NR values");
+        } else {
+            t[..width].copy_from_slice(src);
+            t[width..].fill(F::zero());
+        }
     }
 }
 

@@ -791,7 +791,9 @@ mod tests {
     #[test]
     fn same_width_im2col_matches_the_segment_path() {
         let mut r = rng(41);
-        for (c, h, w, hh, ww, pad) in [(2, 5, 5, 3, 3, 1), (3, 4, 6, 3, 1, 0), (2, 6, 5, 2, 3, 1), (1, 3, 2, 5, 5, 2), (2, 7, 9, 5, 5, 2)] {
+        for (c, h, w, hh, ww, pad) in
+            [(2, 5, 5, 3, 3, 1), (3, 4, 6, 3, 1, 0), (2, 6, 5, 2, 3, 1), (1, 3, 2, 5, 5, 2), (2, 7, 9, 5, 5, 2)]
+        {
             let conv = ConvParam { stride: 1, pad };
             let (ho, wo) = conv.output_size((h, w), (hh, ww)).unwrap();
             assert_eq!(wo, w);
