@@ -355,10 +355,11 @@ fn geometry<F: Float>(x: (usize, usize, usize, usize), w: ArrayView4<F>, b_len: 
     Geometry { c, h, w: wd, hh, ww, ho, wo, stride: conv.stride, pad: conv.pad }
 }
 
-/// Images per piece of the fast passes: the batch is cut into pieces of this many images
-/// (the last one shorter), whatever the number of threads; each piece runs on one thread
-/// with its own im2col buffer, and the backward pass adds the pieces' weight and bias
-/// gradients in order. So the pieces, and the results, depend only on the batch size.
+/// Images per piece of the fast backward pass: the batch is cut into pieces of this many
+/// images (the last one shorter), whatever the number of threads; each piece runs on one
+/// thread with its own im2col buffer, and the pieces' weight and bias gradients are added
+/// in order. So the pieces, and the results, depend only on the batch size. (The forward
+/// pass, where images do not interact, uses pieces of at most this many.)
 const IMAGES_PER_PIECE: usize = 8;
 
 /// `sum(xs)` in 16 interleaved partial sums (`xs[v], xs[v + 16], ...` in order, then the 16
@@ -383,8 +384,8 @@ fn sum_in_lanes<F: Float>(xs: &[F]) -> F {
 ///
 /// Per image: im2col into a (K, P) buffer that stays in cache, then
 /// `out[n] (F, P) = W (F, K) @ cols (K, P) + b` ([`gemm_rows`], which reads `cols` in place).
-/// Pieces of [`IMAGES_PER_PIECE`] images run in parallel on the thread pool when the batch
-/// is large enough; each image's output is computed by the same operations either way.
+/// Pieces of up to [`IMAGES_PER_PIECE`] images run in parallel on the thread pool when the
+/// batch is large enough; each image's output is computed by the same operations either way.
 /// The im2col matrix is not kept: backward rebuilds it image by image, which costs less
 /// than writing the whole batch's matrix (K * P values per image, about HH * WW times the
 /// input) to memory and reading it back.
@@ -403,11 +404,12 @@ fn forward_fast_owned<F: Float>(
     let xs = xs.as_slice().expect("standard layout");
     let image = g.c * g.h * g.w;
     let b = b.to_vec();
-    let per_piece = |(piece, out_piece): (usize, &mut [F])| {
+    // The images `first..` whose outputs are `out_piece`.
+    let per_piece = |first: usize, out_piece: &mut [F]| {
         // Zeroed once: im2col never writes the padding entries, so they stay zero.
         let mut cols = vec![F::zero(); k * p];
         for (j, out_n) in out_piece.chunks_exact_mut(f * p).enumerate() {
-            let i = piece * IMAGES_PER_PIECE + j;
+            let i = first + j;
             for (row, &bf) in out_n.chunks_exact_mut(p).zip(&b) {
                 row.fill(bf);
             }
@@ -422,10 +424,13 @@ fn forward_fast_owned<F: Float>(
     if f * p > 0 && n > 0 {
         let out_s = out.as_slice_mut().expect("standard layout");
         let work = n * (2 * f * k * p + k * p);
-        if n > IMAGES_PER_PIECE && parallel::split(work, parallel::GEMM_SPLIT_FLOPS) {
-            out_s.par_chunks_mut(IMAGES_PER_PIECE * f * p).enumerate().for_each(per_piece);
+        if n > 1 && parallel::split(work, parallel::GEMM_SPLIT_FLOPS) {
+            // Each image's output depends on that image only, so any cut gives the same
+            // bits; small batches are cut finer so that every thread gets images.
+            let images = IMAGES_PER_PIECE.min(n.div_ceil(parallel::threads()));
+            out_s.par_chunks_mut(images * f * p).enumerate().for_each(|(piece, o)| per_piece(images * piece, o));
         } else {
-            out_s.chunks_mut(IMAGES_PER_PIECE * f * p).enumerate().for_each(per_piece);
+            per_piece(0, out_s);
         }
     }
     (out, ConvCache { x, conv })
