@@ -11,8 +11,9 @@
 //! * matrix products above [`GEMM_SPLIT_FLOPS`]: the rows (or columns) of C in blocks, one
 //!   single-threaded `matrixmultiply` call per block; the recurrent products of
 //!   [`crate::tensor::PackedRhs`] by column panels;
-//! * convolution: im2col + product per image, and backward (the input gradient's product
-//!   and col2im) per image ([`crate::layers::conv`]); max pooling forward and backward per
+//! * convolution: forward and backward in pieces of a fixed number of images (per image
+//!   im2col and the products; backward also col2im, the pieces' weight and bias gradients
+//!   added in piece order) ([`crate::layers::conv`]); max pooling forward and backward per
 //!   (image, channel) plane ([`crate::layers::pool`]);
 //! * elementwise passes over large tensors: the activation layers' forward and backward,
 //!   the optimiser update ([`crate::optim::update`]);

@@ -835,6 +835,343 @@ fn register_tile<F: Float, const MR: usize, const NR: usize, const FUSE: bool>(
     acc
 }
 
+// ---------------------------------------------------------------------------------------
+// small products read in place, without packing (the convolution's per-image products)
+// ---------------------------------------------------------------------------------------
+
+/// `c = a b`, or `c += a b` when `accumulate`, for row-major operands read where they are:
+///
+/// * `a`: (M, K), rows of K values, contiguous (`a.len() >= M * K`)
+/// * `b`: (K, N), row `kk` at `b[kk * ldb..][..N]` (`ldb >= N`)
+/// * `c`: (M, N), rows of N values, contiguous (`c.len() >= M * N`)
+///
+/// Why it exists: in a convolution M (filters) is small, K = C * HH * WW is small and N (the
+/// output positions of one image) is long, so `matrixmultiply`, which copies both operands
+/// into its panel layout on every call, spent as long packing as multiplying. Here the rows
+/// of B are already contiguous runs of NR columns, which is all the register tile needs: a
+/// tile of MR rows x NR columns keeps its K-long sums in vector registers, reading A's MR
+/// rows (a few hundred bytes, in L1) and NR columns of each row of B. Only the last, partial
+/// NR columns are copied (zero-padded). Runs on the calling thread (callers parallelise over
+/// images); the kernel is built for AVX-512, AVX2 + FMA and the baseline like
+/// [`PackedRhs`], picked by [`simd`]. Each element is the sum over `kk` in order (with fused
+/// multiply-adds where the build has them), plus the old `c` last when `accumulate`.
+///
+/// Panics if a slice is too short for its shape.
+pub fn gemm_rows<F: Float>(a: &[F], b: &[F], ldb: usize, dims: (usize, usize, usize), c: &mut [F], accumulate: bool) {
+    gemm_rows_for(simd(), a, b, ldb, dims, c, accumulate);
+}
+
+/// [`gemm_rows`] with the kernel build `simd` (which this CPU must support).
+fn gemm_rows_for<F: Float>(
+    simd: Simd,
+    a: &[F],
+    b: &[F],
+    ldb: usize,
+    (m, k, n): (usize, usize, usize),
+    c: &mut [F],
+    accumulate: bool,
+) {
+    assert!(a.len() >= m * k, "gemm_rows: A has {} values, expected ({m}, {k})", a.len());
+    assert!(c.len() >= m * n, "gemm_rows: C has {} values, expected ({m}, {n})", c.len());
+    assert!(ldb >= n, "gemm_rows: row stride of B {ldb} is less than N = {n}");
+    assert!(
+        k == 0 || b.len() >= (k - 1) * ldb + n,
+        "gemm_rows: B has {} values, expected ({k}, {n}) with row stride {ldb}",
+        b.len()
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            c[..m * n].fill(F::zero());
+        }
+        return;
+    }
+    let job = RowsJob { a: &a[..m * k], b, ldb, m, k, n, accumulate };
+    match pack_nr::<F>(simd) {
+        32 => run_rows::<F, 32>(simd, &job, &mut c[..m * n]),
+        16 => run_rows::<F, 16>(simd, &job, &mut c[..m * n]),
+        _ => run_rows::<F, 8>(simd, &job, &mut c[..m * n]),
+    }
+}
+
+/// The operands of one [`gemm_rows`] product (shapes checked).
+struct RowsJob<'a, F> {
+    a: &'a [F],
+    b: &'a [F],
+    ldb: usize,
+    m: usize,
+    k: usize,
+    n: usize,
+    accumulate: bool,
+}
+
+/// Dispatch: the build of [`rows_kernel`] for `simd`; tiles of 8 rows with AVX-512 (16 of
+/// its 32 vector registers hold the sums), 6 otherwise (12 of 16).
+fn run_rows<F: Float, const NR: usize>(simd: Simd, job: &RowsJob<F>, c: &mut [F]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2<F: Float, const NR: usize>(job: &RowsJob<F>, c: &mut [F]) {
+            rows_kernel::<F, NR, PACK_MR, true>(job, c);
+        }
+        #[cfg(leaky_avx512)]
+        #[target_feature(enable = "avx512f,avx2,fma")]
+        unsafe fn avx512<F: Float, const NR: usize>(job: &RowsJob<F>, c: &mut [F]) {
+            rows_kernel::<F, NR, 8, true>(job, c);
+        }
+        match simd {
+            // SAFETY: `avx512` is safe Rust compiled with the `avx512f`, `avx2` and `fma`
+            // target features; `simd` is `Avx512` only when `simd()` found all three on this
+            // CPU at run time (callers pass `simd()` or, in tests, a level it allows).
+            #[cfg(leaky_avx512)]
+            Simd::Avx512 => return unsafe { avx512::<F, NR>(job, c) },
+            // SAFETY: as above, for `avx2` and `fma`, which `simd()` checked.
+            Simd::Avx2Fma => return unsafe { avx2::<F, NR>(job, c) },
+            _ => {}
+        }
+    }
+    rows_kernel::<F, NR, PACK_MR, false>(job, c);
+}
+
+/// Columns outer in strips of NR: each (K, NR) strip of B is copied into a contiguous,
+/// zero-padded buffer (in L1), then rows inner in tiles of MR ([`register_tile`], the
+/// kernel of [`PackedRhs`]). (Reading the strip in place, rows `ldb` apart, LLVM re-loaded
+/// B from memory in every multiply-add instead of keeping it in registers: half the speed.)
+#[inline(always)]
+fn rows_kernel<F: Float, const NR: usize, const MR: usize, const FUSE: bool>(job: &RowsJob<F>, c: &mut [F]) {
+    let RowsJob { a, b, ldb, m, k, n, accumulate } = *job;
+    let row = |i: usize| -> &[F] { &a[i.min(m - 1) * k..][..k] };
+    let mut panel = vec![F::zero(); k * NR];
+    let mut j0 = 0;
+    while j0 < n {
+        let width = NR.min(n - j0);
+        copy_strip::<F, NR>(&mut panel, b, ldb, j0, width);
+        let mut r0 = 0;
+        while r0 < m {
+            let rows = MR.min(m - r0);
+            let put = |acc: &[[F; NR]], c: &mut [F]| {
+                for (r, acc_row) in acc.iter().enumerate().take(rows) {
+                    let out = &mut c[(r0 + r) * n + j0..][..width];
+                    if accumulate {
+                        for (o, &v) in out.iter_mut().zip(&acc_row[..width]) {
+                            *o = v + *o;
+                        }
+                    } else {
+                        out.copy_from_slice(&acc_row[..width]);
+                    }
+                }
+            };
+            // Rows past M in the last tile repeat row M - 1 and are not written. (One tile
+            // size: with smaller tiles for the last rows in the same function, LLVM left
+            // some of the tiles unvectorised, a different one in each build.)
+            put(&register_tile::<F, MR, NR, FUSE>(&std::array::from_fn(|r| row(r0 + r)), &panel), c);
+            r0 += rows;
+        }
+        j0 += NR;
+    }
+}
+
+/// `panel` (K, NR) = columns `j0..j0 + width` of `b` (rows `ldb` apart), zero-padded to NR.
+/// Full strips are copied as arrays of a fixed size (moves, not a `memcpy` call per row,
+/// which cost as much as the products). Not inlined into the kernel builds: inlined, this
+/// copy changed how LLVM compiled the register tile (B re-loaded from memory).
+#[inline(never)]
+fn copy_strip<F: Float, const NR: usize>(panel: &mut [F], b: &[F], ldb: usize, j0: usize, width: usize) {
+    for (kk, t) in panel.chunks_exact_mut(NR).enumerate() {
+        let src = &b[kk * ldb + j0..][..width];
+        if width == NR {
+            let t: &mut [F; NR] = t.try_into().expect("NR values");
+            *t = *<&[F; NR]>::try_from(src).expect("NR values");
+        } else {
+            t[..width].copy_from_slice(src);
+            t[width..].fill(F::zero());
+        }
+    }
+}
+
+/// Partial sums of `C = sum_b A_b B_b^T` over a batch of pairs of long-rowed matrices, kept
+/// as vectors of V lanes per element of C until [`AbtSums::finish`] adds the lanes (the
+/// convolution's weight gradient `dW (F, K) = sum_n dout[n] (F, P) cols[n] (K, P)^T`).
+///
+/// Why it exists: both operands' rows are contiguous along the summed axis (P, a few
+/// hundred values) while C is tiny (F x K); `matrixmultiply` would pack both operands in
+/// full for a product whose output fits in a few registers. Here a tile of MR rows of A x NR
+/// rows of B keeps MR * NR vector accumulators in registers and reads each row once, V
+/// values at a time.
+///
+/// Lane `v` of element (i, j) adds, pair after pair in the order they were added, the pair's
+/// sum of `A[i, p] B[j, p]` over `p = v, v + V, ...` in order; [`AbtSums::finish`] adds the
+/// lanes in order. So the result depends only on the shapes, the inputs and the kernel build,
+/// never on threads.
+#[derive(Clone, Debug)]
+pub struct AbtSums<F> {
+    m: usize,
+    n: usize,
+    simd: Simd,
+    /// (M rounded up to MR, N rounded up to NR, V) lanes.
+    lanes: Vec<F>,
+}
+
+/// (MR, NR, V in bytes) of the [`AbtSums`] tile for a kernel build: AVX-512 has 32 vector
+/// registers (4 x 3 accumulators of one 64-byte vector, plus 7 operand vectors), AVX2 16
+/// (3 x 3 of 32 bytes, plus 6).
+fn abt_shape(simd: Simd) -> (usize, usize, usize) {
+    if simd == Simd::Avx512 {
+        (4, 3, 64)
+    } else {
+        (3, 3, 32)
+    }
+}
+
+impl<F: Float> AbtSums<F> {
+    /// Zero sums for C of shape (M, N).
+    pub fn new(m: usize, n: usize) -> Self {
+        Self::for_simd(m, n, simd())
+    }
+
+    /// [`AbtSums::new`] for the kernel build `simd` (which this CPU must support).
+    fn for_simd(m: usize, n: usize, simd: Simd) -> Self {
+        let (mr, nr, vb) = abt_shape(simd);
+        let v = vb / std::mem::size_of::<F>();
+        AbtSums { m, n, simd, lanes: vec![F::zero(); m.div_ceil(mr) * mr * n.div_ceil(nr) * nr * v] }
+    }
+
+    /// Add `a (M, L) b (N, L)^T`: `a` and `b` row-major with rows of L values (each slice at
+    /// least M * L and N * L long).
+    ///
+    /// Panics if a slice is too short.
+    pub fn add(&mut self, a: &[F], b: &[F], l: usize) {
+        let (m, n) = (self.m, self.n);
+        assert!(a.len() >= m * l, "AbtSums::add: A has {} values, expected ({m}, {l})", a.len());
+        assert!(b.len() >= n * l, "AbtSums::add: B has {} values, expected ({n}, {l})", b.len());
+        if m == 0 || n == 0 || l == 0 {
+            return;
+        }
+        let job = AbtJob { a: &a[..m * l], b: &b[..n * l], m, n, l };
+        let elems = |bytes: usize| bytes / std::mem::size_of::<F>();
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn avx2<F: Float, const V: usize>(job: &AbtJob<F>, lanes: &mut [F]) {
+                abt_kernel::<F, 3, 3, V, true>(job, lanes);
+            }
+            #[cfg(leaky_avx512)]
+            #[target_feature(enable = "avx512f,avx2,fma")]
+            unsafe fn avx512<F: Float, const V: usize>(job: &AbtJob<F>, lanes: &mut [F]) {
+                abt_kernel::<F, 4, 3, V, true>(job, lanes);
+            }
+            match (self.simd, elems(abt_shape(self.simd).2)) {
+                // SAFETY: `avx512` is safe Rust compiled with the `avx512f`, `avx2` and `fma`
+                // target features; `self.simd` is `Avx512` only when `simd()` found all three
+                // on this CPU at run time (or a test chose a level `simd()` allows).
+                #[cfg(leaky_avx512)]
+                (Simd::Avx512, 16) => return unsafe { avx512::<F, 16>(&job, &mut self.lanes) },
+                // SAFETY: as above.
+                #[cfg(leaky_avx512)]
+                (Simd::Avx512, _) => return unsafe { avx512::<F, 8>(&job, &mut self.lanes) },
+                // SAFETY: as above, for `avx2` and `fma`, which `simd()` checked.
+                (Simd::Avx2Fma, 8) => return unsafe { avx2::<F, 8>(&job, &mut self.lanes) },
+                // SAFETY: as above.
+                (Simd::Avx2Fma, _) => return unsafe { avx2::<F, 4>(&job, &mut self.lanes) },
+                _ => {}
+            }
+        }
+        match elems(abt_shape(self.simd).2) {
+            8 => abt_kernel::<F, 3, 3, 8, false>(&job, &mut self.lanes),
+            _ => abt_kernel::<F, 3, 3, 4, false>(&job, &mut self.lanes),
+        }
+    }
+
+    /// `c (M, N) = the sums` (`c` row-major, at least M * N long), lanes added in order.
+    pub fn finish(&self, c: &mut [F]) {
+        let (_, nr, vb) = abt_shape(self.simd);
+        let v = vb / std::mem::size_of::<F>();
+        let np = self.n.div_ceil(nr) * nr;
+        for i in 0..self.m {
+            for j in 0..self.n {
+                let lanes = &self.lanes[(i * np + j) * v..][..v];
+                c[i * self.n + j] = lanes.iter().fold(F::zero(), |s, &x| s + x);
+            }
+        }
+    }
+}
+
+/// The operands of one [`AbtSums::add`] (shapes checked).
+struct AbtJob<'a, F> {
+    a: &'a [F],
+    b: &'a [F],
+    m: usize,
+    n: usize,
+    l: usize,
+}
+
+/// For each (MR, NR) tile of C: the pair's lane sums over full vectors of V ([`abt_tile`]),
+/// then lane `v < L % V` also takes the value at `p = L - L % V + v` (the last, partial
+/// vector), and the lanes are added to the running lanes. Rows past M (columns past N) repeat the last row of A (of B);
+/// their lanes are never read.
+#[inline(always)]
+fn abt_kernel<F: Float, const MR: usize, const NR: usize, const V: usize, const FUSE: bool>(
+    job: &AbtJob<F>,
+    lanes: &mut [F],
+) {
+    let AbtJob { a, b, m, n, l } = *job;
+    let np = n.div_ceil(NR) * NR;
+    let full = l / V * V;
+    for i0 in (0..m).step_by(MR) {
+        let ra: [&[F]; MR] = std::array::from_fn(|r| &a[(i0 + r).min(m - 1) * l..][..l]);
+        for j0 in (0..n).step_by(NR) {
+            let rb: [&[F]; NR] = std::array::from_fn(|c| &b[(j0 + c).min(n - 1) * l..][..l]);
+            let acc = abt_tile::<F, MR, NR, V, FUSE>(&ra, &rb, full);
+            for (r, acc_r) in acc.iter().enumerate() {
+                for (c, acc_rc) in acc_r.iter().enumerate() {
+                    let mut acc_rc = *acc_rc;
+                    for (v, s) in acc_rc.iter_mut().enumerate().take(l - full) {
+                        *s = if FUSE {
+                            ra[r][full + v].mul_add(rb[c][full + v], *s)
+                        } else {
+                            ra[r][full + v] * rb[c][full + v] + *s
+                        };
+                    }
+                    let dst: &mut [F; V] =
+                        (&mut lanes[((i0 + r) * np + j0 + c) * V..][..V]).try_into().expect("V values");
+                    for v in 0..V {
+                        dst[v] += acc_rc[v];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `acc[r][c][v] = sum_t A_r[t V + v] B_c[t V + v]` over the first `full` values (a multiple
+/// of V), t in order. Written with indices over pre-cut slices: the iterator form of the
+/// same loops was not vectorised by LLVM.
+#[inline(always)]
+fn abt_tile<F: Float, const MR: usize, const NR: usize, const V: usize, const FUSE: bool>(
+    ra: &[&[F]; MR],
+    rb: &[&[F]; NR],
+    full: usize,
+) -> [[[F; V]; NR]; MR] {
+    let mut acc = [[[F::zero(); V]; NR]; MR];
+    let ra: [&[F]; MR] = std::array::from_fn(|r| &ra[r][..full]);
+    let rb: [&[F]; NR] = std::array::from_fn(|c| &rb[c][..full]);
+    for t in 0..full / V {
+        for r in 0..MR {
+            let xa: &[F; V] = ra[r][t * V..t * V + V].try_into().expect("V values");
+            for c in 0..NR {
+                let xb: &[F; V] = rb[c][t * V..t * V + V].try_into().expect("V values");
+                for v in 0..V {
+                    let s = acc[r][c][v];
+                    acc[r][c][v] = if FUSE { xa[v].mul_add(xb[v], s) } else { xa[v] * xb[v] + s };
+                }
+            }
+        }
+    }
+    acc
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1088,6 +1425,94 @@ mod tests {
                 assert!(worst <= tol * scale, "{} {level:?} ({m}, {k}, {n}): {worst:e}", F::NAME);
             }
         }
+    }
+
+    /// The kernel builds this CPU can run: baseline, and AVX2 + FMA and AVX-512 when present.
+    fn builds() -> Vec<Simd> {
+        let mut levels = vec![Simd::Baseline];
+        if simd() != Simd::Baseline {
+            levels.push(Simd::Avx2Fma);
+        }
+        if simd() == Simd::Avx512 {
+            levels.push(Simd::Avx512);
+        }
+        levels
+    }
+
+    /// `gemm_rows` (every build, both modes, B with a row stride wider than N) against the
+    /// triple loop, on shapes with partial tiles of rows and columns.
+    fn check_gemm_rows<F: Float>(tol: f64) {
+        let mut r = rng(23);
+        for &(m, k, n) in &[(1usize, 1usize, 1usize), (8, 9, 784), (16, 72, 100), (7, 5, 33), (72, 16, 50), (13, 3, 31)]
+        {
+            let a: Array2<F> = randn((m, k), 1.0, &mut r);
+            let ldb = n + 3;
+            let b_wide: Array2<F> = randn((k, ldb), 1.0, &mut r);
+            let b = b_wide.slice(ndarray::s![.., ..n]);
+            let c0: Array2<F> = randn((m, n), 1.0, &mut r);
+            let prod = naive(a.view(), b);
+            let scale = prod.iter().fold(1.0f64, |s, v| s.max(v.to_f64c().abs()));
+            for &level in &builds() {
+                let mut got = vec![F::nan(); m * n];
+                gemm_rows_for(
+                    level,
+                    a.as_slice().unwrap(),
+                    b_wide.as_slice().unwrap(),
+                    ldb,
+                    (m, k, n),
+                    &mut got,
+                    false,
+                );
+                let worst = got.iter().zip(&prod).fold(0.0f64, |w, (g, e)| w.max((g.to_f64c() - e.to_f64c()).abs()));
+                assert!(worst <= tol * scale, "{} {level:?} ({m}, {k}, {n}) overwrite: {worst:e}", F::NAME);
+                let mut got = c0.as_slice().unwrap().to_vec();
+                gemm_rows_for(level, a.as_slice().unwrap(), b_wide.as_slice().unwrap(), ldb, (m, k, n), &mut got, true);
+                let want = &prod + &c0;
+                let worst = got.iter().zip(&want).fold(0.0f64, |w, (g, e)| w.max((g.to_f64c() - e.to_f64c()).abs()));
+                assert!(worst <= tol * scale, "{} {level:?} ({m}, {k}, {n}) accumulate: {worst:e}", F::NAME);
+            }
+        }
+        // K = 0: C is zeroed, or left alone when accumulating.
+        let mut c = vec![F::nan(); 6];
+        gemm_rows::<F>(&[], &[], 3, (2, 0, 3), &mut c, false);
+        assert!(c.iter().all(|&v| v == F::zero()));
+    }
+
+    #[test]
+    fn gemm_rows_every_build_matches_the_triple_loop() {
+        check_gemm_rows::<f32>(1e-5);
+        check_gemm_rows::<f64>(1e-13);
+    }
+
+    /// `AbtSums` (every build) over several pairs against the triple loop, on shapes with
+    /// partial tiles and row lengths that are not multiples of the vector width.
+    fn check_abt<F: Float>(tol: f64) {
+        let mut r = rng(29);
+        for &(m, n, l) in &[(1usize, 1usize, 1usize), (8, 9, 784), (16, 72, 100), (5, 7, 37), (3, 2, 5)] {
+            let pairs: Vec<(Array2<F>, Array2<F>)> =
+                (0..3).map(|_| (randn((m, l), 1.0, &mut r), randn((n, l), 1.0, &mut r))).collect();
+            let mut want = Array2::<F>::zeros((m, n));
+            for (a, b) in &pairs {
+                want = want + naive(a.view(), b.t());
+            }
+            let scale = want.iter().fold(1.0f64, |s, v| s.max(v.to_f64c().abs()));
+            for &level in &builds() {
+                let mut sums = AbtSums::for_simd(m, n, level);
+                for (a, b) in &pairs {
+                    sums.add(a.as_slice().unwrap(), b.as_slice().unwrap(), l);
+                }
+                let mut got = vec![F::nan(); m * n];
+                sums.finish(&mut got);
+                let worst = got.iter().zip(&want).fold(0.0f64, |w, (g, e)| w.max((g.to_f64c() - e.to_f64c()).abs()));
+                assert!(worst <= tol * scale, "{} {level:?} ({m}, {n}, {l}): {worst:e}", F::NAME);
+            }
+        }
+    }
+
+    #[test]
+    fn abt_sums_every_build_match_the_triple_loop() {
+        check_abt::<f32>(1e-5);
+        check_abt::<f64>(1e-13);
     }
 
     #[test]

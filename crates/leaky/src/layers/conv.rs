@@ -42,7 +42,11 @@
 //!
 //! *col2im* is the adjoint of im2col: where im2col copied a pixel into several columns
 //! (overlapping windows), col2im adds all of those columns' gradients back into that pixel.
-//! The price is memory: `cols` holds about HH * WW / s^2 copies of the input. The padding is
+//! The price is memory: `cols[n]` holds about HH * WW / s^2 copies of the image, so the fast
+//! pair builds it one image at a time into a buffer that stays in cache (backward builds it
+//! again rather than keeping the whole batch's matrices, which would go to main memory and
+//! back), and runs the three products with kernels that read `cols[n]` and `dout[n]` where
+//! they are ([`crate::tensor::gemm_rows`], [`crate::tensor::AbtSums`]). The padding is
 //! never materialised: entries of `cols` that fall in it stay zero, and their gradients
 //! (which belong to the padding) are dropped by col2im.
 //!
@@ -50,10 +54,9 @@
 
 use crate::nn::{Layer, Mode, Param};
 use crate::parallel;
-use crate::tensor::{matmul_acc, randn, Float, Init, Tensor};
-use ndarray::{s, Array1, Array2, Array3, Array4, ArrayView1, ArrayView2, ArrayView4, ArrayViewMut2, Ix4};
+use crate::tensor::{gemm_rows, randn, AbtSums, Float, Init, Tensor};
+use ndarray::{s, Array1, Array4, ArrayView1, ArrayView4, Ix4};
 use rayon::prelude::*;
-use std::borrow::Cow;
 
 /// Stride and zero padding of a convolution (CS231n's `conv_param`).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -95,9 +98,6 @@ pub struct ConvCache<F> {
     pub x: Array4<F>,
     /// Stride and padding used.
     pub conv: ConvParam,
-    /// im2col of `x`, (N, K, P), kept by [`forward_fast`]; `None` after [`forward_naive`]
-    /// ([`backward_fast`] then rebuilds it).
-    pub cols: Option<Array3<F>>,
 }
 
 /// Check every shape and return (H', W'), panicking with a message that names them.
@@ -166,7 +166,7 @@ pub fn forward_naive<F: Float>(
             }
         }
     }
-    (out, ConvCache { x: x.clone(), conv, cols: None })
+    (out, ConvCache { x: x.clone(), conv })
 }
 
 /// Convolution backward, the loops of the definition.
@@ -266,8 +266,18 @@ impl Geometry {
     }
 
     /// im2col of one image: `x` (C, H, W) into `cols` (K, P), which must be zero on entry
-    /// (the padding entries are not written).
+    /// or hold an earlier image's im2col of this geometry (the padding entries are left as
+    /// they are or set to zero).
     fn im2col<F: Float>(&self, x: &[F], cols: &mut [F]) {
+        if self.stride == 1 && self.wo == self.w && self.pad < self.w {
+            self.im2col_same(x, cols);
+        } else {
+            self.im2col_segments(x, cols);
+        }
+    }
+
+    /// [`Geometry::im2col`] one row segment at a time (any stride and padding).
+    fn im2col_segments<F: Float>(&self, x: &[F], cols: &mut [F]) {
         let (p, wo, s) = (self.ho * self.wo, self.wo, self.stride);
         self.for_each_segment(|k, oh, ows, first| {
             let dst = &mut cols[k * p + oh * wo..][ows.clone()];
@@ -279,6 +289,43 @@ impl Geometry {
                 }
             }
         });
+    }
+
+    /// [`Geometry::im2col`] for stride 1 and W' = W ("same" width: 2 pad = WW - 1), where
+    /// output row `oh` of window element (c, i, j) is input row `oh + i - pad` shifted by
+    /// `j - pad` columns: the rows of the valid range of `oh` are one run of the input plane,
+    /// copied at once (instead of one short copy per output row), after which the columns
+    /// that the shift carried over from the neighbouring row are set to zero (they are
+    /// padding). Writes the same values as the general path.
+    fn im2col_same<F: Float>(&self, x: &[F], cols: &mut [F]) {
+        let (h, w, p) = (self.h, self.w, self.ho * self.wo);
+        let pad = self.pad as isize;
+        for c in 0..self.c {
+            let plane = &x[c * h * w..][..h * w];
+            for i in 0..self.hh {
+                let (oh_lo, oh_hi) = self.valid(self.ho, h, i as isize - pad);
+                for j in 0..self.ww {
+                    let k = (c * self.hh + i) * self.ww + j;
+                    let shift = j as isize - pad;
+                    let dst = &mut cols[k * p + oh_lo * w..k * p + oh_hi * w];
+                    // dst[t] = plane[start + t] where that lies in the plane, else zero.
+                    let start = ((oh_lo + i) as isize - pad) * w as isize + shift;
+                    let lo = (-start).clamp(0, dst.len() as isize) as usize;
+                    let hi = ((plane.len() as isize - start).clamp(lo as isize, dst.len() as isize)) as usize;
+                    dst[..lo].fill(F::zero());
+                    let from = (start + lo as isize) as usize;
+                    dst[lo..hi].copy_from_slice(&plane[from..from + (hi - lo)]);
+                    dst[hi..].fill(F::zero());
+                    // The columns shifted in from the neighbouring input row are padding.
+                    let (z0, z1) = if shift < 0 { (0, (-shift) as usize) } else { (w - shift as usize, w) };
+                    for col in z0..z1 {
+                        for v in dst.iter_mut().skip(col).step_by(w) {
+                            *v = F::zero();
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// col2im of one image, the adjoint of [`Geometry::im2col`]: `dx` (C, H, W) += the
@@ -308,88 +355,85 @@ fn geometry<F: Float>(x: (usize, usize, usize, usize), w: ArrayView4<F>, b_len: 
     Geometry { c, h, w: wd, hh, ww, ho, wo, stride: conv.stride, pad: conv.pad }
 }
 
-/// im2col of the whole batch: (N, C, H, W) -> (N, K, P), one image per task on the thread
-/// pool. `cols` must hold zeros at the padding positions of this geometry: a fresh zero
-/// array, or the im2col matrix of an earlier pass with the same geometry (im2col never
-/// writes the padding entries, so they are still zero there).
-fn im2col_batch_into<F: Float>(x: &[F], g: &Geometry, cols: &mut Array3<F>) {
-    let image = g.c * g.h * g.w;
-    let (k, p) = (g.c * g.hh * g.ww, g.ho * g.wo);
-    if image == 0 || k * p == 0 {
-        return;
-    }
-    let cols = cols.as_slice_mut().expect("standard layout");
-    let per_image = |(x_n, cols_n): (&[F], &mut [F])| g.im2col(x_n, cols_n);
-    if parallel::split(cols.len(), parallel::ELEMENTWISE_SPLIT) {
-        x.par_chunks_exact(image).zip(cols.par_chunks_exact_mut(k * p)).for_each(per_image);
-    } else {
-        x.chunks_exact(image).zip(cols.chunks_exact_mut(k * p)).for_each(per_image);
-    }
-}
+/// Images per piece of the fast backward pass: the batch is cut into pieces of this many
+/// images (the last one shorter), whatever the number of threads; each piece runs on one
+/// thread with its own im2col buffer, and the pieces' weight and bias gradients are added
+/// in order. So the pieces, and the results, depend only on the batch size. (The forward
+/// pass, where images do not interact, uses pieces of at most this many.)
+const IMAGES_PER_PIECE: usize = 8;
 
-/// im2col of the whole batch into a new array: (N, C, H, W) -> (N, K, P).
-fn im2col_batch<F: Float>(x: &Array4<F>, g: &Geometry) -> Array3<F> {
-    let x = x.as_standard_layout();
-    let mut cols = Array3::zeros((x.dim().0, g.c * g.hh * g.ww, g.ho * g.wo));
-    im2col_batch_into(x.as_slice().expect("standard layout"), g, &mut cols);
-    cols
+/// `sum(xs)` in 16 interleaved partial sums (`xs[v], xs[v + 16], ...` in order, then the 16
+/// partial sums in order): the same bits every time, and vectorisable (a plain running sum
+/// waits on each addition in turn).
+fn sum_in_lanes<F: Float>(xs: &[F]) -> F {
+    let mut acc = [F::zero(); 16];
+    let mut chunks = xs.chunks_exact(16);
+    for chunk in &mut chunks {
+        for (a, &v) in acc.iter_mut().zip(chunk) {
+            *a += v;
+        }
+    }
+    for (a, &v) in acc.iter_mut().zip(chunks.remainder()) {
+        *a += v;
+    }
+    acc.iter().fold(F::zero(), |s, &v| s + v)
 }
 
 /// [`forward_fast`] on an owned input (kept in the cache without a copy) and borrowed
-/// parameters, for [`Conv2d`]. `recycled`: the im2col matrix of the previous pass when its
-/// geometry is this one (the layer's own cache), reused instead of a new zeroed array.
+/// parameters, for [`Conv2d`].
 ///
-/// Per image (in parallel on the thread pool when the batch is large enough): im2col, then
-/// `out[n] (F, P) = b + W (F, K) @ cols[n] (K, P)`. Each image's output is computed by the
-/// same operations whatever the number of threads.
+/// Per image: im2col into a (K, P) buffer that stays in cache, then
+/// `out[n] (F, P) = W (F, K) @ cols (K, P) + b` ([`gemm_rows`], which reads `cols` in place).
+/// Pieces of up to [`IMAGES_PER_PIECE`] images run in parallel on the thread pool when the
+/// batch is large enough; each image's output is computed by the same operations either way.
+/// The im2col matrix is not kept: backward rebuilds it image by image, which costs less
+/// than writing the whole batch's matrix (K * P values per image, about HH * WW times the
+/// input) to memory and reading it back.
 fn forward_fast_owned<F: Float>(
     x: Array4<F>,
     w: ArrayView4<F>,
     b: ArrayView1<F>,
     conv: ConvParam,
-    recycled: Option<Array3<F>>,
 ) -> (Array4<F>, ConvCache<F>) {
     let g = geometry(x.dim(), w, b.len(), conv);
     let (n, f, k, p) = (x.dim().0, w.dim().0, g.c * g.hh * g.ww, g.ho * g.wo);
     let w = w.as_standard_layout();
-    let w_mat = w.view().into_shape_with_order((f, k)).expect("contiguous reshape");
-    let mut cols = match recycled {
-        Some(c) if c.dim() == (n, k, p) => c,
-        _ => Array3::zeros((n, k, p)),
-    };
+    let w_s = w.as_slice().expect("standard layout");
     let mut out = Array4::zeros((n, f, g.ho, g.wo));
     let xs = x.as_standard_layout();
     let xs = xs.as_slice().expect("standard layout");
     let image = g.c * g.h * g.w;
     let b = b.to_vec();
-    let per_image = |(i, (cols_n, out_n)): (usize, (&mut [F], &mut [F]))| {
-        for (row, &bf) in out_n.chunks_exact_mut(p).zip(&b) {
-            row.fill(bf);
-        }
-        if k > 0 {
-            // (An image of no pixels, H = 0 or W = 0 with padding, has only padding entries.)
-            if image > 0 {
-                g.im2col(&xs[i * image..][..image], cols_n);
+    // The images `first..` whose outputs are `out_piece`.
+    let per_piece = |first: usize, out_piece: &mut [F]| {
+        // Zeroed once: im2col never writes the padding entries, so they stay zero.
+        let mut cols = vec![F::zero(); k * p];
+        for (j, out_n) in out_piece.chunks_exact_mut(f * p).enumerate() {
+            let i = first + j;
+            for (row, &bf) in out_n.chunks_exact_mut(p).zip(&b) {
+                row.fill(bf);
             }
-            let cols_n = ArrayView2::from_shape((k, p), &*cols_n).expect("K * P values");
-            let out_n = ArrayViewMut2::from_shape((f, p), out_n).expect("F * P values");
-            matmul_acc(w_mat, cols_n, out_n);
+            // (An image of no pixels, H = 0 or W = 0 with padding, has only padding
+            // entries: the output is the bias.)
+            if k > 0 && image > 0 {
+                g.im2col(&xs[i * image..][..image], &mut cols);
+                gemm_rows(w_s, &cols, p, (f, k, p), out_n, true);
+            }
         }
     };
-    if f * p > 0 {
-        // With K = 0 the im2col rows are empty: chunks of one (unused) value per image.
-        let kp = (k * p).max(1);
-        let mut no_cols = vec![F::zero(); if k * p == 0 { n } else { 0 }];
-        let cols_s = if k * p == 0 { &mut no_cols[..] } else { cols.as_slice_mut().expect("standard layout") };
+    if f * p > 0 && n > 0 {
         let out_s = out.as_slice_mut().expect("standard layout");
         let work = n * (2 * f * k * p + k * p);
         if n > 1 && parallel::split(work, parallel::GEMM_SPLIT_FLOPS) {
-            cols_s.par_chunks_exact_mut(kp).zip(out_s.par_chunks_exact_mut(f * p)).enumerate().for_each(per_image);
+            // Each image's output depends on that image only, so any cut gives the same
+            // bits; small batches are cut finer so that every thread gets images.
+            let images = IMAGES_PER_PIECE.min(n.div_ceil(parallel::threads()));
+            out_s.par_chunks_mut(images * f * p).enumerate().for_each(|(piece, o)| per_piece(images * piece, o));
         } else {
-            cols_s.chunks_exact_mut(kp).zip(out_s.chunks_exact_mut(f * p)).enumerate().for_each(per_image);
+            per_piece(0, out_s);
         }
     }
-    (out, ConvCache { x, conv, cols: Some(cols) })
+    (out, ConvCache { x, conv })
 }
 
 /// Convolution forward with im2col + GEMM. Same contract as [`forward_naive`]:
@@ -399,8 +443,7 @@ fn forward_fast_owned<F: Float>(
 /// * `b`: (F,)
 /// * `conv`: stride and zero padding
 ///
-/// Returns `out`: (N, F, H', W') and the cache, which also keeps the im2col matrix
-/// (N, K, P) for [`backward_fast`].
+/// Returns `out`: (N, F, H', W') and the cache.
 ///
 /// # Panics
 /// As [`forward_naive`].
@@ -410,17 +453,21 @@ pub fn forward_fast<F: Float>(
     b: &Array1<F>,
     conv: ConvParam,
 ) -> (Array4<F>, ConvCache<F>) {
-    forward_fast_owned(x.clone(), w.view(), b.view(), conv, None)
+    forward_fast_owned(x.clone(), w.view(), b.view(), conv)
 }
 
 /// [`backward_fast`] on borrowed arrays, for [`Conv2d`]; `dx` only when `want_dx`.
 ///
-/// Three passes, each computing every value by the same operations in the same order as a
-/// single thread would:
-/// * `db[f] += sum_P dout[n, f]`, images in order;
-/// * `dW += dout[n] cols[n]^T`, images in order, with the columns of dW (the K axis) cut
-///   into blocks computed in parallel ([`weight_grad_columns`]);
-/// * per image, in parallel: `dx[n] = col2im(W^T dout[n])`.
+/// One pass over the images, in pieces of [`IMAGES_PER_PIECE`] images (in parallel on the
+/// thread pool when the batch is large enough), per image:
+/// * `db[f] += sum_P dout[n, f]` ([`sum_in_lanes`]);
+/// * im2col of `x[n]` into a (K, P) buffer, and `dW += dout[n] (F, P) cols^T (P, K)`
+///   ([`AbtSums`]: both operands read along P in place);
+/// * when `want_dx`: `dcols (K, P) = W^T (K, F) dout[n] (F, P)` ([`gemm_rows`]) and
+///   `dx[n] = col2im(dcols)`.
+///
+/// The pieces' dW and db are then added in piece order. The pieces depend only on N, so
+/// every value is computed by the same operations whatever the number of threads.
 fn backward_fast_view<F: Float>(
     dout: ArrayView4<F>,
     cache: &ConvCache<F>,
@@ -431,86 +478,88 @@ fn backward_fast_view<F: Float>(
     let g = geometry(x.dim(), w, w.dim().0, cache.conv);
     let (n, f, k, p) = (x.dim().0, w.dim().0, g.c * g.hh * g.ww, g.ho * g.wo);
     assert_eq!(dout.dim(), (n, f, g.ho, g.wo), "conv: dout has shape {:?}, expected (N, F, H', W')", dout.dim());
-    let cols = match &cache.cols {
-        Some(cols) => Cow::Borrowed(cols),
-        None => Cow::Owned(im2col_batch(x, &g)),
-    };
-    assert_eq!(cols.dim(), (n, k, p), "conv: cached im2col matrix does not match the weight {:?}", w.dim());
-    let w = w.as_standard_layout();
-    let w_mat = w.view().into_shape_with_order((f, k)).expect("contiguous reshape");
+    let image = g.c * g.h * g.w;
+    let xs = x.as_standard_layout();
+    let xs = xs.as_slice().expect("standard layout");
+    // W^T (K, F), row-major: the left operand of the input gradient's product.
+    let w_std = w.as_standard_layout();
+    let wt =
+        w_std.view().into_shape_with_order((f, k)).expect("contiguous reshape").t().as_standard_layout().into_owned();
+    let wt_s = wt.as_slice().expect("standard layout");
     let dout = dout.as_standard_layout();
+    let dout_s = dout.as_slice().expect("standard layout");
 
     let mut dw = Array4::zeros(w.raw_dim());
     let mut db = Array1::zeros(f);
     let mut dx = if want_dx { Some(Array4::zeros(x.raw_dim())) } else { None };
-    for image in dout.outer_iter() {
-        for (dbf, plane) in db.iter_mut().zip(image.outer_iter()) {
-            *dbf += plane.sum();
-        }
-    }
-    if n == 0 || f * k * p == 0 {
+    if n == 0 || f * p == 0 {
         return (dx, dw, db);
     }
-    let (dout_s, cols_s) = (dout.as_slice().expect("standard layout"), cols.as_slice().expect("standard layout"));
-    let dw_mat = dw.view_mut().into_shape_with_order((f, k)).expect("contiguous reshape");
-    let pieces = parallel::pieces(2 * n * f * k * p, parallel::GEMM_SPLIT_FLOPS).min(k / 16).max(1);
-    weight_grad_columns(dout_s, cols_s, (n, f, k, p), dw_mat, 0, pieces);
-    if let Some(dx) = dx.as_mut() {
-        let image = g.c * g.h * g.w;
-        let per_image = |dcols: &mut Array2<F>, (i, dx_n): (usize, &mut [F])| {
-            let dout_n = ArrayView2::from_shape((f, p), &dout_s[i * f * p..][..f * p]).expect("F * P values");
-            F::gemm(F::one(), w_mat.t(), dout_n, F::zero(), dcols.view_mut());
-            g.col2im(dcols.as_slice().expect("standard layout"), dx_n);
-        };
-        let dx_s = dx.as_slice_mut().expect("standard layout");
-        if image > 0 {
-            // One (K, P) buffer per task, overwritten by each product (beta = 0).
-            let scratch = || Array2::zeros((k, p));
-            if n > 1 && parallel::split(2 * n * f * k * p, parallel::GEMM_SPLIT_FLOPS) {
-                dx_s.par_chunks_exact_mut(image).enumerate().for_each_init(scratch, per_image);
-            } else {
-                let mut dcols = scratch();
-                dx_s.chunks_exact_mut(image).enumerate().for_each(|item| per_image(&mut dcols, item));
+    // The weight and bias gradients of the images of piece `piece`; their input gradients
+    // into `dx_piece` ((images, C, H, W), when wanted).
+    let per_piece = |piece: usize, dx_piece: Option<&mut [F]>| -> (Vec<F>, Vec<F>) {
+        let first = piece * IMAGES_PER_PIECE;
+        let images = IMAGES_PER_PIECE.min(n - first);
+        let mut sums = AbtSums::new(f, k);
+        let mut db_piece = vec![F::zero(); f];
+        // Zeroed once: im2col never writes the padding entries, so they stay zero.
+        let mut cols = vec![F::zero(); k * p];
+        let mut dcols = vec![F::zero(); if dx_piece.is_some() { k * p } else { 0 }];
+        let mut dx_piece = dx_piece;
+        for j in 0..images {
+            let i = first + j;
+            let dout_n = &dout_s[i * f * p..][..f * p];
+            for (dbf, row) in db_piece.iter_mut().zip(dout_n.chunks_exact(p)) {
+                *dbf += sum_in_lanes(row);
             }
+            if k == 0 {
+                continue;
+            }
+            if image > 0 {
+                g.im2col(&xs[i * image..][..image], &mut cols);
+            }
+            sums.add(dout_n, &cols, p);
+            if let Some(dx_piece) = dx_piece.as_deref_mut() {
+                gemm_rows(wt_s, dout_n, p, (k, f, p), &mut dcols, false);
+                g.col2im(&dcols, &mut dx_piece[j * image..][..image]);
+            }
+        }
+        let mut dw_piece = vec![F::zero(); f * k];
+        sums.finish(&mut dw_piece);
+        (dw_piece, db_piece)
+    };
+    let pieces = n.div_ceil(IMAGES_PER_PIECE);
+    let work = 2 * n * f * k * p * if want_dx { 2 } else { 1 };
+    let parallel = pieces > 1 && parallel::split(work, parallel::GEMM_SPLIT_FLOPS);
+    let dx_s = dx.as_mut().map(|dx| dx.as_slice_mut().expect("standard layout")).filter(|_| image > 0);
+    let results: Vec<(Vec<F>, Vec<F>)> = match (dx_s, parallel) {
+        (Some(dx_s), true) => dx_s
+            .par_chunks_mut(IMAGES_PER_PIECE * image)
+            .enumerate()
+            .map(|(piece, d)| per_piece(piece, Some(d)))
+            .collect(),
+        (Some(dx_s), false) => {
+            dx_s.chunks_mut(IMAGES_PER_PIECE * image).enumerate().map(|(piece, d)| per_piece(piece, Some(d))).collect()
+        }
+        (None, true) => (0..pieces).into_par_iter().map(|piece| per_piece(piece, None)).collect(),
+        (None, false) => (0..pieces).map(|piece| per_piece(piece, None)).collect(),
+    };
+    let dw_s = dw.as_slice_mut().expect("standard layout");
+    for (dw_piece, db_piece) in &results {
+        for (d, &v) in dw_s.iter_mut().zip(dw_piece) {
+            *d += v;
+        }
+        for (d, &v) in db.iter_mut().zip(db_piece) {
+            *d += v;
         }
     }
     (dx, dw, db)
 }
 
-/// `dW[:, j0..] += sum_n dout[n] cols[n]^T[:, j0..]` for the columns of `dw` (F, K'), which
-/// are columns `j0..j0 + K'` of the whole dW, images in order; cut into `pieces` blocks of
-/// columns (multiples of 16) computed in parallel, halved recursively with `rayon::join`.
-/// `dout`: (N, F, P) and `cols`: (N, K, P), flat; `dims` = (N, F, K, P).
-fn weight_grad_columns<F: Float>(
-    dout: &[F],
-    cols: &[F],
-    dims: (usize, usize, usize, usize),
-    mut dw: ArrayViewMut2<F>,
-    j0: usize,
-    pieces: usize,
-) {
-    let (n, f, k, p) = dims;
-    let width = dw.ncols();
-    let mid = (width * (pieces / 2) / pieces.max(1)) / 16 * 16;
-    if pieces <= 1 || mid == 0 || mid >= width {
-        for i in 0..n {
-            let dout_n = ArrayView2::from_shape((f, p), &dout[i * f * p..][..f * p]).expect("F * P values");
-            let cols_n = ArrayView2::from_shape((k, p), &cols[i * k * p..][..k * p]).expect("K * P values");
-            matmul_acc(dout_n, cols_n.slice(s![j0..j0 + width, ..]).t(), dw.view_mut());
-        }
-        return;
-    }
-    let (left, right) = dw.split_at(ndarray::Axis(1), mid);
-    rayon::join(
-        || weight_grad_columns(dout, cols, dims, left, j0, pieces / 2),
-        || weight_grad_columns(dout, cols, dims, right, j0 + mid, pieces - pieces / 2),
-    );
-}
-
 /// Convolution backward with GEMM + col2im. Same contract as [`backward_naive`]:
 ///
 /// * `dout`: (N, F, H', W') upstream gradient
-/// * `cache`: from [`forward_fast`] (or [`forward_naive`]: the im2col matrix is rebuilt)
+/// * `cache`: from [`forward_fast`] or [`forward_naive`]
 /// * `w`: (F, C, HH, WW), the weight used in the forward pass
 ///
 /// Returns `(dx, dw, db)` with shapes (N, C, H, W), (F, C, HH, WW), (F,).
@@ -595,13 +644,8 @@ impl<F: Float> Layer<F> for Conv2d<F> {
     fn forward(&mut self, x: Tensor<F>, _mode: Mode) -> Tensor<F> {
         assert_eq!(x.ndim(), 4, "conv: expected a 4-D input (N, C, H, W), got shape {:?}", x.shape());
         let x = x.into_dimensionality::<Ix4>().expect("checked 4-D");
-        // The last pass's im2col matrix is reused when the input has the same shape (same
-        // layer, so same geometry: its padding entries are still zero).
-        let recycled = match self.cache.take() {
-            Some(old) if old.x.dim() == x.dim() && old.conv == self.conv => old.cols,
-            _ => None,
-        };
-        let (out, cache) = forward_fast_owned(x, self.weight(), self.bias(), self.conv, recycled);
+        self.cache = None;
+        let (out, cache) = forward_fast_owned(x, self.weight(), self.bias(), self.conv);
         self.cache = Some(cache);
         out.into_dyn()
     }
@@ -716,6 +760,61 @@ mod tests {
         }
     }
 
+    /// A batch of several pieces (19 images: 8 + 8 + 3), with and without dx, on 1 and 3
+    /// threads: the fast pair agrees with the naive one, and the thread count changes no bit.
+    #[test]
+    fn fast_matches_naive_over_several_pieces_and_threads() {
+        use crate::parallel::tests::with_threads;
+        for (seed, shape) in [(19, 3, 9, 8, 5, 3, 3, 1, 1), (17, 2, 11, 9, 4, 3, 3, 2, 1)].into_iter().enumerate() {
+            let (x, w, b, conv, dout) = random_case(shape, 200 + seed as u64);
+            let (out_n, cache_n) = forward_naive(&x, &w, &b, conv);
+            let (dx_n, dw_n, db_n) = backward_naive(&dout, &cache_n, &w);
+            let run = || {
+                let (out, cache) = forward_fast(&x, &w, &b, conv);
+                let (dx, dw, db) = backward_fast(&dout, &cache, &w);
+                let (no_dx, dw2, db2) = backward_fast_view(dout.view(), &cache, w.view(), false);
+                assert!(no_dx.is_none());
+                assert!(dw2 == dw && db2 == db, "the parameter gradients do not depend on want_dx");
+                (out, dx, dw, db)
+            };
+            let one = with_threads(1, run);
+            let diffs = [
+                max_abs_diff(&one.0, &out_n),
+                max_abs_diff(&one.1, &dx_n),
+                max_abs_diff(&one.2, &dw_n),
+                max_abs_diff(&one.3, &db_n),
+            ];
+            println!("conv {shape:?} over pieces: {diffs:?}");
+            assert!(diffs.iter().all(|&d| d < 1e-10), "{shape:?}: {diffs:?}");
+            let three = with_threads(3, run);
+            assert!(one == three, "{shape:?}: results differ on 3 threads");
+        }
+    }
+
+    /// The "same width" im2col against the row-segment one, on a buffer reused for several
+    /// images (as the fast passes reuse it).
+    #[test]
+    fn same_width_im2col_matches_the_segment_path() {
+        let mut r = rng(41);
+        for (c, h, w, hh, ww, pad) in
+            [(2, 5, 5, 3, 3, 1), (3, 4, 6, 3, 1, 0), (2, 6, 5, 2, 3, 1), (1, 3, 2, 5, 5, 2), (2, 7, 9, 5, 5, 2)]
+        {
+            let conv = ConvParam { stride: 1, pad };
+            let (ho, wo) = conv.output_size((h, w), (hh, ww)).unwrap();
+            assert_eq!(wo, w);
+            let g = Geometry { c, h, w, hh, ww, ho, wo, stride: 1, pad };
+            let (k, p) = (c * hh * ww, ho * wo);
+            let mut fast = vec![0.0; k * p];
+            for _ in 0..3 {
+                let x: Vec<f64> = randn(c * h * w, 1.0, &mut r).to_vec();
+                let mut want = vec![0.0; k * p];
+                g.im2col_segments(&x, &mut want);
+                g.im2col(&x, &mut fast);
+                assert_eq!(fast, want, "{:?}", (c, h, w, hh, ww, pad));
+            }
+        }
+    }
+
     #[test]
     fn cs231n_conv_forward_value() {
         // CS231n's test of conv_forward_naive.
@@ -791,8 +890,8 @@ mod tests {
         assert!(max_abs_diff(&layer.params()[1].grad, &db_ref.into_dyn()) < 1e-10);
         let names: Vec<_> = layer.params().iter().map(|p| (p.name, p.decay)).collect();
         assert_eq!(names, vec![("W", true), ("b", false)]);
-        // A second pass of the same shape reuses the im2col matrix of the first (whose
-        // padding entries are still zero): the same results as a fresh pass.
+        // A second pass of the same shape (the layer replaces its cache), then the
+        // parameter-only backward.
         let x2: Array4<f64> = randn((2, 3, 5, 6), 1.0, &mut r);
         let out2 = layer.forward(x2.clone().into_dyn(), Mode::Train);
         layer.backward_params(dout.clone().into_dyn());
@@ -801,7 +900,7 @@ mod tests {
         assert!(max_abs_diff(&out2, &out2_ref.into_dyn()) < 1e-10);
         assert!(max_abs_diff(&layer.params()[0].grad, &dw2_ref.into_dyn()) < 1e-10);
         assert!(max_abs_diff(&layer.params()[1].grad, &db2_ref.into_dyn()) < 1e-10);
-        // A different batch size gets a new matrix.
+        // A different batch size.
         let x3: Array4<f64> = randn((3, 3, 5, 6), 1.0, &mut r);
         let out3 = layer.forward(x3.clone().into_dyn(), Mode::Train);
         assert!(max_abs_diff(&out3, &forward_naive(&x3, &w, &b, conv).0.into_dyn()) < 1e-10);

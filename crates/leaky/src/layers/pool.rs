@@ -178,9 +178,34 @@ fn max_and_argmax<F: Float>(x: &Array4<F>, pool: PoolParam) -> (Array4<F>, Array
 
 /// Max and argmax of every window of one (H, W) plane (rows `w` long) into `out_p`,
 /// `arg_p` (H', W') (rows `wo` long).
+///
+/// The common windows (2 x 2 and 3 x 3, stride 2 or equal to the window) get their own
+/// copies of [`pool_plane_with`] in which the window and stride are constants, so the window
+/// loops are unrolled; the same operations in the same order as the general copy.
 #[inline]
 fn pool_plane<F: Float>(plane: &[F], w: usize, out_p: &mut [F], arg_p: &mut [usize], wo: usize, pool: PoolParam) {
     let PoolParam { height: ph, width: pw, stride: s } = pool;
+    match (ph, pw, s) {
+        (2, 2, 2) => pool_plane_with(plane, w, out_p, arg_p, wo, 2, 2, 2),
+        (3, 3, 2) => pool_plane_with(plane, w, out_p, arg_p, wo, 3, 3, 2),
+        (3, 3, 3) => pool_plane_with(plane, w, out_p, arg_p, wo, 3, 3, 3),
+        _ => pool_plane_with(plane, w, out_p, arg_p, wo, ph, pw, s),
+    }
+}
+
+/// [`pool_plane`] for a window (ph, pw) and stride s (constants where inlined with them).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn pool_plane_with<F: Float>(
+    plane: &[F],
+    w: usize,
+    out_p: &mut [F],
+    arg_p: &mut [usize],
+    wo: usize,
+    ph: usize,
+    pw: usize,
+    s: usize,
+) {
     for ((oh, out_r), arg_r) in out_p.chunks_exact_mut(wo).enumerate().zip(arg_p.chunks_exact_mut(wo)) {
         // Rows of the windows outer and positions inner, so every pass reads one input
         // row left to right; within each window (i, j) still run in row-major order, and
