@@ -8,6 +8,7 @@
 //!
 //! `--out` writes SVG or Graphviz DOT, chosen by the extension (`.svg`, `.dot`, `.gv`).
 
+use crate::present::sci;
 use crate::{show, Failure};
 use anyhow::anyhow;
 use clap::{Args, Subcommand};
@@ -159,7 +160,7 @@ pub fn run(args: GraphArgs) -> Result<(), Failure> {
             println!("max rel_error over dx, dgamma, dbeta (net: dx, dw1, db1, dw2, db2); good <= {TOLERANCE:.0e}");
             for (label, e) in demo.rows() {
                 let verdict = if e <= TOLERANCE { "good" } else { "FAILED" };
-                println!("  {label:<48} {e:>9.2e}  {verdict}");
+                println!("  {label:<48} {:>9}  {verdict}", sci(e));
             }
             if out.is_some() {
                 println!("wrote {}", show(&demo.svg));

@@ -434,3 +434,27 @@ pub fn print_header(file: &Path, exp: &experiment::Experiment, data: &Data, mode
         cfg.loss.name()
     );
 }
+
+/// `x` in scientific notation with a two-digit signed exponent (`4.14e-12`, `2.66e-09`,
+/// `0.00e+00`), so that a right-aligned column of them lines up digit for digit.
+pub fn sci(x: f64) -> String {
+    if !x.is_finite() {
+        return format!("{x}");
+    }
+    let text = format!("{x:.2e}");
+    let (mantissa, exp) = text.split_once('e').expect("{:e} has an exponent");
+    let exp: i32 = exp.parse().expect("{:e}'s exponent is an integer");
+    format!("{mantissa}e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs())
+}
+
+#[cfg(test)]
+mod sci_tests {
+    #[test]
+    fn sci_pads_the_exponent() {
+        assert_eq!(super::sci(4.14e-12), "4.14e-12");
+        assert_eq!(super::sci(2.66e-9), "2.66e-09");
+        assert_eq!(super::sci(0.0), "0.00e+00");
+        assert_eq!(super::sci(1234.0), "1.23e+03");
+        assert_eq!(super::sci(f64::NAN), "NaN");
+    }
+}

@@ -20,7 +20,7 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
         .rows()
         .into_iter()
         .map(|(what, e)| {
-            vec![what.to_string(), format!("{e:.2e}"), if e <= TOLERANCE { "good" } else { "FAILED" }.into()]
+            vec![what.to_string(), crate::present::sci(e), if e <= TOLERANCE { "good" } else { "FAILED" }.into()]
         })
         .collect();
     let tbl = table("", &["comparison (f64)", "max rel_error", "<= 1e-7"], rows);
