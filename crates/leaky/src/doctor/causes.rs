@@ -64,7 +64,8 @@
 //! * One learning rate for layers that step too far and layers that step too little: a
 //!   root `update_ratio` finding that is `too_large` in a run that also has `too_small` ones
 //!   first says to fix the root cause of the slow layers (or, when they are roots themselves,
-//!   that a lower rate slows them further), and keeps its learning-rate cut as the next step.
+//!   that a lower rate slows them further), and keeps its learning-rate cut (and clipping) as
+//!   the next step, in its text only: `--treat` does not apply them with the first.
 //! * A fix whose settings are all already in effect (the run's current values,
 //!   `RunInfo::settings`) is dropped; fixes are never split (a fix is applied whole).
 //! * A suggested `train.lr` stays within [lr/100, lr*10] of the current one, except that a
@@ -499,8 +500,12 @@ fn one_learning_rate(findings: &mut [Finding]) {
     };
     for f in findings.iter_mut() {
         if f.caused_by.is_none() && direction(f, "too_large") {
-            for x in f.fix.iter_mut().filter(|x| x.set.contains_key("train.lr")) {
-                x.text = format!("then, if this layer still steps too far, {}", x.text);
+            // The settings now depend on the first fix's outcome: they stay in the text, not
+            // in `set`, so that `--treat` (which applies settings) does not cut the rate of
+            // a run whose slow layers it is treating at the same time.
+            for x in f.fix.iter_mut().filter(|x| !x.set.is_empty()) {
+                x.text = format!("then, if this layer still steps too far: {} ({})", x.text, x.settings_line());
+                x.set.clear();
             }
             f.fix.insert(0, first.clone());
         }
@@ -617,9 +622,13 @@ mod tests {
         assert!(fast.is_root());
         assert!(fast.fix[0].set.is_empty() && fast.fix[0].text.contains(&format!("({})", sat.id)), "{:?}", fast.fix);
         assert!(fast.fix[0].text.contains(&slow.id), "{:?}", fast.fix);
-        let lr = fast.fix[1].set["train.lr"].as_f64().unwrap();
+        // The cut follows as text only (no settings: --treat does not apply it with the
+        // first fix), its value still within bounds.
+        let lr: f64 = fast.fix[1].text.split("train.lr = ").nth(1).unwrap().trim_end_matches(')').parse().unwrap();
         assert!((0.005..=5.0).contains(&lr), "{lr}");
-        assert!(fast.fix[1].text.starts_with("then, if this layer still steps too far"), "{:?}", fast.fix);
+        assert!(fast.fix[1].text.starts_with("then, if this layer still steps too far: lower"), "{:?}", fast.fix);
+        assert!(fast.fix.iter().all(|x| x.set.is_empty()), "{:?}", fast.fix);
+        assert!(crate::doctor::treatment::plan(&f).get("train.lr").is_none());
     }
 
     /// Learning-rate bounds: [lr/100, lr*10] unless the update ratio was measured far
