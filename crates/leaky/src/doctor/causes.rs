@@ -628,7 +628,7 @@ mod tests {
         assert!((0.005..=5.0).contains(&lr), "{lr}");
         assert!(fast.fix[1].text.starts_with("then, if this layer still steps too far: lower"), "{:?}", fast.fix);
         assert!(fast.fix.iter().all(|x| x.set.is_empty()), "{:?}", fast.fix);
-        assert!(crate::doctor::treatment::plan(&f).get("train.lr").is_none());
+        assert!(!crate::doctor::treatment::plan(&f).contains_key("train.lr"));
     }
 
     /// Learning-rate bounds: [lr/100, lr*10] unless the update ratio was measured far
