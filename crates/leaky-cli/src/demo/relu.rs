@@ -129,7 +129,8 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
             "On a batch, about half of healthy ReLU outputs are zero. A share near 1 means almost no gradient passes layer 1.",
             zero,
             false,
-        ).showing(&[Code::DeadRelu]),
+        )
+        .about_layer(1).showing(&[Code::DeadRelu]),
         lines(
             "Training loss",
             "step",

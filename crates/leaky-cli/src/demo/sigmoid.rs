@@ -11,6 +11,11 @@ use super::*;
 use leaky::doctor::detectors::{depth_samples, update_ratio, DepthSample};
 use leaky::doctor::Code;
 
+/// The deep variants' names in the charts: the variant (as in the table and the findings)
+/// with what it is, the same in every figure (one colour per variant).
+const DEEP_NAME: &str = "deep (8 sigmoid, Xavier)";
+const DEEP_RELU_NAME: &str = "deep-relu (8 ReLU, He)";
+
 /// Broken: raw pixels (0..16) into sigmoid units with N(0, 1) weights.
 pub const BROKEN: &str = include_str!("../../../../examples/demo/sigmoid-broken.toml");
 
@@ -187,7 +192,7 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
     if let (Some((edges, hb)), Some((_, hf))) = (last_histogram(&broken.doctor, 1), last_histogram(&fixed.doctor, 1)) {
         charts.push(Chart {
             shows: vec![Code::Saturation],
-            layer: None,
+            layer: Some(1),
             title: "Layer 1 sigmoid outputs (last sampled step)".into(),
             x_label: "activation z".into(),
             y_label: "fraction of activations".into(),
@@ -211,7 +216,9 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
             layer_series(&fixed.doctor, 1, "fixed", |s| s.saturated_fraction),
         ],
         false,
-    ).showing(&[Code::Saturation]));
+    )
+    .showing(&[Code::Saturation])
+    .about_layer(1));
     let labels: Vec<String> = deep_rms.iter().map(|(i, kind, _)| format!("{i} {}", short(kind))).collect();
     let bars = |name: &str, layers: &[(usize, String, f64)]| Series {
         name: name.into(),
@@ -231,7 +238,7 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
         ),
         kind: ChartKind::Bars {
             labels,
-            groups: vec![bars("8 sigmoid, Xavier", &deep_rms), bars("8 ReLU, He", &relu_rms)],
+            groups: vec![bars(DEEP_NAME, &deep_rms), bars(DEEP_RELU_NAME, &relu_rms)],
             log_y: true,
         },
     });
@@ -241,7 +248,7 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
             "step",
             "softmax loss",
             "The deep sigmoid stack learns slowly: its first layers get a tiny share of the gradient.",
-            vec![loss_series("8 sigmoid", &deep.doctor.losses), loss_series("8 ReLU", &deep_relu.doctor.losses)],
+            vec![loss_series(DEEP_NAME, &deep.doctor.losses), loss_series(DEEP_RELU_NAME, &deep_relu.doctor.losses)],
             false,
         )
         .showing(&[Code::DivergingLoss, Code::NonFinite, Code::NotLearning, Code::BadInitLoss]),

@@ -142,7 +142,7 @@ struct FigureRef<'a> {
 
 /// One finding; `depth` > 0 marks a consequence, indented under its cause; `figures` are
 /// the figures its findings may link to (those that show its code get a link).
-fn finding(out: &mut String, variant: &str, f: &Finding, depth: usize, figures: &[FigureRef]) {
+fn finding(out: &mut String, variant: &str, f: &Finding, depth: usize, figures: &[FigureRef], variants: &[&str]) {
     let sev = f.severity.as_str();
     let nested = if depth > 0 {
         format!(" consequence\" style=\"margin-left: {:.1}rem", 2.0 * depth.min(4) as f64)
@@ -186,6 +186,11 @@ fn finding(out: &mut String, variant: &str, f: &Finding, depth: usize, figures: 
     let shown: Vec<String> = figures
         .iter()
         .filter(|g| g.chart.shows_finding(f))
+        // A chart that draws some of the section's variants (by its series names) shows this
+        // finding only when it draws this finding's variant.
+        .filter(|g| {
+            variant.is_empty() || !variants.iter().any(|v| g.chart.draws_variant(v)) || g.chart.draws_variant(variant)
+        })
         .map(|g| format!("<a href=\"#fig-{n}\">Figure {n}</a> ({})", escape(&g.chart.title), n = g.number))
         .collect();
     if !shown.is_empty() {
@@ -353,12 +358,14 @@ fn section(
     for t in &s.tables {
         table(out, t);
     }
+    let mut variants: Vec<&str> = s.findings.iter().map(|(v, _)| v.as_str()).filter(|v| !v.is_empty()).collect();
+    variants.dedup();
     let depths = finding_depths(&s.findings);
     let groups = repeat_groups(&s.findings, &depths);
     for (i, ((variant, f), &depth)) in s.findings.iter().zip(&depths).enumerate() {
         match &groups[i] {
             Repeat::Shown(others) => {
-                finding(out, variant, f, depth, figures);
+                finding(out, variant, f, depth, figures, &variants);
                 if !others.is_empty() {
                     let runs: Vec<String> = others.iter().map(|&k| run_label(&s.findings[k].1)).collect();
                     // The consequences listed under this root (its tree), for the note.
@@ -593,6 +600,44 @@ mod tests {
         for n in 1..=7 {
             assert!(page.contains(&format!("id=\"fig-{n}\"")));
         }
+    }
+
+    #[test]
+    fn a_demo_finding_links_only_to_charts_that_draw_its_variant() {
+        let chart = |names: &[&str]| Chart {
+            shows: vec![Code::DeadRelu],
+            layer: None,
+            title: names.join("+"),
+            x_label: "x".into(),
+            y_label: "y".into(),
+            caption: "c".into(),
+            kind: ChartKind::Lines {
+                series: names.iter().map(|n| Series::new(*n, vec![(0.0, 1.0), (1.0, 2.0)])).collect(),
+                log_y: false,
+            },
+        };
+        let finding =
+            |v: &str| (v.to_string(), Finding::new(Code::DeadRelu, Severity::Warning, "layer 1 (relu)", None, "w"));
+        let r = Report {
+            title: "t".into(),
+            intro: vec![],
+            sections: vec![Section {
+                title: "demo".into(),
+                findings: vec![finding("a"), finding("b"), finding("e reward x10"), finding("c")],
+                // 1: variant a; 2: b (by name with a description); 3: no variant (generic);
+                // 4: c merged with another identical run; 5: e, the base of "e reward x10".
+                charts: vec![
+                    chart(&["a", "fixed"]),
+                    chart(&["b (8 layers)"]),
+                    chart(&["step 0"]),
+                    chart(&["c = d"]),
+                    chart(&["e"]),
+                ],
+                ..Default::default()
+            }],
+        };
+        let page = page(&r).unwrap();
+        assert_eq!(links_per_finding(&page), vec![vec![1, 3], vec![2, 3], vec![3, 5], vec![3, 4]]);
     }
 
     #[test]

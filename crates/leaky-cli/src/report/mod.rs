@@ -80,10 +80,36 @@ impl Chart {
         self
     }
 
+    /// The same chart, declared to be about layer `layer` only (see [`Chart::layer`]).
+    pub fn about_layer(mut self, layer: usize) -> Self {
+        self.layer = Some(layer);
+        self
+    }
+
     /// Whether a finding links to this chart: it shows the finding's code, and it is about
     /// the finding's layer or about no single layer.
     pub fn shows_finding(&self, f: &Finding) -> bool {
         self.shows.contains(&f.code) && (self.layer.is_none() || f.layer.is_none() || self.layer == f.layer)
+    }
+
+    /// The legend names of what the chart draws (line series, bar groups, histograms).
+    pub fn series_names(&self) -> Vec<&str> {
+        match &self.kind {
+            ChartKind::Lines { series, .. } => series.iter().map(|s| s.name.as_str()).collect(),
+            ChartKind::Bars { groups, .. } => groups.iter().map(|s| s.name.as_str()).collect(),
+            ChartKind::Histograms { series, .. } => series.iter().map(|s| s.name.as_str()).collect(),
+            ChartKind::Svg { .. } => Vec::new(),
+        }
+    }
+
+    /// Whether the chart draws `variant` (of a demo): one of its series is named after it
+    /// (`"deep"`, `"deep (8 sigmoid)"`, `"huber = grad_clip"` for `"huber"`), or is the base
+    /// of a tagged variant (`"clipped_delta"` for `"clipped_delta reward x10"`).
+    pub fn draws_variant(&self, variant: &str) -> bool {
+        self.series_names()
+            .iter()
+            .flat_map(|n| n.split(" = "))
+            .any(|p| p == variant || p.starts_with(&format!("{variant} (")) || variant.starts_with(&format!("{p} ")))
     }
 }
 

@@ -37,6 +37,9 @@
 //!    too small in a layer below the vanishing finding's top layer is its consequence: the
 //!    steps are small because the gradient is, and raising the learning rate would blow up
 //!    the upper layers.
+//! 6b. **An explosion under clipping causes tiny updates.** An `update_ratio` that is too small
+//!    because the global clip cut most sampled steps (evidence `clipped: true`) follows from
+//!    the `exploding_gradient` finding: the exploding part takes the whole clipped budget.
 //! 7. **A zero-gradient op causes tiny updates.** An `update_ratio` that is too small while a
 //!    `zero_gradient` finding exists (else, when its gradient is exactly 0, a `dead_relu`) is
 //!    a consequence of it.
@@ -300,6 +303,16 @@ pub fn link(findings: &[Finding]) -> Vec<Option<usize>> {
         }
     }
 
+    // Rule 6b: tiny updates because the global clip cut every step to make room for an
+    // exploding gradient are that explosion's consequence.
+    if let Some(&e) = of(Code::ExplodingGradient).first() {
+        for (i, f) in findings.iter().enumerate() {
+            if too_small(i) && f.evidence.get("clipped").and_then(Value::as_bool) == Some(true) {
+                set_cause(&mut links, i, e);
+            }
+        }
+    }
+
     // Rule 7: a zero-gradient op (or dead units, for an exactly zero gradient) causes tiny updates.
     let zero = of(Code::ZeroGradient).into_iter().find(|&z| is_problem(&findings[z]));
     let dead = of(Code::DeadRelu).first().copied();
@@ -384,7 +397,8 @@ pub fn reconcile(findings: &mut [Finding], run: &RunInfo) {
         .filter_map(|f| f.number("ratio"))
         .filter(|r| r.is_finite() && *r > 0.0)
         .fold(0.0, f64::max);
-    let measured_raise = if largest_small > 0.0 {
+    // Not under gradient clipping: the clip, not the rate, sets the step size there.
+    let measured_raise = if largest_small > 0.0 && !run.clipping() {
         (super::detectors::update_ratio::UPDATE_RATIO_TARGET / largest_small).max(1.0)
     } else {
         1.0
@@ -678,6 +692,28 @@ mod tests {
         let van = find(&f, Code::VanishingGradient);
         assert!(van.caused_by.is_some(), "{van:#?}");
         assert_eq!(f.iter().filter(|x| x.is_root() && x.severity.is_at_least(Severity::Warning)).count(), 1);
+    }
+
+    /// Rule 6b: the exploding RNN under clipping (clip 1.0). The clip cut every sampled step,
+    /// so the output layer's tiny updates follow from the explosion; nothing raises the
+    /// learning rate (a raise would scale the exploding part too), and `--treat` does not.
+    #[test]
+    fn rule_6b_clipped_explosion_starves_the_other_weights() {
+        let mut s = RecordedStats { run: run(0.1, 0), ..Default::default() };
+        s.run.settings.insert("train.clip_grad_norm".into(), 1.0.into());
+        for step in [0, 10, 20] {
+            s.bptt.push(bptt(step, 50, 1.4, 3.0));
+            s.global_norms.push(GlobalNormSample { step, before: 4e6, after: 1.0 });
+            s.params.push(param(1, step, 2e-6, 1.0));
+        }
+        s.losses = vec![1.0; 30];
+        let f = diagnose(&s);
+        check_order(&f);
+        let e = find(&f, Code::ExplodingGradient);
+        let u = find(&f, Code::UpdateRatio);
+        assert_eq!(u.caused_by.as_deref(), Some(e.id.as_str()), "{f:#?}");
+        assert!(f.iter().all(|x| x.fix.iter().all(|y| !y.set.contains_key("train.lr"))), "{f:#?}");
+        assert!(!crate::doctor::treatment::plan(&f).contains_key("train.lr"));
     }
 
     /// A run whose loss went from 2.3 to 1.6e30 (MSE, raw digits, SGD lr 10): the divergence

@@ -159,7 +159,9 @@ pub fn detect(params: &[ParamStats], norms: &[GlobalNormSample], run: &RunInfo) 
                     norms.len(),
                     super::sig3(max_cut)
                 ),
-                vec![Fix::text("fix what makes the gradient huge (see the exploding_gradient finding)"), raise()],
+                // No learning-rate raise: with the clip cutting every step, a larger rate
+                // would scale the part of the gradient that explodes as well.
+                vec![Fix::text("fix what makes the gradient huge (see the exploding_gradient finding)")],
             )
         } else {
             (
@@ -170,9 +172,11 @@ pub fn detect(params: &[ParamStats], norms: &[GlobalNormSample], run: &RunInfo) 
                 vec![raise(), Fix::text("use Adam").set("train.optimizer", "adam")],
             )
         };
+        let starved_by_clip = !high && first.grad_norm != 0.0 && mostly_clipped;
         out.push(
             Finding::new(Code::UpdateRatio, severity, where_, Some(first.step), why)
                 .at_layer(layer)
+                .with("clipped", starved_by_clip)
                 .with("ratio", ratio)
                 .with("decades_from_target", d)
                 .with("target", UPDATE_RATIO_TARGET)
