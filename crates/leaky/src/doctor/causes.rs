@@ -37,9 +37,10 @@
 //!    too small in a layer below the vanishing finding's top layer is its consequence: the
 //!    steps are small because the gradient is, and raising the learning rate would blow up
 //!    the upper layers.
-//! 6b. **An explosion under clipping causes tiny updates.** An `update_ratio` that is too small
-//!    because the global clip cut most sampled steps (evidence `clipped: true`) follows from
-//!    the `exploding_gradient` finding: the exploding part takes the whole clipped budget.
+//!
+//!    (6b) **An explosion under clipping causes tiny updates.** An `update_ratio` that is too
+//!    small because the global clip cut most sampled steps (evidence `clipped: true`) follows
+//!    from the `exploding_gradient` finding: the exploding part takes the whole clipped budget.
 //! 7. **A zero-gradient op causes tiny updates.** An `update_ratio` that is too small while a
 //!    `zero_gradient` finding exists (else, when its gradient is exactly 0, a `dead_relu`) is
 //!    a consequence of it.

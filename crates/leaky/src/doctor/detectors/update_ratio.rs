@@ -173,21 +173,20 @@ pub fn detect(params: &[ParamStats], norms: &[GlobalNormSample], run: &RunInfo) 
             )
         };
         let starved_by_clip = !high && first.grad_norm != 0.0 && mostly_clipped;
-        out.push(
-            Finding::new(Code::UpdateRatio, severity, where_, Some(first.step), why)
-                .at_layer(layer)
-                .with("clipped", starved_by_clip)
-                .with("ratio", ratio)
-                .with("decades_from_target", d)
-                .with("target", UPDATE_RATIO_TARGET)
-                .with("direction", if high { "too_large" } else { "too_small" })
-                .with("lr", lr)
-                .with("weight_norm", first.weight_norm)
-                .with("grad_norm", first.grad_norm)
-                .with("update_measured", first.update_norm.is_some())
-                .with("samples", samples.len())
-                .fixes(fixes),
-        );
+        let finding = Finding::new(Code::UpdateRatio, severity, where_, Some(first.step), why)
+            .at_layer(layer)
+            .with("ratio", ratio)
+            .with("decades_from_target", d)
+            .with("target", UPDATE_RATIO_TARGET)
+            .with("direction", if high { "too_large" } else { "too_small" })
+            .with("lr", lr)
+            .with("weight_norm", first.weight_norm)
+            .with("grad_norm", first.grad_norm)
+            .with("update_measured", first.update_norm.is_some())
+            .with("samples", samples.len())
+            .fixes(fixes);
+        // Only a ratio made small by the clip says so (`clipped`: the link to the explosion).
+        out.push(if starved_by_clip { finding.with("clipped", true) } else { finding });
     }
     out
 }
