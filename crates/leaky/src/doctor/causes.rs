@@ -25,6 +25,10 @@
 //!    are consequences of the divergence head when it is an error (the loss did not recover):
 //!    they were measured on a model the divergence had already wrecked (huge or NaN weights; a NaN gradient is skipped by the depth and time
 //!    measurements, a saturated one reads as exactly 0).
+//!
+//!    (3b) After a divergence that recovered (a warning), a `dead_relu` first seen at or
+//!    after it follows from it too: units pushed negative for every example during the spike
+//!    stay dead when the loss comes back down.
 //! 4. **Explosion, then vanishing or saturation.** A `vanishing_gradient` or `saturation`
 //!    first seen after an `exploding_gradient` of the same layer (or any layer, for depth) is
 //!    its consequence: the exploded updates threw the weights into the saturated region,
@@ -255,6 +259,16 @@ pub fn link(findings: &[Finding]) -> Vec<Option<usize>> {
         ];
         for (i, f) in findings.iter().enumerate() {
             if after.contains(&f.code) && f.step.is_some_and(|s| s >= d) {
+                set_cause(&mut links, i, h);
+            }
+        }
+    }
+
+    // Rule 3b: a divergence that recovered still leaves dead units behind: ReLUs pushed
+    // negative for every example during the spike never fire again.
+    if let (Some(h), Some(d)) = (head.filter(|&h| findings[h].severity != Severity::Error), d) {
+        for (i, f) in findings.iter().enumerate() {
+            if f.code == Code::DeadRelu && f.step.is_some_and(|s| s >= d) {
                 set_cause(&mut links, i, h);
             }
         }
@@ -750,6 +764,31 @@ mod tests {
         }
         // Its advice: lower the learning rate, within bounds.
         assert_eq!(f[0].fix[0].set["train.lr"], 1.0);
+    }
+
+    /// Rule 3b: the ReLU demo's lr 2 run. The loss spiked (2.99 -> 95) and came back, so the
+    /// divergence is a warning; the units it killed are still its consequence, and the run's
+    /// advice is to lower the learning rate, not to nudge the biases.
+    #[test]
+    fn rule_3b_a_recovered_spike_explains_the_dead_units() {
+        let mut s = RecordedStats { run: run(2.0, 10), ..Default::default() };
+        s.losses = (0..60).map(|t| if (8..20).contains(&t) { 95.0 } else { 2.3 - 0.01 * t as f64 }).collect();
+        let mut pass = DeadUnitPass::new(3, "relu", 50, 10);
+        pass.examples = 100;
+        s.dead_units.push(pass);
+        let f = diagnose(&s);
+        check_order(&f);
+        let div = find(&f, Code::DivergingLoss);
+        assert_eq!(div.severity, Severity::Warning, "{div:#?}");
+        assert!(div.is_root());
+        let dead = find(&f, Code::DeadRelu);
+        assert_eq!(dead.caused_by.as_deref(), Some(div.id.as_str()), "{f:#?}");
+        assert!(crate::doctor::treatment::plan(&f).contains_key("train.lr"));
+        // Units found dead before the spike are not its doing.
+        let mut early = s.clone();
+        early.dead_units[0].step = 2;
+        let f = diagnose(&early);
+        assert!(find(&f, Code::DeadRelu).is_root(), "{f:#?}");
     }
 
     /// Rule 1, the other way: a loss that jumped straight to NaN is explained by the op.
