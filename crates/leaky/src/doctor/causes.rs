@@ -812,6 +812,27 @@ mod tests {
     }
 
     /// Rule 4 and rule 3 for saturation: a tanh layer saturates after the gradient exploded.
+    /// An exploding gradient is told to lower the learning rate only when the steps are
+    /// large: with every weight's update ratio at or below 1e-3 (deep-relu-exploding.toml: lr
+    /// 1e-6, ratios 2e-4 to 5e-4) the cut would only slow the weights further.
+    #[test]
+    fn an_explosion_with_small_steps_keeps_the_learning_rate() {
+        let lowers = |ratio: f64| {
+            let mut s = RecordedStats { run: run(0.5, 0), ..Default::default() };
+            for step in [0, 10, 20] {
+                // The gradient grows 1e4-fold from layer 8 down to layer 0.
+                s.layers.push(grad_layer(0, "affine", step, 1e4));
+                s.layers.push(grad_layer(8, "affine", step, 1.0));
+                s.params.push(param(0, step, ratio, 1.0));
+            }
+            let f = diagnose(&s);
+            let e = find(&f, Code::ExplodingGradient);
+            e.fix.iter().any(|x| x.text.starts_with("lower the learning rate"))
+        };
+        assert!(!lowers(5e-4));
+        assert!(lowers(5e-3));
+    }
+
     #[test]
     fn rule_4_saturation_after_explosion() {
         let mut s = RecordedStats::default();

@@ -84,6 +84,16 @@ fn overshoot_consequence(run: &RunInfo) -> &'static str {
     }
 }
 
+/// The largest median update-to-weight ratio over the weights sampled in `params`; `None`
+/// when no weight was sampled.
+pub fn largest_median_ratio(params: &[ParamStats]) -> Option<f64> {
+    weight_samples(params)
+        .into_values()
+        .map(|samples| median(samples.iter().map(|p| p.update_ratio()).collect()))
+        .filter(|r| r.is_finite())
+        .reduce(f64::max)
+}
+
 /// Findings, one per weight whose median ratio is out of the band.
 ///
 /// `norms` (the global gradient norm before and after clipping, per sampled step) tells
