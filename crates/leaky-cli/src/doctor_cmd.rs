@@ -94,13 +94,11 @@ fn outcome_line(run: &Run) -> String {
         );
     }
     let r = run.report.as_ref().expect("a supervised run has a report");
-    format!(
-        "{} steps on {} training examples; best val acc {:.2}%, best val loss {:.4}",
-        r.steps,
-        run.train_len,
-        100.0 * if r.best_val_acc.is_finite() { r.best_val_acc } else { f64::NAN },
-        r.best_val_loss
-    )
+    // A regression run has no accuracy, and a diverged one may have neither: "n/a", as the
+    // treatment line says.
+    let acc = if r.best_val_acc.is_finite() { format!("{:.2}%", 100.0 * r.best_val_acc) } else { "n/a".into() };
+    let loss = if r.best_val_loss.is_finite() { format!("{:.4}", r.best_val_loss) } else { "n/a".into() };
+    format!("{} steps on {} training examples; best val acc {acc}, best val loss {loss}", r.steps, run.train_len)
 }
 
 /// Run `leaky doctor`.

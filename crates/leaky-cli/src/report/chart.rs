@@ -644,7 +644,9 @@ fn bars(chart: &Chart, labels: &[String], groups: &[Series], log_y: bool) -> any
         })
         .collect();
     if shown != labels {
-        out.notes.push("Long bar labels are shortened; the tables name each bar in full.".into());
+        out.notes.push(
+            "Long bar labels are shortened to fit: each starts with the layer's index in the model listing.".into(),
+        );
     }
     let base = if log_y { y.lo } else { 0.0 };
     let mut svg = String::new();
