@@ -265,6 +265,7 @@ pub struct Live {
     zeroed: usize,
     samples: usize,
     start: std::time::Instant,
+    found_any: bool,
 }
 
 impl Live {
@@ -283,6 +284,7 @@ impl Live {
             returns: Vec::new(),
             zeroed: 0,
             samples: 0,
+            found_any: false,
             start: std::time::Instant::now(),
         }
     }
@@ -381,6 +383,12 @@ impl Events for Live {
     /// One line per new finding while training; the final diagnosis prints each in full once.
     fn on_finding(&mut self, f: &Finding) {
         if !self.quiet {
+            if !self.found_any {
+                // Live findings are judged on the run so far; the diagnosis judges the whole
+                // run, and may keep fewer (a loss that recovers, a rule that needs the end).
+                println!("  (findings as they appear; the diagnosis at the end judges the whole run)");
+                self.found_any = true;
+            }
             let step = f.step.map(|s| format!(" at step {s}")).unwrap_or_default();
             println!(
                 "  found: {} {} in {}{step}",

@@ -125,7 +125,12 @@ pub(crate) fn load_from(spec: &str, seed: u64, src: &Sources) -> Result<Dataset,
                 "data set `{spec}` needs paths after `{kind}:` (valid: {VALID_SPECS})"
             )));
         }
-        _ => return Err(DataError::Spec(format!("unknown data set `{spec}`; valid: {VALID_SPECS}"))),
+        _ => {
+            return Err(DataError::Spec(format!(
+                "unknown data set `{spec}`; valid: {VALID_SPECS} (and for model.kind = \"rnn\" or \"lstm\": \
+                 adding, memory, copy, chars, text:PATH)"
+            )))
+        }
     };
     ds.validate()?;
     Ok(ds)
