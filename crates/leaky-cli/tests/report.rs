@@ -46,6 +46,15 @@ fn doctor_report_renders(file: &str, name: &str, min_figures: usize) -> (String,
     page_renders(&dir, name, min_figures)
 }
 
+/// `leaky inspect ARCH --weights W --data X --labels Y --report REPORT EXTRA...`.
+fn inspect_report(arch: &Path, w: &Path, x: &Path, y: &Path, report: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["inspect", arch.to_str().unwrap(), "--weights", w.to_str().unwrap()];
+    args.extend(["--data", x.to_str().unwrap(), "--labels", y.to_str().unwrap()]);
+    args.extend(["--report", report.to_str().unwrap()]);
+    args.extend(extra);
+    leaky(&args)
+}
+
 /// Check `dir/index.html` statically, then in Chromium; returns the page's text and the
 /// number of figures.
 fn page_renders(dir: &Path, name: &str, min_figures: usize) -> (String, usize) {
@@ -167,18 +176,7 @@ fn inspect_reports_render_in_a_browser() {
     std::fs::write(&weights, safetensors::serialize(views, None).unwrap()).unwrap();
     let report = dir.join("report");
     let (x, y) = (fix.join("cnn.x.npy"), fix.join("cnn.y.npy"));
-    let o = leaky(&[
-        "inspect",
-        arch.to_str().unwrap(),
-        "--weights",
-        weights.to_str().unwrap(),
-        "--data",
-        x.to_str().unwrap(),
-        "--labels",
-        y.to_str().unwrap(),
-        "--report",
-        report.to_str().unwrap(),
-    ]);
+    let o = inspect_report(&arch, &weights, &x, &y, &report, &[]);
     assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
     let (html, _) = page_renders(&report, "inspect-cnn", 4);
     for part in [
@@ -210,20 +208,7 @@ fn inspect_reports_render_in_a_browser() {
     let (x, y) = common::seq_npy(&dir, "lstm_saturated");
     let report = dir.join("report");
     let w = fix.join("lstm_saturated.safetensors");
-    let o = leaky(&[
-        "inspect",
-        arch.to_str().unwrap(),
-        "--weights",
-        w.to_str().unwrap(),
-        "--data",
-        x.to_str().unwrap(),
-        "--labels",
-        y.to_str().unwrap(),
-        "--report",
-        report.to_str().unwrap(),
-        "--fail-on",
-        "never",
-    ]);
+    let o = inspect_report(&arch, &w, &x, &y, &report, &["--fail-on", "never"]);
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
     let (html, _) = page_renders(&report, "inspect-lstm", 1);
     for part in

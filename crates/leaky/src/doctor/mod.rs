@@ -86,18 +86,9 @@ pub fn detect_all(all: &RecordedStats) -> Vec<Finding> {
     out.extend(detectors::bad_init_loss::detect(all.init_loss.as_ref()));
     out.extend(detectors::saturation::detect(&all.layers, &all.gates));
     out.extend(detectors::vanishing_gradient::detect(&all.layers, &all.bptt));
-    let mut exploding = detectors::exploding_gradient::detect(&all.layers, &all.bptt, &all.global_norms, run);
-    // A learning-rate cut only where the steps are large: when every weight's median update
-    // ratio is at most the healthy 1e-3, the explosion is the initialisation's scale, and a
-    // smaller rate would only slow the weights further.
     let small_steps = detectors::update_ratio::largest_median_ratio(&all.params)
         .is_some_and(|r| r <= detectors::update_ratio::UPDATE_RATIO_TARGET);
-    if small_steps {
-        for f in &mut exploding {
-            f.fix.retain(|x| !x.text.starts_with("lower the learning rate"));
-        }
-    }
-    out.extend(exploding);
+    out.extend(detectors::exploding_gradient::detect(&all.layers, &all.bptt, &all.global_norms, small_steps, run));
     let ratios = detectors::update_ratio::detect(&all.params, &all.global_norms, run);
     let large_updates = ratios.iter().any(|f| f.text("direction") == Some("too_large"));
     out.extend(detectors::dead_relu::detect(&all.dead_units, run, large_updates));

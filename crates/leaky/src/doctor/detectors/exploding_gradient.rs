@@ -37,10 +37,18 @@ fn is_clip(f: &Fix) -> bool {
 /// Findings for a gradient that explodes through depth (at most one) and back through time
 /// (one per recurrent layer). `norms` (the global norm before and after clipping, per
 /// sampled step) tells whether clipping is already on: then the finding says so, with how
-/// often it cut, and does not suggest it again.
-pub fn detect(layers: &[LayerStats], bptt: &[BpttStats], norms: &[GlobalNormSample], run: &RunInfo) -> Vec<Finding> {
+/// often it cut, and does not suggest it again. `small_steps`: every weight's median update
+/// ratio is at most the healthy 1e-3, so the explosion is the initialisation's scale and a
+/// lower learning rate, which would only slow the weights further, is not suggested.
+pub fn detect(
+    layers: &[LayerStats],
+    bptt: &[BpttStats],
+    norms: &[GlobalNormSample],
+    small_steps: bool,
+    run: &RunInfo,
+) -> Vec<Finding> {
     let mut out = Vec::new();
-    out.extend(detect_depth(layers, run));
+    out.extend(detect_depth(layers, small_steps, run));
     out.extend(detect_time(bptt));
     let clipped: Vec<&GlobalNormSample> = norms.iter().filter(|s| s.clipped()).collect();
     let Some(worst) = clipped.iter().max_by(|a, b| (a.before / a.after).total_cmp(&(b.before / b.after))) else {
@@ -67,8 +75,8 @@ pub fn detect(layers: &[LayerStats], bptt: &[BpttStats], norms: &[GlobalNormSamp
     out
 }
 
-/// The depth axis only.
-pub fn detect_depth(layers: &[LayerStats], run: &RunInfo) -> Option<Finding> {
+/// The depth axis only (`small_steps` as in [`detect`]).
+pub fn detect_depth(layers: &[LayerStats], small_steps: bool, run: &RunInfo) -> Option<Finding> {
     let samples = depth_samples(layers);
     let refs: Vec<_> = samples.iter().collect();
     let (s, flagged) = persistent(&refs, |s| s.ratio >= DEPTH_EXPLODING_RATIO)?;
@@ -89,12 +97,15 @@ pub fn detect_depth(layers: &[LayerStats], run: &RunInfo) -> Option<Finding> {
     );
     let f = Finding::new(Code::ExplodingGradient, severity, layer_where(bottom.0, &bottom.1), Some(s.step), why)
         .at_layer(bottom.0);
-    Some(with_depth_evidence(f, s, samples.len(), flagged, DEPTH_EXPLODING_RATIO).fixes([
+    let mut fixes = vec![
         Fix::text("use He init").set("model.init", "he"),
         Fix::text("add batch norm").set("model.batchnorm", true),
         fix_clip(),
-        super::lr_fix("lower the learning rate", run, 0.1),
-    ]))
+    ];
+    if !small_steps {
+        fixes.push(super::lr_fix("lower the learning rate", run, 0.1));
+    }
+    Some(with_depth_evidence(f, s, samples.len(), flagged, DEPTH_EXPLODING_RATIO).fixes(fixes))
 }
 
 /// The time axis only: one finding per recurrent layer.
@@ -145,30 +156,31 @@ mod tests {
     #[test]
     fn depth_borderline() {
         let k = 1.0 + 1e-6;
-        assert!(detect(&net(0, DEPTH_EXPLODING_RATIO / k), &[], &[], &RunInfo::default()).is_empty());
-        let f = detect(&net(0, DEPTH_EXPLODING_RATIO * k), &[], &[], &RunInfo::default());
+        assert!(detect(&net(0, DEPTH_EXPLODING_RATIO / k), &[], &[], false, &RunInfo::default()).is_empty());
+        let f = detect(&net(0, DEPTH_EXPLODING_RATIO * k), &[], &[], false, &RunInfo::default());
         assert_eq!(f.len(), 1);
         assert_eq!((f[0].code, f[0].severity), (Code::ExplodingGradient, Severity::Warning));
         assert_eq!(f[0].where_, "layer 0 (affine)");
         assert_eq!(f[0].text("axis"), Some("depth"));
         assert_eq!(
-            detect(&net(0, DEPTH_EXPLODING_ERROR_RATIO / k), &[], &[], &RunInfo::default())[0].severity,
+            detect(&net(0, DEPTH_EXPLODING_ERROR_RATIO / k), &[], &[], false, &RunInfo::default())[0].severity,
             Severity::Warning
         );
         assert_eq!(
-            detect(&net(0, DEPTH_EXPLODING_ERROR_RATIO * k), &[], &[], &RunInfo::default())[0].severity,
+            detect(&net(0, DEPTH_EXPLODING_ERROR_RATIO * k), &[], &[], false, &RunInfo::default())[0].severity,
             Severity::Error
         );
         // A vanishing gradient is not exploding.
-        assert!(detect(&net(0, 1e-9), &[], &[], &RunInfo::default()).is_empty());
+        assert!(detect(&net(0, 1e-9), &[], &[], false, &RunInfo::default()).is_empty());
     }
 
     #[test]
     fn time_borderline() {
         let g_at = |r: f64| r.powf(1.0 / 9.0); // 10 steps
         let k = 1.0 + 1e-6;
-        assert!(detect(&[], &[bptt(0, 10, g_at(TIME_EXPLODING_RATIO / k), 1.3)], &[], &RunInfo::default()).is_empty());
-        let f = detect(&[], &[bptt(2, 10, g_at(TIME_EXPLODING_RATIO * k), 1.3)], &[], &RunInfo::default());
+        assert!(detect(&[], &[bptt(0, 10, g_at(TIME_EXPLODING_RATIO / k), 1.3)], &[], false, &RunInfo::default())
+            .is_empty());
+        let f = detect(&[], &[bptt(2, 10, g_at(TIME_EXPLODING_RATIO * k), 1.3)], &[], false, &RunInfo::default());
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].severity, Severity::Warning);
         assert_eq!(f[0].where_, "layer 1 (rnn)");
@@ -178,12 +190,12 @@ mod tests {
         assert_eq!(f[0].number("time_steps"), Some(10.0));
         assert!(is_clip(&f[0].fix[0]));
         assert_eq!(
-            detect(&[], &[bptt(0, 10, g_at(TIME_EXPLODING_ERROR_RATIO / k), 1.3)], &[], &RunInfo::default())[0]
+            detect(&[], &[bptt(0, 10, g_at(TIME_EXPLODING_ERROR_RATIO / k), 1.3)], &[], false, &RunInfo::default())[0]
                 .severity,
             Severity::Warning
         );
         assert_eq!(
-            detect(&[], &[bptt(0, 10, g_at(TIME_EXPLODING_ERROR_RATIO * k), 1.3)], &[], &RunInfo::default())[0]
+            detect(&[], &[bptt(0, 10, g_at(TIME_EXPLODING_ERROR_RATIO * k), 1.3)], &[], false, &RunInfo::default())[0]
                 .severity,
             Severity::Error
         );
@@ -199,6 +211,7 @@ mod tests {
             &[],
             &[bptt(0, 10, g_at(TIME_EXPLODING_ERROR_RATIO * k), 3.0), calm(10), calm(20)],
             &[],
+            false,
             &RunInfo::default(),
         );
         assert_eq!(f.len(), 1);
@@ -208,6 +221,7 @@ mod tests {
             &[],
             &[bptt(0, 10, g_at(TIME_EXPLODING_ERROR_RATIO / k), 3.0), calm(10), calm(20)],
             &[],
+            false,
             &RunInfo::default()
         )
         .is_empty());
@@ -228,12 +242,17 @@ mod clip_tests {
     #[test]
     fn clipping_already_on_is_said_and_not_suggested_again() {
         let exploding = [bptt(0, 10, 1e7f64.powf(1.0 / 9.0), 3.0)];
-        let plain = detect(&[], &exploding, &[norm(0, 0.5, 0.5), norm(10, 0.9, 0.9)], &RunInfo::default());
+        let plain = detect(&[], &exploding, &[norm(0, 0.5, 0.5), norm(10, 0.9, 0.9)], false, &RunInfo::default());
         assert_eq!(plain.len(), 1);
         assert_eq!(plain[0].fix[0], fix_clip());
         assert_eq!(plain[0].number("clipped_samples"), None);
-        let clipped =
-            detect(&[], &exploding, &[norm(0, 40.0, 1.0), norm(10, 0.9, 0.9), norm(20, 3.0, 1.0)], &RunInfo::default());
+        let clipped = detect(
+            &[],
+            &exploding,
+            &[norm(0, 40.0, 1.0), norm(10, 0.9, 0.9), norm(20, 3.0, 1.0)],
+            false,
+            &RunInfo::default(),
+        );
         assert_eq!(clipped.len(), 1);
         assert!(!clipped[0].fix.iter().any(is_clip), "{:?}", clipped[0].fix);
         assert!(!clipped[0].fix.is_empty());
